@@ -1,0 +1,57 @@
+"""jaxstyle: neural style transfer (Gatys et al., CVPR 2016) as a functional JAX/Flax library.
+
+    import jaxstyle
+    weights = jaxstyle.load_vgg19()
+    result = jaxstyle.stylize(content, style, weights=weights)
+"""
+
+from jaxstyle.config import CONTENT_LAYERS, STYLE_LAYERS, LossWeights, StyleConfig
+from jaxstyle.losses import (
+    LossSpec,
+    Targets,
+    compute_targets,
+    content_loss,
+    gram_matrix,
+    objective,
+    style_layer_loss,
+    style_loss,
+    total_loss,
+    total_variation,
+)
+from jaxstyle.vgg import (
+    LAYER_NAMES,
+    VGG19,
+    VGGWeights,
+    canonical_layer,
+    deprocess,
+    extract_features,
+    preprocess,
+    random_weights,
+)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "CONTENT_LAYERS",
+    "LAYER_NAMES",
+    "STYLE_LAYERS",
+    "VGG19",
+    "LossSpec",
+    "LossWeights",
+    "StyleConfig",
+    "Targets",
+    "VGGWeights",
+    "canonical_layer",
+    "compute_targets",
+    "content_loss",
+    "deprocess",
+    "extract_features",
+    "gram_matrix",
+    "objective",
+    "preprocess",
+    "random_weights",
+    "style_layer_loss",
+    "style_loss",
+    "total_loss",
+    "total_variation",
+]

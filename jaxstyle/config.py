@@ -1,0 +1,164 @@
+"""Configuration: the frozen `StyleConfig`, the traced `LossWeights`, default layer tuples.
+
+`StyleConfig` holds everything that shapes the compiled program (layers, optimizer, step
+counts) plus the default loss weights. `LossWeights` holds the three loss weights as arrays:
+they are traced, so changing them never recompiles, and `jax.vmap` can batch them (sweeps).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import NamedTuple, Union
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+# Gatys et al. (2016), section 3: content at conv4_2, style at conv1_1..conv5_1, all
+# post-ReLU activations (our relu{b}_{i} names).
+CONTENT_LAYERS: tuple[str, ...] = ("relu4_2",)
+STYLE_LAYERS: tuple[str, ...] = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")
+
+OPTIMIZERS = ("lbfgs", "adam")
+INITS = ("content", "noise", "style")
+POOLINGS = ("max", "avg")
+TV_FORMS = ("squared", "keras")
+
+
+class LossWeights(NamedTuple):
+    """alpha (content), beta (style), gamma (TV) as float32 arrays: a pytree of traced leaves.
+
+    Scalars for one run; arrays with a leading K axis for a sweep of K settings.
+    """
+
+    content: jax.Array
+    style: jax.Array
+    tv: jax.Array
+
+    @classmethod
+    def of(cls, content, style, tv) -> LossWeights:
+        """Build from Python numbers or sequences; all three broadcast to one shape."""
+        arrays = np.broadcast_arrays(
+            *(np.asarray(v, dtype=np.float32) for v in (content, style, tv))
+        )
+        for name, a in zip(cls._fields, arrays):
+            if not np.all(np.isfinite(a)) or np.any(a < 0):
+                raise ValueError(f"{name} weight must be finite and >= 0, got {a.tolist()}")
+        return cls(*(jnp.asarray(a) for a in arrays))
+
+
+InitSpec = Union[str, np.ndarray]
+
+
+@dataclasses.dataclass(frozen=True)
+class StyleConfig:
+    """Everything one stylization needs besides the images and the network weights."""
+
+    # Layers whose features define content (L_c summed over them).
+    content_layers: tuple[str, ...] = CONTENT_LAYERS
+    # Layers whose Gram matrices define style.
+    style_layers: tuple[str, ...] = STYLE_LAYERS
+    # w_l per style layer; None means equal weights 1/L. Normalized to sum to 1.
+    style_layer_weights: tuple[float, ...] | None = None
+    # alpha: weight of the content loss.
+    content_weight: float = 1.0
+    # beta: weight of the style loss (alpha/beta = 1e-3, a ratio from the paper's Fig. 3).
+    style_weight: float = 1e3
+    # gamma: weight of the total-variation loss on the [0, 1] RGB image.
+    tv_weight: float = 0.0
+    # "squared" (DESIGN.md) or "keras" (the Keras example's (dx^2 + dy^2)^1.25 form).
+    tv_form: str = "squared"
+    # "lbfgs" (optax, zoom line search) or "adam".
+    optimizer: str = "lbfgs"
+    # Number of optimizer steps (L-BFGS: iterations, each with its own line search).
+    iterations: int = 500
+    # Adam step size, in [0, 1] pixel units (jcjohnson's 1e1 on 0-255 pixels is ~0.04 here).
+    learning_rate: float = 0.02
+    # "content", "noise" (seeded), "style", or an (H, W, 3) float array in [0, 1].
+    init: InitSpec = "content"
+    # Seed for the noise init; randomness comes only from here.
+    seed: int = 0
+    # "max" (default, as most tools) or "avg" (the paper's choice).
+    pooling: str = "max"
+    # Style image side relative to the content image side.
+    style_scale: float = 1.0
+    # Blend weights b_k of several style images (None = equal); normalized to sum to 1.
+    style_blend_weights: tuple[float, ...] | None = None
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    def validate(self) -> None:
+        """Raise ValueError naming the first bad field."""
+        from jaxstyle.vgg import canonical_layer  # local: vgg imports nothing from here
+
+        if not self.content_layers and not self.style_layers:
+            raise ValueError("at least one content or style layer is needed")
+        for name in (*self.content_layers, *self.style_layers):
+            canonical_layer(name)  # raises ValueError listing the valid names
+        if self.style_layer_weights is not None:
+            if len(self.style_layer_weights) != len(self.style_layers):
+                raise ValueError(
+                    f"style_layer_weights has {len(self.style_layer_weights)} entries for "
+                    f"{len(self.style_layers)} style layers"
+                )
+            _check_nonneg("style_layer_weights", self.style_layer_weights, positive_sum=True)
+        if self.style_blend_weights is not None:
+            _check_nonneg("style_blend_weights", self.style_blend_weights, positive_sum=True)
+        for name in ("content_weight", "style_weight", "tv_weight"):
+            _check_nonneg(name, (getattr(self, name),))
+        if self.tv_form not in TV_FORMS:
+            raise ValueError(f"tv_form must be one of {TV_FORMS}, got {self.tv_form!r}")
+        if self.optimizer not in OPTIMIZERS:
+            raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {self.optimizer!r}")
+        if not isinstance(self.iterations, int) or self.iterations < 1:
+            raise ValueError(f"iterations must be a positive integer, got {self.iterations!r}")
+        if not (self.learning_rate > 0 and np.isfinite(self.learning_rate)):
+            raise ValueError(f"learning_rate must be > 0, got {self.learning_rate!r}")
+        if isinstance(self.init, str) and self.init not in INITS:
+            raise ValueError(
+                f"init must be one of {INITS} or an image array, got {self.init!r}"
+            )
+        if self.pooling not in POOLINGS:
+            raise ValueError(f"pooling must be one of {POOLINGS}, got {self.pooling!r}")
+        if not (self.style_scale > 0 and np.isfinite(self.style_scale)):
+            raise ValueError(f"style_scale must be > 0, got {self.style_scale!r}")
+
+    @property
+    def loss_weights(self) -> LossWeights:
+        """The configured (alpha, beta, gamma) as a traced `LossWeights`."""
+        return LossWeights.of(self.content_weight, self.style_weight, self.tv_weight)
+
+    def normalized_style_layer_weights(self) -> tuple[float, ...]:
+        """w_l summing to 1 (equal 1/L when unset)."""
+        return _normalized(self.style_layer_weights, len(self.style_layers))
+
+    def normalized_blend_weights(self, num_styles: int) -> tuple[float, ...]:
+        """b_k summing to 1 for `num_styles` style images (equal when unset)."""
+        if self.style_blend_weights is not None and len(self.style_blend_weights) != num_styles:
+            raise ValueError(
+                f"{len(self.style_blend_weights)} style blend weights given for "
+                f"{num_styles} style image(s)"
+            )
+        return _normalized(self.style_blend_weights, num_styles)
+
+    def replace(self, **changes) -> StyleConfig:
+        """A copy with some fields changed (validated again)."""
+        return dataclasses.replace(self, **changes)
+
+
+def _check_nonneg(name: str, values, positive_sum: bool = False) -> None:
+    arr = np.asarray(values, dtype=np.float64)
+    if not np.all(np.isfinite(arr)) or np.any(arr < 0):
+        raise ValueError(f"{name} must be finite and >= 0, got {list(values)}")
+    if positive_sum and not arr.sum() > 0:
+        raise ValueError(f"{name} must not all be zero")
+
+
+def _normalized(weights, count: int) -> tuple[float, ...]:
+    if count == 0:
+        return ()
+    if weights is None:
+        return (1.0 / count,) * count
+    total = float(sum(weights))
+    return tuple(float(w) / total for w in weights)

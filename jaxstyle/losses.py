@@ -1,0 +1,225 @@
+"""The Gatys et al. losses, their targets, and the objective as a function of the image.
+
+Normalizations (DESIGN.md), with F the (h, w, C) post-ReLU features of the image, N = C
+channels and M = h*w positions:
+    Gram          G = F^T F over positions                       (N, N), unnormalized
+    content       L_c = 1/2 sum (F - P)^2, summed over content layers
+    style layer   E_l = sum (G - A)^2 / (4 N^2 M^2)
+    style         L_s = sum_l w_l E_l, w_l normalized to sum 1 (default 1/L)
+    TV (squared)  sum (x[i+1,j] - x[i,j])^2 + (x[i,j+1] - x[i,j])^2 on the [0, 1] RGB image
+    total         alpha L_c + beta L_s + gamma TV
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from collections.abc import Sequence
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+from jaxstyle.config import LossWeights, StyleConfig
+from jaxstyle.vgg import VGGWeights, features
+
+
+def gram_matrix(feats: jax.Array) -> jax.Array:
+    """G = F F^T with F reshaped to (N channels, M = h*w): (h, w, N) -> (N, N), unnormalized.
+
+    Accumulated in float32 whatever the feature dtype.
+    """
+    f = feats.reshape(-1, feats.shape[-1])
+    return jnp.einsum("mi,mj->ij", f, f, preferred_element_type=jnp.float32)
+
+
+def content_loss(feats: jax.Array, target: jax.Array) -> jax.Array:
+    """L_c = 1/2 * sum_ij (F_ij - P_ij)^2 for one layer (no mean, no size normalization)."""
+    diff = feats.astype(jnp.float32) - target
+    return 0.5 * jnp.sum(diff * diff)
+
+
+def style_layer_loss(feats: jax.Array, target_gram: jax.Array) -> jax.Array:
+    """E_l = sum_ij (G_ij - A_ij)^2 / (4 N^2 M^2), G the Gram of `feats` (h, w, N), M = h*w."""
+    n = feats.shape[-1]
+    m = feats.shape[0] * feats.shape[1]
+    diff = gram_matrix(feats) - target_gram
+    return jnp.sum(diff * diff) / (4.0 * n**2 * float(m) ** 2)
+
+
+def style_loss(
+    feats: dict[str, jax.Array],
+    target_grams: dict[str, jax.Array],
+    layer_weights: dict[str, float],
+) -> jax.Array:
+    """L_s = sum_l w_l E_l over the layers in `layer_weights` (weights used as given)."""
+    return sum(w * style_layer_loss(feats[name], target_grams[name])
+               for name, w in layer_weights.items())
+
+
+def total_variation(image: jax.Array, form: str = "squared") -> jax.Array:
+    """Total variation of an (H, W, 3) image in [0, 1], summed over pixels and channels.
+
+    "squared" (default): sum (x[i+1,j]-x[i,j])^2 + sum (x[i,j+1]-x[i,j])^2, each difference
+    over all pixels where it is defined.
+    "keras" (the Keras example): sum ((x[i+1,j]-x[i,j])^2 + (x[i,j+1]-x[i,j])^2)^1.25 over
+    the (H-1, W-1) pixels that have both neighbours.
+    """
+    if form == "squared":
+        dy = image[1:, :, :] - image[:-1, :, :]
+        dx = image[:, 1:, :] - image[:, :-1, :]
+        return jnp.sum(dy * dy) + jnp.sum(dx * dx)
+    if form == "keras":
+        a = (image[1:, :-1, :] - image[:-1, :-1, :]) ** 2
+        b = (image[:-1, 1:, :] - image[:-1, :-1, :]) ** 2
+        return jnp.sum(jnp.power(a + b, 1.25))
+    raise ValueError(f"unknown TV form {form!r}; expected 'squared' or 'keras'")
+
+
+@dataclasses.dataclass(frozen=True)
+class LossSpec:
+    """The static part of the objective (hashable: a jit static argument)."""
+
+    content_layers: tuple[str, ...]
+    style_layers: tuple[str, ...]
+    style_layer_weights: tuple[float, ...]  # normalized, one per style layer
+    tv_form: str = "squared"
+    pooling: str = "max"
+    convention: str = "caffe"
+
+    @classmethod
+    def from_config(cls, config: StyleConfig, convention: str) -> LossSpec:
+        return cls(
+            content_layers=tuple(config.content_layers),
+            style_layers=tuple(config.style_layers),
+            style_layer_weights=config.normalized_style_layer_weights(),
+            tv_form=config.tv_form,
+            pooling=config.pooling,
+            convention=convention,
+        )
+
+    @property
+    def layers(self) -> tuple[str, ...]:
+        """Every layer the losses read, each once (the network stops at the deepest)."""
+        return tuple(dict.fromkeys(self.content_layers + self.style_layers))
+
+    def features(self, params: Any, image: jax.Array) -> dict[str, jax.Array]:
+        return features(params, image, layers=self.layers, pooling=self.pooling,
+                        convention=self.convention)
+
+
+class Targets(NamedTuple):
+    """What the image is compared with, computed once per (content, styles) and shared.
+
+    content: {layer: (h, w, C)} content features P.
+    grams:   {layer: (C, C)} blended style Grams A = sum_k b_k A_k, each A_k rescaled by
+             M_image / M_style_k so style images of another size are on the image's scale.
+    """
+
+    content: dict[str, jax.Array]
+    grams: dict[str, jax.Array]
+
+
+@functools.partial(jax.jit, static_argnames=("spec",))
+def compute_targets(
+    params: Any,
+    content: jax.Array,
+    styles: Sequence[jax.Array],
+    blend_weights: jax.Array,
+    spec: LossSpec,
+) -> Targets:
+    """Targets for a content image (H, W, 3) and style images [(Hk, Wk, 3)], all RGB [0, 1].
+
+    blend_weights: (K,) b_k summing to 1. The content image's feature sizes set M.
+    """
+    content_feats = spec.features(params, content)
+    content_targets = {name: content_feats[name] for name in spec.content_layers}
+    grams = {}
+    if spec.style_layers:
+        # M of the generated image at each style layer (it has the content image's size).
+        m_image = {name: content_feats[name].shape[0] * content_feats[name].shape[1]
+                   for name in spec.style_layers}
+        for k, style in enumerate(styles):
+            style_feats = features(params, style, layers=spec.style_layers,
+                                   pooling=spec.pooling, convention=spec.convention)
+            for name in spec.style_layers:
+                f = style_feats[name]
+                scale = m_image[name] / (f.shape[0] * f.shape[1])
+                g = blend_weights[k] * scale * gram_matrix(f)
+                grams[name] = g if k == 0 else grams[name] + g
+    return Targets(content_targets, grams)
+
+
+def loss_parts(params: Any, targets: Targets, image: jax.Array, spec: LossSpec
+               ) -> dict[str, jax.Array]:
+    """Unweighted {"content": L_c, "style": L_s, "tv": TV} of an (H, W, 3) RGB [0, 1] image."""
+    feats = spec.features(params, image)
+    zero = jnp.zeros((), jnp.float32)
+    l_c = sum((content_loss(feats[n], targets.content[n]) for n in spec.content_layers), zero)
+    l_s = style_loss(feats, targets.grams, dict(zip(spec.style_layers, spec.style_layer_weights)))
+    return {"content": l_c, "style": zero + l_s, "tv": total_variation(image, spec.tv_form)}
+
+
+def total_loss(
+    params: Any, targets: Targets, loss_weights: LossWeights, image: jax.Array, spec: LossSpec
+) -> tuple[jax.Array, dict[str, jax.Array]]:
+    """(alpha L_c + beta L_s + gamma TV, unweighted parts). Pure; jit with spec static."""
+    parts = loss_parts(params, targets, image, spec)
+    total = (loss_weights.content * parts["content"] + loss_weights.style * parts["style"]
+             + loss_weights.tv * parts["tv"])
+    return total, parts
+
+
+def prepare_targets(
+    weights: VGGWeights, content: Any, styles: Any, config: StyleConfig
+) -> tuple[LossSpec, Targets]:
+    """Validate the images, build the static spec and compute the shared targets once."""
+    content = _as_image(content, "content image")
+    if isinstance(styles, (list, tuple)):
+        styles = list(styles)
+    else:
+        styles = [styles]
+    if not styles and config.style_layers:
+        raise ValueError("at least one style image is needed when style layers are set")
+    styles = [_as_image(s, f"style image {k}") for k, s in enumerate(styles)]
+    blend = jnp.asarray(config.normalized_blend_weights(len(styles)), jnp.float32)
+    spec = LossSpec.from_config(config, weights.convention)
+    return spec, compute_targets(weights.params, content, styles, blend, spec)
+
+
+def objective(
+    weights: VGGWeights,
+    content: Any,
+    styles: Any,
+    config: StyleConfig | None = None,
+    loss_weights: LossWeights | None = None,
+) -> jax.tree_util.Partial:
+    """The Gatys objective as a plain function of the image, for any optimizer.
+
+    Returns f with f(image) -> (total, {"content", "style", "tv"}) for an (H, W, 3) RGB [0, 1]
+    image of the content image's shape. Targets are computed here, once. f is a
+    `jax.tree_util.Partial`, a pytree whose leaves are the params, targets and loss weights:
+    pass f as an argument to a jitted function (`jax.jit(lambda f, x: f(x))`) so that those
+    stay arguments instead of ~80 MB of baked-in constants.
+    """
+    config = config or StyleConfig()
+    spec, targets = prepare_targets(weights, content, styles, config)
+    loss_weights = config.loss_weights if loss_weights is None else loss_weights
+    return jax.tree_util.Partial(_SpecLoss(spec), weights.params, targets, loss_weights)
+
+
+@dataclasses.dataclass(frozen=True)
+class _SpecLoss:
+    """`total_loss` with its static spec bound; equal specs compare equal (no recompiles)."""
+
+    spec: LossSpec
+
+    def __call__(self, params, targets, loss_weights, image):
+        return total_loss(params, targets, loss_weights, image, self.spec)
+
+
+def _as_image(image: Any, what: str) -> jax.Array:
+    arr = jnp.asarray(image, jnp.float32)
+    if arr.ndim != 3 or arr.shape[-1] != 3:
+        raise ValueError(f"{what} must be an (H, W, 3) RGB array, got shape {arr.shape}")
+    return arr

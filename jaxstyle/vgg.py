@@ -1,0 +1,214 @@
+"""The VGG19 feature network as a Flax module, its layer names, and pre/deprocessing.
+
+Layer names: `conv{b}_{i}` is a convolution's output before its ReLU, `relu{b}_{i}` after
+it, `pool{b}` after block b's pooling. Keras names `block{b}_conv{i}` include the ReLU, so
+they are aliases of `relu{b}_{i}`; `block{b}_pool` aliases `pool{b}`.
+
+Params are the Flax pytree `{"conv1_1": {"kernel": (3, 3, Cin, Cout) HWIO, "bias": (Cout,)},
+...}` for the 16 convolutions. Images go in NHWC.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import re
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+# Output widths and convolution counts of VGG19's five blocks (configuration "E").
+BLOCK_WIDTHS = (64, 128, 256, 512, 512)
+BLOCK_DEPTHS = (2, 2, 4, 4, 4)
+
+CONV_NAMES: tuple[str, ...] = tuple(
+    f"conv{b}_{i}" for b, depth in enumerate(BLOCK_DEPTHS, 1) for i in range(1, depth + 1)
+)
+
+
+def _all_layer_names() -> tuple[str, ...]:
+    names = []
+    for b, depth in enumerate(BLOCK_DEPTHS, 1):
+        for i in range(1, depth + 1):
+            names += [f"conv{b}_{i}", f"relu{b}_{i}"]
+        names.append(f"pool{b}")
+    return tuple(names)
+
+
+# Every addressable layer, in forward order.
+LAYER_NAMES: tuple[str, ...] = _all_layer_names()
+_LAYER_INDEX = {name: k for k, name in enumerate(LAYER_NAMES)}
+
+# The input convention of a weight set: the preprocessing its training used.
+CONVENTIONS = ("caffe", "torch")
+# Caffe VGG (and the Keras files converted from it): BGR, 0-255, minus this BGR mean.
+CAFFE_MEAN_BGR = np.array([103.939, 116.779, 123.68], np.float32)
+# torchvision: RGB in [0, 1], normalized by the ImageNet mean and std.
+TORCH_MEAN_RGB = np.array([0.485, 0.456, 0.406], np.float32)
+TORCH_STD_RGB = np.array([0.229, 0.224, 0.225], np.float32)
+
+
+def canonical_layer(name: str) -> str:
+    """Map a layer name or Keras alias to its canonical name; ValueError if unknown."""
+    if name in _LAYER_INDEX:
+        return name
+    m = re.fullmatch(r"block(\d)_conv(\d)", name)
+    if m and f"relu{m[1]}_{m[2]}" in _LAYER_INDEX:
+        return f"relu{m[1]}_{m[2]}"
+    m = re.fullmatch(r"block(\d)_pool", name)
+    if m and f"pool{m[1]}" in _LAYER_INDEX:
+        return f"pool{m[1]}"
+    raise ValueError(
+        f"unknown VGG19 layer {name!r}; valid names: {', '.join(LAYER_NAMES)} "
+        "(and Keras aliases block{b}_conv{i} = relu{b}_{i}, block{b}_pool = pool{b})"
+    )
+
+
+def layer_depth(name: str) -> int:
+    """Position of a layer (or alias) in forward order; deeper layers have larger values."""
+    return _LAYER_INDEX[canonical_layer(name)]
+
+
+class VGG19(nn.Module):
+    """VGG19's 16 convolutions and 5 poolings (no classifier), returning named activations.
+
+    `layers` are the names to return; nothing past the deepest of them is computed. Input:
+    (N, H, W, 3) preprocessed images. Output: {name: (N, h, w, C)} keyed as requested.
+    """
+
+    layers: tuple[str, ...] = ("pool5",)
+    pooling: str = "max"
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> dict[str, jax.Array]:
+        if self.pooling not in ("max", "avg"):
+            raise ValueError(f"pooling must be 'max' or 'avg', got {self.pooling!r}")
+        if not self.layers:
+            raise ValueError("VGG19 needs at least one layer name to return")
+        wanted = {name: canonical_layer(name) for name in self.layers}
+        last = max(_LAYER_INDEX[c] for c in wanted.values())
+        pool = nn.max_pool if self.pooling == "max" else nn.avg_pool
+        acts = {}
+        for name in LAYER_NAMES[: last + 1]:
+            kind, block = name[:4], int(name[4])
+            if kind == "conv":
+                x = nn.Conv(BLOCK_WIDTHS[block - 1], (3, 3), padding="SAME", name=name)(x)
+            elif kind == "relu":
+                x = nn.relu(x)
+            else:
+                x = pool(x, (2, 2), strides=(2, 2), padding="VALID")
+            acts[name] = x
+        return {name: acts[c] for name, c in wanted.items()}
+
+
+def param_shapes() -> dict[str, dict[str, tuple[int, ...]]]:
+    """{conv name: {"kernel": HWIO shape, "bias": (Cout,)}} of the full network."""
+    shapes, cin = {}, 3
+    for name in CONV_NAMES:
+        cout = BLOCK_WIDTHS[int(name[4]) - 1]
+        shapes[name] = {"kernel": (3, 3, cin, cout), "bias": (cout,)}
+        cin = cout
+    return shapes
+
+
+def preprocess(image: jax.Array, convention: str) -> jax.Array:
+    """(…, H, W, 3) RGB in [0, 1] -> the network's input for `convention`.
+
+    caffe: x*255, RGB -> BGR, minus CAFFE_MEAN_BGR.  torch: (x - mean) / std (ImageNet, RGB).
+    """
+    if convention == "caffe":
+        return image[..., ::-1] * 255.0 - _channels(CAFFE_MEAN_BGR, image)
+    if convention == "torch":
+        return (image - _channels(TORCH_MEAN_RGB, image)) / _channels(TORCH_STD_RGB, image)
+    raise ValueError(f"unknown preprocessing convention {convention!r}; expected {CONVENTIONS}")
+
+
+def deprocess(x: jax.Array, convention: str) -> jax.Array:
+    """Inverse of `preprocess`: network input -> (…, H, W, 3) RGB in [0, 1] (not clipped)."""
+    if convention == "caffe":
+        return ((x + _channels(CAFFE_MEAN_BGR, x)) / 255.0)[..., ::-1]
+    if convention == "torch":
+        return x * _channels(TORCH_STD_RGB, x) + _channels(TORCH_MEAN_RGB, x)
+    raise ValueError(f"unknown preprocessing convention {convention!r}; expected {CONVENTIONS}")
+
+
+def _channels(per_channel: np.ndarray, like: jax.Array) -> np.ndarray:
+    """Reshape a (3,) constant to broadcast against (..., 3) without rank promotion."""
+    return per_channel.reshape((1,) * (jnp.ndim(like) - 1) + (3,))
+
+
+@dataclasses.dataclass(frozen=True)
+class VGGWeights:
+    """A loaded VGG19 weight set: Flax params, their input convention, and their origin."""
+
+    params: Any  # {conv name: {"kernel": HWIO, "bias": (C,)}}, float32 arrays
+    convention: str  # "caffe" or "torch": how `preprocess` prepares images for these params
+    source: str = "unknown"  # file path, URL or description, for messages and --json
+
+
+def features(
+    params: Any,
+    image: jax.Array,
+    *,
+    layers: tuple[str, ...],
+    pooling: str = "max",
+    convention: str = "caffe",
+) -> dict[str, jax.Array]:
+    """Pure feature function: (H, W, 3) RGB [0, 1] -> {layer: (h, w, C)} post-preprocessing.
+
+    Not jitted itself: it is the building block for jitted objectives (params are traced
+    arguments there, never constants).
+    """
+    x = preprocess(image, convention)[None]
+    out = VGG19(layers=tuple(layers), pooling=pooling).apply({"params": params}, x)
+    return {name: act[0] for name, act in out.items()}
+
+
+@functools.partial(jax.jit, static_argnames=("layers", "pooling", "convention"))
+def _features_jit(params, image, layers, pooling, convention):
+    return features(params, image, layers=layers, pooling=pooling, convention=convention)
+
+
+def extract_features(
+    weights: VGGWeights,
+    image: Any,
+    layers: tuple[str, ...] | list[str],
+    pooling: str = "max",
+) -> dict[str, jax.Array]:
+    """Activations of an (H, W, 3) RGB [0, 1] image at `layers` (names or Keras aliases).
+
+    Jit-compiled once per (shape, layers, pooling, convention); params are arguments.
+    Returns {name: (h, w, C) float32} keyed as requested.
+    """
+    image = jnp.asarray(image, jnp.float32)
+    if image.ndim != 3 or image.shape[-1] != 3:
+        raise ValueError(f"expected an (H, W, 3) RGB image, got shape {image.shape}")
+    layers = tuple(layers)
+    for name in layers:
+        canonical_layer(name)
+    return _features_jit(weights.params, image, layers, pooling, weights.convention)
+
+
+def random_weights(seed: int = 0, convention: str = "caffe") -> VGGWeights:
+    """Synthetic VGG19 weights (He-normal kernels, small biases): same compute as the real ones.
+
+    For tests, benchmarks and trying the pipeline offline; the images they make are not
+    stylized in any meaningful sense. He scaling keeps activations O(1) through 16 ReLU
+    layers; the first kernel is scaled for the convention's input range.
+    """
+    rng = np.random.default_rng(seed)
+    params = {}
+    input_scale = 128.0 if convention == "caffe" else 1.0
+    for name, shapes in param_shapes().items():
+        kh, kw, cin, cout = shapes["kernel"]
+        std = np.sqrt(2.0 / (kh * kw * cin))
+        if name == "conv1_1":
+            std /= input_scale
+        params[name] = {
+            "kernel": jnp.asarray(rng.normal(0, std, shapes["kernel"]).astype(np.float32)),
+            "bias": jnp.asarray(rng.normal(0, 0.01, shapes["bias"]).astype(np.float32)),
+        }
+    return VGGWeights(params, convention, source=f"random(seed={seed})")
