@@ -28,6 +28,7 @@ from jaxstyle.vgg import (
     preprocess,
     random_weights,
 )
+from jaxstyle.weights import WeightsError, convert_weights, load_vgg19, save_weights
 
 __version__ = "0.1.0"
 
@@ -41,15 +42,19 @@ __all__ = [
     "StyleConfig",
     "Targets",
     "VGGWeights",
+    "WeightsError",
     "canonical_layer",
     "compute_targets",
     "content_loss",
+    "convert_weights",
     "deprocess",
     "extract_features",
     "gram_matrix",
+    "load_vgg19",
     "objective",
     "preprocess",
     "random_weights",
+    "save_weights",
     "style_layer_loss",
     "style_loss",
     "total_loss",
