@@ -5,7 +5,9 @@
     result = jaxstyle.stylize(content, style, weights=weights)
 """
 
+from jaxstyle import image
 from jaxstyle.config import CONTENT_LAYERS, STYLE_LAYERS, LossWeights, StyleConfig
+from jaxstyle.image import ImageError, load_image, save_image
 from jaxstyle.losses import (
     LossSpec,
     Targets,
@@ -37,6 +39,7 @@ __all__ = [
     "LAYER_NAMES",
     "STYLE_LAYERS",
     "VGG19",
+    "ImageError",
     "LossSpec",
     "LossWeights",
     "StyleConfig",
@@ -50,10 +53,13 @@ __all__ = [
     "deprocess",
     "extract_features",
     "gram_matrix",
+    "image",
+    "load_image",
     "load_vgg19",
     "objective",
     "preprocess",
     "random_weights",
+    "save_image",
     "save_weights",
     "style_layer_loss",
     "style_loss",
