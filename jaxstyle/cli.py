@@ -26,11 +26,12 @@ import tempfile
 import threading
 import time
 import traceback
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from jaxstyle.config import INITS, OPTIMIZERS, POOLINGS, TV_FORMS, StyleConfig
+from jaxstyle.image import COLOR_MODES, OUTPUT_FORMATS
 
 PROG = "jaxstyle"
 # Library defaults, read from the dataclass so the CLI never repeats a default value.
@@ -41,9 +42,7 @@ DEFAULT_PRINT_EVERY = 50
 # Steps per compiled chunk at most: the CLI hears from the run (progress, saves, Ctrl-C)
 # this often; print/save intervals are met exactly by using a divisor of them.
 MAX_CALLBACK_EVERY = 10
-PRESERVE_COLORS = ("none", "luminance", "histogram")
 DEVICES = ("cpu", "gpu", "tpu")
-OUTPUT_SUFFIXES = (".png", ".jpg", ".jpeg")
 WEIGHTS_ENV = "JAXSTYLE_WEIGHTS"
 
 EXIT_OK, EXIT_RUNTIME, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
@@ -102,7 +101,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("content", metavar="CONTENT", help="content image file")
     p.add_argument("styles", metavar="STYLE", nargs="+", help="style image file(s)")
     p.add_argument("-o", "--output", metavar="OUT", required=True,
-                   help="output image (.png or .jpg); the settings go into its metadata")
+                   help="output image; .png (recommended) or .jpg carry the settings in "
+                        "their metadata")
 
     g = p.add_argument_group("loss")
     g.add_argument("--content-weight", metavar="ALPHA",
@@ -145,7 +145,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--style-scale", metavar="S",
                    help="style image size relative to the content's "
                         f"(default {_default('style_scale')})")
-    g.add_argument("--preserve-colors", choices=PRESERVE_COLORS, default="none",
+    g.add_argument("--preserve-colors", choices=COLOR_MODES, default="none",
                    help="keep the content's colours: luminance = transfer on luminance only, "
                         "recombined with the content's chroma; histogram = match each style "
                         "image's colour statistics to the content's first (default none)")
@@ -315,8 +315,8 @@ class RunOptions:
 def options_from_args(args: argparse.Namespace) -> RunOptions:
     """The non-config options, validated (UsageError) but not touching the file system."""
     output = Path(args.output)
-    if output.suffix.lower() not in OUTPUT_SUFFIXES:
-        raise UsageError(f"-o/--output: {output} must end in one of {', '.join(OUTPUT_SUFFIXES)}")
+    if output.suffix.lower() not in OUTPUT_FORMATS:
+        raise UsageError(f"-o/--output: {output} must end in one of {', '.join(OUTPUT_FORMATS)}")
     inputs = [Path(args.content), *map(Path, args.styles)]
     if args.init is not None and args.init not in INITS:
         inputs.append(Path(args.init))
@@ -373,7 +373,7 @@ def check_input_file(path: Path, what: str) -> None:
         raise RunError(f"{what} {path} cannot be read: {err.strerror or err}") from None
 
 
-def check_writable(path: Path, what: str) -> None:
+def check_file_writable(path: Path, what: str) -> None:
     """RunError unless a file can be created next to `path` (before any long run).
 
     Tries a real temporary file in the directory: permission bits alone do not say (root,
@@ -431,17 +431,6 @@ def _backends_initialized() -> bool:
         return False
 
 
-def enable_compile_cache() -> None:
-    """Turn on the persistent compilation cache if jaxstyle.runtime provides it."""
-    try:
-        from jaxstyle import runtime
-    except ImportError:
-        return
-    enable = getattr(runtime, "enable_compile_cache", None)
-    if enable is not None:
-        enable()
-
-
 # --------------------------------------------------------------------------- progress
 
 
@@ -461,14 +450,6 @@ class Reporter:
 
             self.bar = tqdm(total=total_steps, unit="step", file=self.stream,
                             dynamic_ncols=True, leave=True)
-
-    def message(self, text: str) -> None:
-        if self.quiet:
-            return
-        if self.bar is not None:
-            self.bar.write(text, file=self.stream)
-        else:
-            print(text, file=self.stream, flush=True)
 
     def update(self, step: int, losses: dict[str, float]) -> None:
         if self.quiet:
@@ -503,6 +484,39 @@ def format_losses(losses: dict[str, float], short: bool = False) -> str:
     return sep.join(f"{k} {losses[k]:.4g}" for k in order)
 
 
+class DownloadProgress:
+    """`load_vgg19`'s progress(done_bytes, total_or_None): a byte bar on a terminal, else one
+    line when the (one-time) download starts."""
+
+    def __init__(self, *, quiet: bool, stream=None) -> None:
+        self.stream = stream if stream is not None else sys.stderr
+        self.quiet = quiet
+        self.bar = None
+        self.started = False
+
+    def __call__(self, done: int, total: int | None) -> None:
+        if self.quiet:
+            return
+        if not self.started:
+            self.started = True
+            size = f" ({total / 1e6:.0f} MB)" if total else ""
+            if _isatty(self.stream):
+                from tqdm import tqdm
+
+                self.bar = tqdm(total=total, unit="B", unit_scale=True, file=self.stream,
+                                desc="VGG19 weights", leave=False)
+            else:
+                print(f"downloading the VGG19 weights{size}, once; later runs use the cache",
+                      file=self.stream, flush=True)
+        if self.bar is not None:
+            self.bar.update(done - self.bar.n)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+
+
 # --------------------------------------------------------------------------- Ctrl-C
 
 
@@ -514,9 +528,9 @@ class InterruptFlag:
     A second Ctrl-C exits at once (130) for a user who does not want to wait for the chunk.
     """
 
-    def __init__(self, on_first: Callable[[], None] | None = None) -> None:
+    def __init__(self, message: str | None = None) -> None:
         self.event = threading.Event()
-        self.on_first = on_first
+        self.message = message
         self._previous: Any = None
         self._installed = False
 
@@ -536,8 +550,10 @@ class InterruptFlag:
             os.write(2, b"jaxstyle: interrupted again, exiting without saving\n")
             os._exit(EXIT_INTERRUPTED)
         self.event.set()
-        if self.on_first is not None:
-            self.on_first()
+        if self.message:
+            # os.write, not print: a handler that prints while the interrupted code is
+            # printing to the same stream raises "reentrant call".
+            os.write(2, f"\n{PROG}: {self.message}\n".encode())
 
     def is_set(self) -> bool:
         return self.event.is_set()
@@ -617,7 +633,7 @@ def _convert_main(argv: list[str]) -> int:
     if _same_file(source, dest):
         raise UsageError("convert: SRC and DEST are the same file")
     check_input_file(source, "weights file")
-    check_writable(dest, "DEST")
+    check_file_writable(dest, "DEST")
     from jaxstyle.weights import convert_weights
 
     try:
@@ -638,6 +654,8 @@ def _one_line(err: BaseException) -> str:
 def _run(config: StyleConfig, opts: RunOptions) -> int:
     """Check every file, load, stylize with progress and Ctrl-C handling, write the outputs."""
     t_start = time.perf_counter()
+    from jaxstyle import image as image_io
+
     # Cheap checks first: a typo must not cost a weight load and a compile.
     check_input_file(opts.content, "content image")
     for k, style in enumerate(opts.styles):
@@ -646,13 +664,20 @@ def _run(config: StyleConfig, opts: RunOptions) -> int:
         check_input_file(opts.init_path, "init image")
     if opts.weights is not None:
         check_input_file(Path(opts.weights), "weights file")
-    check_writable(opts.output, "output")
+    try:
+        image_io.check_writable(opts.output)
+    except image_io.ImageError as err:
+        raise RunError(f"output {err}") from None
     if opts.json_path is not None:
-        check_writable(opts.json_path, "--json")
+        check_file_writable(opts.json_path, "--json")
 
+    from jaxstyle import runtime
+
+    if not _backends_initialized():
+        runtime.set_xla_cpu_flags()  # CPU memory: must precede the first JAX computation
     device = select_device(opts.device)
-    if opts.compile_cache and not os.environ.get("JAXSTYLE_NO_COMPILE_CACHE"):
-        enable_compile_cache()
+    # Off with --no-compile-cache or JAXSTYLE_NO_COMPILE_CACHE=1 (runtime reads the env).
+    runtime.enable_compile_cache(enabled=opts.compile_cache)
 
     import jax
 
@@ -673,10 +698,11 @@ def _run_on_device(config: StyleConfig, opts: RunOptions, device, t_start: float
     t0 = time.perf_counter()
     try:
         content = image_io.load_image(opts.content, max_side=opts.image_size)
-        styles = [image_io.load_image(path) for path in opts.styles]
-        styles = [image_io.resize_to(s, image_io.style_size_for(content.shape, s.shape,
-                                                                 config.style_scale))
-                  for s in styles]
+        styles = []
+        for path in opts.styles:
+            style = image_io.load_image(path)
+            size = image_io.style_size_for(content.shape, style.shape, config.style_scale)
+            styles.append(image_io.resize_to(style, size))
         init_image = None
         if opts.init_path is not None:
             init_image = image_io.resize_to(image_io.load_image(opts.init_path),
@@ -685,31 +711,28 @@ def _run_on_device(config: StyleConfig, opts: RunOptions, device, t_start: float
         raise RunError(_one_line(err)) from err
     timings["image_load_s"] = time.perf_counter() - t0
 
-    # Colour handling (Gatys et al. 2016, "Preserving Color in Neural Artistic Style Transfer").
-    run_content, run_styles, run_init = content, styles, init_image
-    if opts.preserve_colors == "histogram":
-        run_styles = [image_io.match_color_histogram(s, content) for s in styles]
-    elif opts.preserve_colors == "luminance":
-        run_content = image_io.luminance_image(content)
-        run_styles = [image_io.luminance_image(s) for s in styles]
-        if init_image is not None:
-            run_init = image_io.luminance_image(init_image)
+    # Colour preservation (Gatys et al. 2016, "Preserving Color in Neural Artistic Style
+    # Transfer"): histogram recolours the styles before the run; luminance runs on luminance
+    # images and puts the content's chroma back on every image written.
+    run_content, run_styles = image_io.prepare_color_inputs(content, styles,
+                                                            opts.preserve_colors)
+    if init_image is not None:
+        if opts.preserve_colors == "luminance":
+            init_image = image_io.luminance_image(init_image)
+        config = config.replace(init=np.asarray(init_image, np.float32))
 
     def finish(img: np.ndarray) -> np.ndarray:
-        """The image the user gets from an iterate (luminance mode: content chroma back)."""
-        if opts.preserve_colors == "luminance":
-            return image_io.luminance_transfer(img, content)
-        return img
-
-    if run_init is not None:
-        config = config.replace(init=np.asarray(run_init, np.float32))
+        """The image the user gets from an iterate."""
+        return image_io.preserve_colors(np.asarray(img), content, opts.preserve_colors)
 
     t0 = time.perf_counter()
-    reporter_progress = None
+    download = DownloadProgress(quiet=opts.quiet)
     try:
-        weights = jaxstyle.load_vgg19(opts.weights, progress=reporter_progress)
+        weights = jaxstyle.load_vgg19(opts.weights, progress=download)
     except errors as err:
         raise RunError(_one_line(err)) from err
+    finally:
+        download.close()
     timings["weight_load_s"] = time.perf_counter() - t0
 
     settings = run_settings(config, opts, weights, content.shape)
@@ -734,10 +757,9 @@ def _run_on_device(config: StyleConfig, opts: RunOptions, device, t_start: float
         return not flag.is_set()
 
     callback_every = math.gcd(MAX_CALLBACK_EVERY, opts.print_every, opts.save_every)
-    flag = InterruptFlag(
-        on_first=lambda: reporter.message(
-            "Ctrl-C: stopping after the current chunk and writing the best image so far "
-            "(Ctrl-C again to quit without saving)"))
+    flag = InterruptFlag(None if opts.quiet else
+                         "Ctrl-C: stopping after the current chunk, then writing the best image "
+                         "so far (Ctrl-C again quits without saving)")
     try:
         with flag:
             result = jaxstyle.stylize(run_content, run_styles, weights=weights, config=config,
@@ -747,7 +769,10 @@ def _run_on_device(config: StyleConfig, opts: RunOptions, device, t_start: float
 
     final = finish(np.asarray(result.image))
     save(opts.output, final)
-    timings.update({f"stylize_{k}": float(v) for k, v in result.timings.items()})
+    # The library's phases (targets_s, compile_s, steps_s) as they are; its total_s is the
+    # stylize call, the CLI's total_s the whole command.
+    timings.update({("stylize_s" if k == "total_s" else k): float(v)
+                    for k, v in result.timings.items()})
     timings["total_s"] = time.perf_counter() - t_start
 
     status = result.stopped or "completed"
@@ -760,8 +785,8 @@ def _run_on_device(config: StyleConfig, opts: RunOptions, device, t_start: float
         raise RunError(f"the loss became non-finite after step {steps_done}; wrote the last "
                        f"good image (step {result.best_step}) to {opts.output}")
     if result.stopped == "interrupted":
-        _error(f"interrupted at step {steps_done}; wrote the best image so far "
-               f"(step {result.best_step}) to {opts.output}", debug=False)
+        print(f"{PROG}: interrupted at step {steps_done}; wrote the best image so far "
+              f"(step {result.best_step}) to {opts.output}", file=sys.stderr, flush=True)
         return EXIT_INTERRUPTED
     if not opts.quiet:
         print(f"wrote {opts.output} ({final.shape[1]}x{final.shape[0]}, "
