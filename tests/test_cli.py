@@ -6,12 +6,16 @@ tests (the first run pays the compile).
 
 from __future__ import annotations
 
+import urllib.error
 from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
+from weight_files import write_keras_h5
 
+import jaxstyle
+import jaxstyle.weights
 from jaxstyle import cli
 from jaxstyle.config import StyleConfig
 
@@ -173,3 +177,74 @@ def test_debug_shows_the_traceback(files, tmp_path, capsys):
 
 def test_step_path():
     assert cli.step_path(Path("a/out.png"), 20) == Path("a/out_20.png")
+
+
+# --------------------------------------------------------------------------- weights, files
+
+
+@pytest.fixture(scope="module")
+def weights_file(tmp_path_factory):
+    """jaxstyle.random_weights(0) written as a jaxstyle npz (the library's own writer)."""
+    path = tmp_path_factory.mktemp("cli_weights") / "vgg19.npz"
+    return jaxstyle.save_weights(jaxstyle.random_weights(0), path)
+
+
+def test_convert_keras_h5_to_npz(tmp_path, capsys):
+    params = jaxstyle.random_weights(0).params
+    src = write_keras_h5(tmp_path / "vgg19_notop.h5", params)
+    dest = tmp_path / "vgg19.npz"
+    assert cli.main(["convert", str(src), str(dest)]) == 0
+    assert str(dest) in capsys.readouterr().out
+    loaded = jaxstyle.load_vgg19(dest)
+    assert loaded.convention == "caffe"
+    for name, layer in params.items():
+        for kind, value in layer.items():
+            np.testing.assert_array_equal(np.asarray(loaded.params[name][kind]),
+                                          np.asarray(value))
+
+
+def test_convert_errors(tmp_path, capsys):
+    assert cli.main(["convert", "--help"]) == 0
+    assert "SRC" in capsys.readouterr().out
+    assert cli.main(["convert", str(tmp_path / "a.h5")]) == 2  # DEST missing
+    assert "required: DEST.npz" in one_line_error(capsys)
+    assert cli.main(["convert", str(tmp_path / "a.h5"), str(tmp_path / "b.h5")]) == 2
+    assert "DEST must end in .npz" in one_line_error(capsys)
+    assert cli.main(["convert", str(tmp_path / "a.h5"), str(tmp_path / "b.npz")]) == 1
+    assert "not found" in one_line_error(capsys)
+    junk = tmp_path / "junk.h5"
+    junk.write_bytes(b"not a weights file")
+    assert cli.main(["convert", str(junk), str(tmp_path / "b.npz")]) == 1
+    assert "junk.h5" in one_line_error(capsys)
+    assert not (tmp_path / "b.npz").exists()
+
+
+def test_non_image_input_exits_1_naming_the_file(files, tmp_path, weights_file, capsys):
+    fake = tmp_path / "notes.png"
+    fake.write_text("this is not a PNG")
+    argv = [str(files["content"]), str(fake), "-o", str(tmp_path / "o.png"),
+            "--weights", str(weights_file)]
+    assert cli.main(argv) == 1
+    assert "notes.png" in one_line_error(capsys)
+    assert not (tmp_path / "o.png").exists()
+
+
+def test_wrong_weights_file_exits_1(files, tmp_path, capsys):
+    argv = [str(files["content"]), str(files["style"]), "-o", str(tmp_path / "o.png"),
+            "--weights", str(files["style"])]  # a PNG is no weights file
+    assert cli.main(argv) == 1
+    assert "style.png" in one_line_error(capsys)
+
+
+def test_weights_missing_while_offline_exits_1(files, tmp_path, capsys, monkeypatch):
+    def offline(*args, **kwargs):
+        raise urllib.error.URLError("no network")
+
+    monkeypatch.delenv("JAXSTYLE_WEIGHTS", raising=False)
+    monkeypatch.setenv("JAXSTYLE_HOME", str(tmp_path / "home"))
+    monkeypatch.setattr(jaxstyle.weights, "_urlopen", offline)
+    argv = [str(files["content"]), str(files["style"]), "-o", str(tmp_path / "o.png")]
+    assert cli.main(argv) == 1
+    line = one_line_error(capsys)
+    assert "could not download VGG19 weights" in line and "--weights FILE" in line
+    assert not (tmp_path / "o.png").exists()
