@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 import scipy.linalg
 from conftest import smooth_image
-from PIL import Image
+from PIL import Image, JpegImagePlugin
 
 from jaxstyle import image as jimage
 from jaxstyle.image import ImageError, load_image, save_image
@@ -643,3 +643,24 @@ def test_contact_sheet_mixed_sizes_and_empty_cells():
         jimage.contact_sheet([[a, b]], row_labels=["r1", "r2"], col_labels=["c1", "c2"])
     with pytest.raises(ValueError, match="at least one"):
         jimage.contact_sheet([[None]], row_labels=["r"], col_labels=["c"])
+
+
+def test_big_jpeg_with_max_side_decodes_reduced_and_matches(tmp_path, monkeypatch):
+    # A JPEG far larger than max_side is decoded by libjpeg at a reduced scale (draft) before
+    # the Lanczos step: same picture as a full decode + resize, at a fraction of the memory.
+    field = (_smooth_field(400, 600) * 255).round().astype(np.uint8)
+    path = save_pil(tmp_path / "big.jpg", Image.fromarray(field), quality=95)
+    reference = jimage.resize_max_side(load_image(path), 64)
+    sizes = []
+    real_draft = JpegImagePlugin.JpegImageFile.draft
+
+    def spy(self, mode, size):
+        result = real_draft(self, mode, size)
+        sizes.append(self.size)
+        return result
+
+    monkeypatch.setattr(JpegImagePlugin.JpegImageFile, "draft", spy)
+    fast = load_image(path, max_side=64)
+    assert sizes == [(150, 100)]  # 1/4 scale: the smallest at least 2x the (64, 43) target
+    assert fast.shape == reference.shape == (43, 64, 3)
+    assert np.abs(fast - reference).max() < 0.01
