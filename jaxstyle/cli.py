@@ -77,6 +77,32 @@ def _default(name: str) -> str:
     return str(value)
 
 
+DESCRIPTION = """\
+Neural style transfer (Gatys et al., CVPR 2016) in JAX: stylize CONTENT in the style
+of one or more STYLE images and write OUT. Defaults are the library's (StyleConfig)."""
+
+EPILOG = f"""\
+other form:
+  {PROG} convert SRC DEST.npz   convert VGG19 weights (.h5, .pth) to a jaxstyle .npz
+
+environment:
+  JAXSTYLE_WEIGHTS            weights file used when --weights is not given
+  JAXSTYLE_HOME               cache directory (downloaded weights, compiled programs)
+  JAXSTYLE_NO_COMPILE_CACHE=1 same as --no-compile-cache
+
+exit status: 0 done; 1 runtime error (bad or missing file, unwritable output, weights
+unavailable, non-finite loss); 2 usage error; 130 interrupted (Ctrl-C writes the best
+image so far to OUT first)."""
+
+
+def _formatter(prog: str) -> argparse.HelpFormatter:
+    # At most 100 columns, so the help reads the same in the README and a wide terminal.
+    import shutil
+
+    width = min(shutil.get_terminal_size().columns, 100) - 2
+    return argparse.RawDescriptionHelpFormatter(prog, width=width)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The parser of the main form (`jaxstyle CONTENT STYLE... -o OUT`).
 
@@ -84,20 +110,8 @@ def build_parser() -> argparse.ArgumentParser:
     default) and converted by `config_from_args`, so one place turns text into a StyleConfig
     and weight options can grow to comma lists (sweeps) without touching argparse.
     """
-    p = _Parser(
-        prog=PROG,
-        description=(
-            "Neural style transfer (Gatys et al., CVPR 2016) in JAX: stylize CONTENT in the "
-            "style of one or more STYLE images and write OUT. Defaults are the library's "
-            "(jaxstyle.StyleConfig)."
-        ),
-        epilog=(
-            f"weights conversion: {PROG} convert SRC DEST.npz (see {PROG} convert --help). "
-            "Exit codes: 0 ok, 1 runtime error, 2 usage error, 130 interrupted (Ctrl-C writes "
-            "the best image so far)."
-        ),
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    p = _Parser(prog=PROG, description=DESCRIPTION, epilog=EPILOG,
+                formatter_class=_formatter)
     p.add_argument("content", metavar="CONTENT", help="content image file")
     p.add_argument("styles", metavar="STYLE", nargs="+", help="style image file(s)")
     p.add_argument("-o", "--output", metavar="OUT", required=True,
@@ -141,7 +155,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     g = p.add_argument_group("images")
     g.add_argument("--image-size", metavar="PX",
-                   help=f"longest side of the output in pixels (default {DEFAULT_IMAGE_SIZE})")
+                   help="longest side of the output in pixels; larger content images are "
+                        f"shrunk to it, smaller ones kept (default {DEFAULT_IMAGE_SIZE})")
     g.add_argument("--style-scale", metavar="S",
                    help="style image size relative to the content's "
                         f"(default {_default('style_scale')})")
@@ -176,8 +191,9 @@ def build_convert_parser() -> argparse.ArgumentParser:
     """The parser of `jaxstyle convert SRC DEST.npz`."""
     p = _Parser(
         prog=f"{PROG} convert",
-        description="Convert VGG19 weights (Keras .h5, torchvision .pth/.pt state dict, or a "
+        description="Convert VGG19 weights (Keras .h5, torchvision .pth/.pt state dict, or a\n"
                     "jaxstyle .npz) into a jaxstyle .npz, checking every key and shape.",
+        formatter_class=_formatter,
     )
     p.add_argument("source", metavar="SRC", help="weight file to read")
     p.add_argument("dest", metavar="DEST.npz", help="jaxstyle .npz to write (atomically)")

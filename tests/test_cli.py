@@ -248,3 +248,11 @@ def test_weights_missing_while_offline_exits_1(files, tmp_path, capsys, monkeypa
     line = one_line_error(capsys)
     assert "could not download VGG19 weights" in line and "--weights FILE" in line
     assert not (tmp_path / "o.png").exists()
+
+
+def test_readme_shows_the_current_help(monkeypatch):
+    monkeypatch.setenv("COLUMNS", "100")
+    readme = (REPO / "README.md").read_text()
+    block = readme.split("### All options", 1)[1].split("```text\n", 1)[1].split("```", 1)[0]
+    assert block == cli.build_parser().format_help(), (
+        "README's option list is stale: regenerate it with COLUMNS=100 python cli.py --help")
