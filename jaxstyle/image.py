@@ -197,7 +197,7 @@ def _file_errors(path: Path) -> Iterator[None]:
         raise ImageError(path, "not enough memory to decode the image") from None
     except OSError as err:
         text = str(err)
-        if "truncated" in text or isinstance(err, EOFError):
+        if "truncated" in text:
             raise ImageError(path, f"truncated or incomplete image file ({text})") from None
         if err.errno is not None and err.strerror:
             raise ImageError(path, f"cannot read: {err.strerror}") from None
@@ -220,7 +220,8 @@ _PNG16_LOW_RAWMODE = {"RGB;16B": "RGB;16L", "RGBA;16B": "RGBA;16L", "LA;16B": "R
 def _png16_low_bytes(path: Path, im: Image.Image, tiles: list) -> Image.Image | None:
     """For a 16-bit RGB/RGBA/LA PNG: a second decode holding the bytes Pillow dropped.
 
-    `tiles` is im.tile as it was before im.load() (which empties it).
+    `tiles` is im.tile as it was before im.load() (which empties it). Returns None for every
+    other image; `im.info["jaxstyle_rawmode"]` is set to Pillow's rawmode otherwise.
     """
     if im.format != "PNG" or len(tiles) != 1:
         return None
@@ -231,7 +232,7 @@ def _png16_low_bytes(path: Path, im: Image.Image, tiles: list) -> Image.Image | 
         second.tile = [tile._replace(args=_PNG16_LOW_RAWMODE[tile.args])]
         second.load()
         low = second.copy()
-    low.info["jaxstyle_rawmode"] = tile.args
+    im.info["jaxstyle_rawmode"] = tile.args  # kept by exif_transpose, like all of im.info
     return low
 
 
@@ -240,7 +241,7 @@ def _pil_to_rgb(im: Image.Image, low: Image.Image | None, path: Path) -> np.ndar
     alpha = None
     if low is not None:
         raw = np.asarray(low).astype(np.uint16)
-        if low.info["jaxstyle_rawmode"] == "LA;16B":
+        if im.info["jaxstyle_rawmode"] == "LA;16B":
             gray = (raw[..., 0] << 8) | raw[..., 1]
             alpha = (raw[..., 2] << 8) | raw[..., 3]
             return _composite(_unit(gray[..., None], 65535), _unit(alpha[..., None], 65535))

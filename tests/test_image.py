@@ -51,7 +51,7 @@ def _paeth(a, b, c):
     return np.where((pa <= pb) & (pa <= pc), a, np.where(pb <= pc, b, c))
 
 
-def write_png16(path, samples, color_type, filters=(0, 1, 2, 3, 4)):
+def write_png16(path, samples, color_type, filters=(0, 1, 2, 3, 4), orientation=None):
     """A 16-bit PNG (color_type 0 gray, 2 RGB, 4 gray+alpha, 6 RGBA), rows filtered in turn
     with None, Sub, Up, Average and Paeth (PNG spec section 9), so that Pillow's unfiltering
     with the right bytes-per-pixel is exercised."""
@@ -73,7 +73,12 @@ def write_png16(path, samples, color_type, filters=(0, 1, 2, 3, 4)):
                 + struct.pack(">I", zlib.crc32(tag + data) & 0xFFFFFFFF))
 
     ihdr = struct.pack(">IIBBBBB", w, h, 16, color_type, 0, 0, 0)
-    Path(path).write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr)
+    exif = b""
+    if orientation is not None:
+        tags = Image.Exif()
+        tags[0x0112] = orientation
+        exif = chunk(b"eXIf", tags.tobytes()[len(b"Exif\0\0"):])
+    Path(path).write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + exif
                            + chunk(b"IDAT", zlib.compress(b"".join(out))) + chunk(b"IEND", b""))
     return path
 
@@ -195,6 +200,14 @@ def test_16_bit_png_all_color_types_full_precision(tmp_path, color_type, channel
         s = color * alpha + (1 - alpha)
     expect = np.broadcast_to(s, x.shape)
     np.testing.assert_allclose(x, expect, atol=2e-7)  # 16-bit steps are 1.5e-5
+
+
+def test_16_bit_png_with_exif_orientation(tmp_path):
+    v = np.random.default_rng(7).integers(0, 65536, (9, 11, 3), dtype=np.uint16)
+    x = load_image(write_png16(tmp_path / "r.png", v, 2, orientation=6))
+    # EXIF 6: rotate 90 degrees clockwise to view: row r of the view is column r of the file,
+    # read bottom to top.
+    np.testing.assert_allclose(x, np.rot90(v, k=-1) / 65535.0, atol=2e-7)
 
 
 def test_float_f_mode(tmp_path):
