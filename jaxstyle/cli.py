@@ -429,13 +429,18 @@ def select_device(name: str | None):
 
     if name is None:
         return jax.devices()[0]
+    previous = jax.config.jax_platforms
     if name in ("cpu", "tpu") and not _backends_initialized():
         jax.config.update("jax_platforms", name)
     try:
         return jax.devices(name)[0]
-    except RuntimeError as err:
-        first_line = str(err).splitlines()[0] if str(err) else type(err).__name__
-        raise RunError(f"--device {name}: no {name} device available ({first_line})") from None
+    except (RuntimeError, AssertionError) as err:
+        # Undo, so that a caller that goes on in this process (tests, notebooks) still works.
+        if not _backends_initialized():
+            jax.config.update("jax_platforms", previous)
+        reason = " ".join(str(err).split()).split(" (set JAX_PLATFORMS")[0]
+        reason = reason or type(err).__name__
+        raise RunError(f"--device {name}: no {name} device available ({reason})") from None
 
 
 def _backends_initialized() -> bool:

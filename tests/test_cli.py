@@ -256,3 +256,16 @@ def test_readme_shows_the_current_help(monkeypatch):
     block = readme.split("### All options", 1)[1].split("```text\n", 1)[1].split("```", 1)[0]
     assert block == cli.build_parser().format_help(), (
         "README's option list is stale: regenerate it with COLUMNS=100 python cli.py --help")
+
+
+@pytest.mark.parametrize("device", ["gpu", "tpu"])
+def test_unavailable_device_exits_1(files, tmp_path, weights_file, capsys, device):
+    import jax
+
+    if any(d.platform == device for d in jax.devices()):
+        pytest.skip(f"this machine has a {device}")
+    argv = [str(files["content"]), str(files["style"]), "-o", str(tmp_path / "o.png"),
+            "--weights", str(weights_file), "--device", device]
+    assert cli.main(argv) == 1
+    assert f"--device {device}: no {device} device available" in one_line_error(capsys)
+    assert jax.devices()  # the process still works
