@@ -797,7 +797,7 @@ def contact_sheet(
             return 0, 0
         left, top, right, bottom = measure.multiline_textbbox((0, 0), text, font=f,
                                                               align="center")
-        return right - left, bottom - top
+        return math.ceil(right - left), math.ceil(bottom - top)
 
     pad = max(6, round(0.6 * font_size))  # around text, and the sheet's outer margin
     gap = max(3, font_size // 4)  # between cells
@@ -808,8 +808,12 @@ def contact_sheet(
     title_h = text_size(title, title_font)[1] if title else 0
     if title:
         top += title_h + pad
-    width = left + n_cols * cell_w + (n_cols - 1) * gap + pad
-    height = top + n_rows * cell_h + (n_rows - 1) * gap + pad
+    # A slot holds a cell; it widens for a column label wider than the cell (and heightens
+    # for a taller row label), so neighbouring labels never overlap.
+    slot_w = max(cell_w, max(text_size(t, font)[0] for t in col_labels) + 2 * gap)
+    slot_h = max(cell_h, max(text_size(t, font)[1] for t in row_labels) + 2 * gap)
+    width = left + n_cols * slot_w + (n_cols - 1) * gap + pad
+    height = top + n_rows * slot_h + (n_rows - 1) * gap + pad
     if title:
         width = max(width, text_size(title, title_font)[0] + 2 * pad)
 
@@ -818,7 +822,8 @@ def contact_sheet(
         for j, im in enumerate(row):
             if im is None:
                 continue
-            y0, x0 = top + i * (cell_h + gap), left + j * (cell_w + gap)
+            y0 = top + i * (slot_h + gap) + (slot_h - cell_h) // 2
+            x0 = left + j * (slot_w + gap) + (slot_w - cell_w) // 2
             h, w = im.shape[:2]
             scale = min(cell_h / h, cell_w / w)
             fit = (max(1, min(cell_h, round(h * scale))), max(1, min(cell_w, round(w * scale))))
@@ -841,9 +846,9 @@ def contact_sheet(
         centred(title, width / 2, pad + title_h / 2, title_font)
     label_top = top - pad - label_h
     for j, text in enumerate(col_labels):
-        centred(text, left + j * (cell_w + gap) + cell_w / 2, label_top + label_h / 2, font)
+        centred(text, left + j * (slot_w + gap) + slot_w / 2, label_top + label_h / 2, font)
     for i, text in enumerate(row_labels):
-        centred(text, pad + label_w / 2, top + i * (cell_h + gap) + cell_h / 2, font)
+        centred(text, pad + label_w / 2, top + i * (slot_h + gap) + slot_h / 2, font)
     coverage = (np.asarray(mask, dtype=np.float32) / 255.0)[..., None]
     ink = 0.1
     return (sheet * (1.0 - coverage) + ink * coverage).astype(np.float32)

@@ -677,3 +677,22 @@ def test_big_jpeg_with_max_side_decodes_reduced_and_matches(tmp_path, monkeypatc
     assert sizes == [(150, 100)]  # 1/4 scale: the smallest at least 2x the (64, 43) target
     assert fast.shape == reference.shape == (43, 64, 3)
     assert np.abs(fast - reference).max() < 0.01
+
+
+def test_contact_sheet_long_labels_do_not_overlap():
+    cell = np.full((32, 32, 3), 0.5, np.float32)
+    label = "style weight 1e3, content 5"  # far wider than a 32 px cell
+
+    def dark_columns(sheet):
+        return np.nonzero((sheet.max(axis=-1) < 0.5).any(axis=0))[0]
+
+    one = jimage.contact_sheet([[cell]], row_labels=[""], col_labels=[label])
+    extent = np.ptp(dark_columns(one)) + 1  # how wide one label draws
+    assert extent > 2 * 32
+    three = jimage.contact_sheet([[cell] * 3], row_labels=[""], col_labels=[label] * 3)
+    assert three.shape[1] >= 3 * extent
+    assert np.all(three == np.float32(0.5), axis=-1).sum() == 3 * 32 * 32
+    # Each label is centred over its cell: cell centres at least a label width apart.
+    cell_cols = np.nonzero(np.all(three == np.float32(0.5), axis=-1).any(axis=0))[0]
+    centres = [run.mean() for run in np.split(cell_cols, np.nonzero(np.diff(cell_cols) > 1)[0] + 1)]
+    assert len(centres) == 3 and np.diff(centres).min() >= extent
