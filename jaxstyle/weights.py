@@ -216,10 +216,12 @@ def expected_shapes() -> dict[str, tuple[int, ...]]:
     abstract = jax.eval_shape(
         model.init, jax.random.key(0), jax.ShapeDtypeStruct((1, 32, 32, 3), jnp.float32)
     )
+    params = abstract["params"]
+    # In forward order, kernel before bias, so messages list problems the way people read them.
     return {
-        f"{name}/{kind}": tuple(leaf.shape)
-        for name, layer in abstract["params"].items()
-        for kind, leaf in layer.items()
+        f"{name}/{kind}": tuple(params[name][kind].shape)
+        for name in CONV_NAMES
+        for kind in ("kernel", "bias")
     }
 
 
@@ -575,10 +577,14 @@ def _fetch_url(url: str, cache_dir, progress) -> Path:
     return _cached_download(url, filename, KNOWN_MD5.get(filename), cache_dir, progress)
 
 
-def _checksum_error(path: Path, expected_md5: str | None) -> str | None:
-    """Why `path` fails its published checksum (MD5, or torch.hub's SHA-256 prefix), or None."""
+def _checksum_error(path: Path, filename: str, expected_md5: str | None) -> str | None:
+    """Why `path` fails its published checksum, or None.
+
+    The checksum is `expected_md5` and/or the SHA-256 prefix in a torch.hub style `filename`
+    (`vgg19-dcbb9e9d.pth`); a file with neither passes.
+    """
     md5, sha = hashlib.md5(usedforsecurity=False), hashlib.sha256()
-    hub = _HUB_HASH.search(path.name)
+    hub = _HUB_HASH.search(filename)
     with open(path, "rb") as f:
         while chunk := f.read(_CHUNK):
             if expected_md5:
@@ -601,7 +607,7 @@ def _cached_download(url: str, filename: str, md5: str | None, cache_dir, progre
     directory = weights_cache_dir(cache_dir)
     dest = directory / filename
     if dest.is_file():
-        if _checksum_error(dest, md5) is None:
+        if _checksum_error(dest, filename, md5) is None:
             return dest
         dest.unlink()  # a damaged cache entry is never used
     try:
@@ -614,7 +620,7 @@ def _cached_download(url: str, filename: str, md5: str | None, cache_dir, progre
     try:
         with os.fdopen(fd, "wb") as out:
             _stream(url, out, progress)
-        mismatch = _checksum_error(Path(tmp), md5) if md5 or _HUB_HASH.search(filename) else None
+        mismatch = _checksum_error(Path(tmp), filename, md5)
         if mismatch:
             raise WeightsError(
                 _download_help(url, dest, md5, f"checksum mismatch ({mismatch}); discarded")
@@ -623,6 +629,8 @@ def _cached_download(url: str, filename: str, md5: str | None, cache_dir, progre
     except BaseException as e:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)  # never leave a partial download behind, not even on Ctrl-C
+        if isinstance(e, urllib.error.HTTPError):
+            e.close()  # it holds the response's socket
         if isinstance(e, (OSError, http.client.HTTPException)):
             raise WeightsError(_download_help(url, dest, md5, _reason(e))) from e
         raise

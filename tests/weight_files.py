@@ -175,20 +175,23 @@ class _TorchPickler(pickle._Pickler):  # the pure-Python pickler lets us emit GL
     dispatch[_Global] = _save_marker
 
 
-def write_torch_zip(path, params, *, classifier=False, extra=None, transposed_view=False) -> Path:
+def write_torch_zip(
+    path, params, *, classifier=False, extra=None, extra_tensors=None, transposed_view=False
+) -> Path:
     """The PyTorch >= 1.6 zip layout written without torch (what torch.save produces).
 
     archive/data.pkl (protocol 2; tensors via torch._utils._rebuild_tensor_v2 and persistent
     ids ("storage", torch.FloatStorage, key, "cpu", numel)), archive/data/<key> (raw
-    little-endian float32), archive/byteorder, archive/version. extra: more {key: object}
-    entries, e.g. an _Evil. transposed_view: write conv kernels as non-contiguous views
-    (storage in HWIO order, OIHW strides) to exercise strided rebuilds.
+    little-endian float32), archive/byteorder, archive/version.
+    extra: more {key: object} entries, e.g. an _Evil; extra_tensors: more {key: array} tensors.
+    transposed_view: write conv kernels as non-contiguous views (storage in HWIO order, OIHW
+    strides) to exercise strided rebuilds.
     """
     state = collections.OrderedDict()
     records = {}
-    for k, (key, value) in enumerate(
-        torch_state_dict_arrays(params, classifier=classifier).items()
-    ):
+    arrays = torch_state_dict_arrays(params, classifier=classifier)
+    arrays.update(extra_tensors or {})
+    for k, (key, value) in enumerate(arrays.items()):
         if transposed_view and value.ndim == 4:
             base = np.ascontiguousarray(value.transpose(2, 3, 1, 0))  # HWIO in memory
             storage = _Storage(str(k), base)
