@@ -174,7 +174,7 @@ def test_cmyk(tmp_path):
 def test_16_bit_grayscale_keeps_16_bits(tmp_path):
     v = np.random.default_rng(5).integers(0, 65536, (10, 14), dtype=np.uint16)
     x = load_image(save_pil(tmp_path / "g16.png", Image.fromarray(v)))
-    assert mode_of(tmp_path / "g16.png") == "I;16"
+    assert mode_of(tmp_path / "g16.png") in ("I;16", "I")  # "I" in older Pillow (10.0)
     np.testing.assert_allclose(x[..., 1], v / 65535.0, atol=1e-7)
     # Big-endian I;16B (a Motorola-order TIFF), and a 32-bit I-mode TIFF.
     big = Image.frombytes("I;16B", (14, 10), v.astype(">u2").tobytes())
