@@ -20,6 +20,7 @@ from jaxstyle.losses import (
     total_loss,
     total_variation,
 )
+from jaxstyle.stylize import Progress, Result, stylize
 from jaxstyle.vgg import (
     LAYER_NAMES,
     VGG19,
@@ -42,6 +43,8 @@ __all__ = [
     "ImageError",
     "LossSpec",
     "LossWeights",
+    "Progress",
+    "Result",
     "StyleConfig",
     "Targets",
     "VGGWeights",
@@ -63,6 +66,7 @@ __all__ = [
     "save_weights",
     "style_layer_loss",
     "style_loss",
+    "stylize",
     "total_loss",
     "total_variation",
 ]

@@ -19,7 +19,7 @@ import numpy as np
 CONTENT_LAYERS: tuple[str, ...] = ("relu4_2",)
 STYLE_LAYERS: tuple[str, ...] = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")
 
-OPTIMIZERS = ("lbfgs", "adam")
+OPTIMIZERS = ("lbfgs", "adam", "lbfgs-nols")
 INITS = ("content", "noise", "style")
 POOLINGS = ("max", "avg")
 TV_FORMS = ("squared", "keras")
@@ -68,7 +68,8 @@ class StyleConfig:
     tv_weight: float = 0.0
     # "squared" (DESIGN.md) or "keras" (the Keras example's (dx^2 + dy^2)^1.25 form).
     tv_form: str = "squared"
-    # "lbfgs" (optax, zoom line search) or "adam".
+    # "lbfgs" (optax, zoom line search), "adam", or "lbfgs-nols" (L-BFGS with step size 1 and
+    # no line search, like jcjohnson's neural-style; cheap to vmap in sweeps).
     optimizer: str = "lbfgs"
     # Number of optimizer steps (L-BFGS: iterations, each with its own line search).
     iterations: int = 500
