@@ -108,15 +108,23 @@ def load_vgg19(
     the file is missing, unreadable, the wrong format, or has a missing, extra or wrongly
     shaped layer, and when a download fails or its checksum does not match.
     """
-    if source is None and os.environ.get(ENV_WEIGHTS):
+    from_env = source is None and bool(os.environ.get(ENV_WEIGHTS))
+    if from_env:
         source = os.environ[ENV_WEIGHTS]
     if source is None:
         path = _cached_download(DEFAULT_URL, DEFAULT_FILENAME, DEFAULT_MD5, cache_dir, progress)
+    elif isinstance(source, str) and source.startswith("file://"):
+        path = Path(urllib.request.url2pathname(urllib.parse.urlparse(source).path))
     elif _is_url(source):
         path = _fetch_url(str(source), cache_dir, progress)
     else:
         path = Path(source).expanduser()
-    params, convention = read_weights(path)
+    try:
+        params, convention = read_weights(path)
+    except WeightsError as e:
+        if from_env:  # say where the file name came from
+            raise WeightsError(f"{e} (file named by ${ENV_WEIGHTS})") from e
+        raise
     params = {name: {k: jnp.asarray(v) for k, v in layer.items()} for name, layer in params.items()}
     return VGGWeights(params, convention, source=str(path))
 
@@ -135,7 +143,7 @@ def save_weights(weights: VGGWeights, dest: str | os.PathLike) -> Path:
     }
     # A 0-d unicode array: np.load reads it back with allow_pickle=False.
     arrays["convention"] = np.array(str(weights.convention))
-    _check_params({k: v for k, v in arrays.items() if k != "convention"}, dest)
+    _check_params({k: v for k, v in arrays.items() if k != "convention"}, dest, "refusing to write")
     try:
         fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".tmp")
     except OSError as e:
@@ -225,7 +233,7 @@ def expected_shapes() -> dict[str, tuple[int, ...]]:
     }
 
 
-def _check_params(flat: dict[str, np.ndarray], path: Path) -> None:
+def _check_params(flat: dict[str, np.ndarray], path: Path, what: str = "does not hold") -> None:
     """Check flat {"conv1_1/kernel": array} against the model; cast to float32 in place."""
     expected = expected_shapes()
     missing = [k for k in expected if k not in flat]
@@ -249,7 +257,7 @@ def _check_params(flat: dict[str, np.ndarray], path: Path) -> None:
                 problems.append(f"{key} contains NaN or inf")
             flat[key] = value
     if problems:
-        raise WeightsError(f"{path} does not hold VGG19 weights: " + "; ".join(problems))
+        raise WeightsError(f"{path}: {what} VGG19 weights: " + "; ".join(problems))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -566,7 +574,7 @@ def _restricted_torch_load(path: Path) -> Any:
 
 
 def _is_url(source: Any) -> bool:
-    return isinstance(source, str) and source.startswith(("http://", "https://", "file://"))
+    return isinstance(source, str) and source.startswith(("http://", "https://"))
 
 
 def _fetch_url(url: str, cache_dir, progress) -> Path:

@@ -191,7 +191,10 @@ def test_convert_to_unwritable_place(files, tmp_path):
 def test_save_weights_refuses_wrong_params(tmp_path, weights):
     params = dict(weights.params)
     del params["conv5_4"]
-    with pytest.raises(W.WeightsError, match="missing conv5_4/kernel, conv5_4/bias"):
+    with pytest.raises(
+        W.WeightsError,
+        match="x.npz: refusing to write VGG19 weights: missing conv5_4/kernel, conv5_4/bias",
+    ):
         jaxstyle.save_weights(VGGWeights(params, "caffe"), tmp_path / "x.npz")
     assert os.listdir(tmp_path) == []
 
@@ -202,6 +205,11 @@ def test_env_var_names_the_default_file(files, ref, monkeypatch, tmp_path):
     w = jaxstyle.load_vgg19(cache_dir=tmp_path)
     assert w.source == str(files("jaxstyle.npz"))
     assert_same_params(w.params, ref)
+    monkeypatch.setenv("JAXSTYLE_WEIGHTS", str(tmp_path / "gone.npz"))
+    with pytest.raises(ValueError, match=r"gone.npz.*\(file named by \$JAXSTYLE_WEIGHTS\)"):
+        jaxstyle.load_vgg19(cache_dir=tmp_path)
+    url = "file://" + str(files("jaxstyle.npz"))  # a file URL is read in place, not copied
+    assert jaxstyle.load_vgg19(url).source == str(files("jaxstyle.npz"))
 
 
 def test_expected_shapes_come_from_the_model():
@@ -247,7 +255,10 @@ def test_missing_file(tmp_path):
 
 def test_keras_missing_layer(tmp_path, weights):
     path = wf.write_keras_h5(tmp_path / "m.h5", weights.params, skip=("block3_conv2",))
-    with pytest.raises(ValueError, match=r"m.h5 .*missing conv3_2/kernel, conv3_2/bias"):
+    with pytest.raises(
+        ValueError,
+        match=r"m.h5: does not hold VGG19 weights: missing conv3_2/kernel, conv3_2/bias$",
+    ):
         jaxstyle.load_vgg19(path)
 
 
