@@ -240,9 +240,9 @@ def _check_params(flat: dict[str, np.ndarray], path: Path, what: str = "does not
     extra = sorted(k for k in flat if k not in expected)
     problems = []
     if missing:
-        problems.append("missing " + ", ".join(missing))
+        problems.append("missing " + _some(missing))
     if extra:
-        problems.append("unexpected " + ", ".join(extra))
+        problems.append("unexpected " + _some(extra))
     for key, shape in expected.items():
         if key not in flat:
             continue
@@ -258,6 +258,12 @@ def _check_params(flat: dict[str, np.ndarray], path: Path, what: str = "does not
             flat[key] = value
     if problems:
         raise WeightsError(f"{path}: {what} VGG19 weights: " + "; ".join(problems))
+
+
+def _some(names: list[str], limit: int = 8) -> str:
+    """A readable list: the first `limit` names and how many more (files can have hundreds)."""
+    more = f" and {len(names) - limit} more" if len(names) > limit else ""
+    return ", ".join(names[:limit]) + more
 
 
 # ---------------------------------------------------------------------------------------------
@@ -419,9 +425,8 @@ def _read_torch(path: Path, *, zip_format: bool) -> dict[str, np.ndarray]:
             value = np.ascontiguousarray(value.transpose(2, 3, 1, 0))
         flat[target] = value
     if unexpected:
-        shown = ", ".join(unexpected[:6]) + (", ..." if len(unexpected) > 6 else "")
         raise WeightsError(
-            f"{path}: keys that torchvision's VGG19 does not have: {shown} (expected "
+            f"{path}: keys that torchvision's VGG19 does not have: {_some(unexpected)} (expected "
             "features.N.weight/bias for the 16 convolutions, and optionally classifier.*)"
         )
     return flat
