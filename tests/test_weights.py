@@ -6,6 +6,7 @@ Downloads go to an HTTP server on 127.0.0.1 started here; nothing touches the ne
 
 import hashlib
 import http.server
+import importlib.abc
 import os
 import socket
 import sys
@@ -30,10 +31,22 @@ except ImportError:
 needs_torch = pytest.mark.skipif(not HAVE_TORCH, reason="torch is not installed")
 
 
+class _BlockTorch(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name == "torch" or name.startswith("torch."):
+            raise ModuleNotFoundError(f"No module named {name!r}", name=name)
+        return None
+
+
 @pytest.fixture
 def no_torch(monkeypatch):
-    """Make `import torch` fail, as on a machine without torch (the restricted reader runs)."""
-    monkeypatch.setitem(sys.modules, "torch", None)
+    """Make `import torch` fail, as on a machine without torch (the restricted reader runs).
+
+    torch leaves sys.modules for the test (restored after) rather than being set to None
+    there: libraries such as scipy look for sys.modules["torch"] and would trip on a None.
+    """
+    monkeypatch.delitem(sys.modules, "torch", raising=False)
+    monkeypatch.setattr(sys, "meta_path", [_BlockTorch(), *sys.meta_path])
 
 
 @pytest.fixture(scope="module")
@@ -318,7 +331,8 @@ def test_torch_extra_key(tmp_path, weights, no_torch):
 def test_pickle_with_forbidden_global_is_refused_not_run(tmp_path, weights, monkeypatch,
                                                          torch_present):  # fmt: skip
     if not torch_present:
-        monkeypatch.setitem(sys.modules, "torch", None)
+        monkeypatch.delitem(sys.modules, "torch", raising=False)
+        monkeypatch.setattr(sys, "meta_path", [_BlockTorch(), *sys.meta_path])
     marker = tmp_path / "pwned"
     payload = wf.evil("os", "system", f"touch {marker}")
     path = wf.write_torch_zip(tmp_path / "evil.pth", weights.params, extra={"x": payload})
@@ -365,12 +379,17 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         pass
 
 
+class _QuietServer(http.server.ThreadingHTTPServer):
+    def handle_error(self, request, client_address):
+        pass  # clients that hang up on purpose (the Ctrl-C test) are not errors here
+
+
 @pytest.fixture(scope="module")
 def server(files):
     body = files("keras_W_1.h5").read_bytes()
     _Handler.routes = {"/notop.h5": body, "/plain.npz": files("jaxstyle.npz").read_bytes()}
     _Handler.hits = []
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
+    httpd = _QuietServer(("127.0.0.1", 0), _Handler)
     thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05})
     thread.daemon = True
     thread.start()
