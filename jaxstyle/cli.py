@@ -16,6 +16,7 @@ line on stderr; --debug adds the traceback.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import json
 import math
@@ -145,7 +146,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--iterations", metavar="N",
                    help=f"optimizer steps (default {_default('iterations')})")
     g.add_argument("--optimizer", choices=OPTIMIZERS,
-                   help=f"optimizer (default {_default('optimizer')})")
+                   help="lbfgs (zoom line search), adam, or lbfgs-nols (no line search, like "
+                        f"jcjohnson's neural-style) (default {_default('optimizer')})")
     g.add_argument("--learning-rate", metavar="LR",
                    help=f"Adam step size on [0,1] pixels (default {_default('learning_rate')})")
     g.add_argument("--init", metavar="INIT",
@@ -702,7 +704,11 @@ def _run(config: StyleConfig, opts: RunOptions) -> int:
 
     import jax
 
-    with jax.default_device(device):
+    # Only for an explicit --device: jit caches are keyed on the default-device context, so
+    # entering it needlessly would make a library call after main() (tests, notebooks)
+    # recompile.
+    context = jax.default_device(device) if opts.device else contextlib.nullcontext()
+    with context:
         return _run_on_device(config, opts, device, t_start)
 
 
@@ -788,8 +794,11 @@ def _run_on_device(config: StyleConfig, opts: RunOptions, device, t_start: float
     finally:
         reporter.close()
 
+    # Non-finite already at the initial image: no iterate is worth writing.
+    nothing_to_save = result.stopped == "nonfinite" and result.steps == 0
     final = finish(np.asarray(result.image))
-    save(opts.output, final)
+    if not nothing_to_save:
+        save(opts.output, final)
     # The library's phases (targets_s, compile_s, steps_s) as they are; its total_s is the
     # stylize call, the CLI's total_s the whole command.
     timings.update({("stylize_s" if k == "total_s" else k): float(v)
@@ -798,13 +807,20 @@ def _run_on_device(config: StyleConfig, opts: RunOptions, device, t_start: float
 
     status = result.stopped or "completed"
     if opts.json_path is not None:
-        summary = run_summary(settings, result, timings, device, opts, saved_steps, status)
+        summary = run_summary(settings, result, timings, device, opts, saved_steps, status,
+                              wrote_output=not nothing_to_save)
         write_json_atomic(opts.json_path, summary)
 
-    steps_done = len(result.history["total"]) if "total" in result.history else None
+    steps_done = result.steps
     if result.stopped == "nonfinite":
-        raise RunError(f"the loss became non-finite after step {steps_done}; wrote the last "
-                       f"good image (step {result.best_step}) to {opts.output}")
+        why = (result.message or "the loss became non-finite").rstrip(".")
+        if nothing_to_save:
+            parts = ", ".join(f"{k}={v:.4g}" for k, v in result.initial_losses.items())
+            raise RunError(f"the loss is non-finite at the initial image ({parts}): check the "
+                           "loss weights, the weights file and the input images. "
+                           "Nothing written.")
+        raise RunError(f"{why}. Wrote the best finite image (step {result.best_step}) to "
+                       f"{opts.output}")
     if result.stopped == "interrupted":
         print(f"{PROG}: interrupted at step {steps_done}; wrote the best image so far "
               f"(step {result.best_step}) to {opts.output}", file=sys.stderr, flush=True)
@@ -841,21 +857,24 @@ def run_settings(config: StyleConfig, opts: RunOptions, weights, content_shape) 
 
 
 def run_summary(settings: dict, result, timings: dict, device, opts: RunOptions,
-                saved_steps: list[int], status: str) -> dict:
+                saved_steps: list[int], status: str, wrote_output: bool = True) -> dict:
     """The --json document."""
     import jax
     import numpy as np
 
     history = result.history
-    final_losses = {k: float(np.asarray(v)[-1]) for k, v in history.items() if len(v)}
+    # Non-finite values (a "nonfinite" run's last step) become null: JSON has no NaN.
+    final_losses = {k: _finite_or_none(np.asarray(v)[-1]) for k, v in history.items() if len(v)}
     return {
         "status": status,
         "settings": settings,
-        "output": str(opts.output),
+        "output": str(opts.output) if wrote_output else None,
         "intermediate": [str(step_path(opts.output, s)) for s in saved_steps],
-        "steps": len(history.get("total", ())),
+        "steps": int(result.steps),
+        "message": result.message,
         "best_step": int(result.best_step),
-        "best_loss": float(result.best_loss),
+        "best_loss": _finite_or_none(result.best_loss),
+        "initial_losses": {k: _finite_or_none(v) for k, v in result.initial_losses.items()},
         "final_losses": final_losses,
         "timings": timings,
         "device": {"platform": device.platform, "kind": device.device_kind,
@@ -864,13 +883,18 @@ def run_summary(settings: dict, result, timings: dict, device, opts: RunOptions,
     }
 
 
+def _finite_or_none(value) -> float | None:
+    value = float(value)
+    return value if math.isfinite(value) else None
+
+
 def write_json_atomic(path: Path, data: dict) -> None:
     """Write JSON to a temporary file next to `path`, then rename it over `path`."""
     fd, tmp = tempfile.mkstemp(dir=path.parent if str(path.parent) else ".",
                                prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "w") as f:
-            json.dump(data, f, indent=2, sort_keys=True, allow_nan=True)
+            json.dump(data, f, indent=2, sort_keys=True, allow_nan=False)
             f.write("\n")
         os.replace(tmp, path)
     except BaseException:

@@ -6,6 +6,13 @@ tests (the first run pays the compile).
 
 from __future__ import annotations
 
+import dataclasses
+import io
+import json
+import signal
+import subprocess
+import sys
+import time
 import urllib.error
 from pathlib import Path
 
@@ -269,3 +276,264 @@ def test_unavailable_device_exits_1(files, tmp_path, weights_file, capsys, devic
     assert cli.main(argv) == 1
     assert f"--device {device}: no {device} device available" in one_line_error(capsys)
     assert jax.devices()  # the process still works
+
+
+# --------------------------------------------------------------------------- runs
+# Every run: content 48x64 -> 24x32 (--image-size 32), style -> 32 px long side, Adam (its
+# program compiled in ~4 s, L-BFGS's in ~15 s on this loaded CPU; stylize's own tests cover
+# the optimizers), the same layers: the compiled programs are shared by all the runs below.
+
+
+# Shallow layers: the network stops at relu2_1, which halves the compile time.
+LAYERS = {"content_layers": ("relu2_1",), "style_layers": ("relu1_1", "relu2_1")}
+RUN_CONFIG = StyleConfig(optimizer="adam", iterations=int(ITERS), **LAYERS)
+
+
+def run_argv(files, weights_file, out, *extra):
+    return [str(files["content"]), str(files["style"]), "-o", str(out),
+            "--weights", str(weights_file), "--image-size", str(SIZE), "--optimizer", "adam",
+            "--iterations", ITERS, "--content-layers", ",".join(LAYERS["content_layers"]),
+            "--style-layers", ",".join(LAYERS["style_layers"]), *extra]
+
+
+def png_settings(path: Path) -> dict:
+    with Image.open(path) as im:
+        return json.loads(im.text["jaxstyle"])
+
+
+def test_run_writes_image_metadata_json_and_intermediates(files, weights_file, tmp_path,
+                                                          capsys):
+    out, summary = tmp_path / "out.png", tmp_path / "run.json"
+    argv = run_argv(files, weights_file, out, "--save-every", "2", "--print-every", "1",
+                    "--json", str(summary), "--style-weight", "500")
+    argv[argv.index("--iterations") + 1] = "4"
+    assert cli.main(argv) == 0
+    captured = capsys.readouterr()
+    # stderr is no terminal here: plain progress lines, one per --print-every step.
+    lines = [ln for ln in captured.err.splitlines() if ln.startswith("step ")]
+    assert [ln.split()[1] for ln in lines] == ["1/4", "2/4", "3/4", "4/4"]
+    assert "total" in lines[0] and "style" in lines[0]
+    assert f"wrote {out}" in captured.out
+
+    with Image.open(out) as im:
+        assert im.size == (32, 24)  # (w, h): longest side = --image-size, aspect kept
+    settings = png_settings(out)
+    assert settings["styles"] == [str(files["style"])]
+    assert settings["image_size"] == SIZE
+    assert settings["config"]["style_weight"] == 500.0
+    assert settings["config"]["iterations"] == 4
+    assert settings["config"]["optimizer"] == "adam"
+    assert settings["weights"] == str(weights_file)
+
+    # Intermediate images at every --save-every step before the last; same settings chunk.
+    assert (tmp_path / "out_2.png").exists() and not (tmp_path / "out_4.png").exists()
+    assert png_settings(tmp_path / "out_2.png") == settings
+
+    doc = json.loads(summary.read_text())
+    assert doc["status"] == "completed" and doc["steps"] == 4
+    assert doc["settings"] == settings
+    assert doc["intermediate"] == [str(tmp_path / "out_2.png")]
+    for key in ("weight_load_s", "image_load_s", "targets_s", "compile_s", "steps_s",
+                "stylize_s", "total_s"):
+        assert doc["timings"][key] >= 0, key
+    assert doc["timings"]["total_s"] >= doc["timings"]["stylize_s"]
+    assert set(doc["final_losses"]) == {"total", "content", "style", "tv"}
+    losses = doc["final_losses"]
+    np.testing.assert_allclose(losses["total"], losses["content"] + 500 * losses["style"],
+                               rtol=1e-5)
+    assert doc["best_loss"] <= doc["initial_losses"]["total"]
+    assert doc["device"]["platform"] == "cpu"
+    assert list(out.parent.glob(".*tmp")) == []  # atomic writes leave no temporary files
+
+
+def test_output_equals_the_library_result(files, weights_file, tmp_path, capsys):
+    """The CLI is thin: its image is stylize() on image.py's loads, rounded to uint8."""
+    out = tmp_path / "out.png"
+    assert cli.main(run_argv(files, weights_file, out, "--quiet", "--init", "noise",
+                             "--seed", "4")) == 0
+    captured = capsys.readouterr()
+    assert captured.out == "" and captured.err == ""  # --quiet
+    content = jaxstyle.load_image(files["content"], max_side=SIZE)
+    style = jaxstyle.load_image(files["style"])
+    style = jaxstyle.image.resize_to(style, jaxstyle.image.style_size_for(content.shape,
+                                                                          style.shape, 1.0))
+    expected = jaxstyle.stylize(content, style, weights=jaxstyle.load_vgg19(weights_file),
+                                config=RUN_CONFIG.replace(init="noise", seed=4)).image
+    got = np.asarray(Image.open(out), np.float64) / 255
+    assert np.abs(got - expected).max() <= 0.5 / 255 + 1e-6
+
+
+def yiq(rgb):
+    """NTSC YIQ, written out here independently of jaxstyle.image."""
+    m = np.array([[0.299, 0.587, 0.114], [0.596, -0.274, -0.322], [0.211, -0.523, 0.312]])
+    return np.asarray(rgb, np.float64) @ m.T
+
+
+def test_preserve_colors_luminance_keeps_the_content_chroma(files, weights_file, tmp_path):
+    out = tmp_path / "lum.png"
+    assert cli.main(run_argv(files, weights_file, out, "--quiet", "--init", "noise",
+                             "--preserve-colors", "luminance")) == 0
+    got = np.asarray(Image.open(out), np.float64) / 255
+    content = jaxstyle.load_image(files["content"], max_side=SIZE)
+    # Where nothing was clipped, the output's chroma (I, Q) is the content's.
+    inside = np.all((got > 1.5 / 255) & (got < 1 - 1.5 / 255), axis=-1)
+    assert inside.mean() > 0.5
+    np.testing.assert_allclose(yiq(got)[inside][:, 1:], yiq(content)[inside][:, 1:],
+                               atol=2.5 / 255)
+    # ... while its luminance is the stylized one, not the content's.
+    assert np.abs(yiq(got)[..., 0] - yiq(content)[..., 0]).mean() > 0.02
+    assert png_settings(out)["preserve_colors"] == "luminance"
+
+
+def test_preserve_colors_histogram_runs_on_recoloured_styles(files, weights_file, tmp_path):
+    out = tmp_path / "hist.png"
+    assert cli.main(run_argv(files, weights_file, out, "--quiet",
+                             "--preserve-colors", "histogram")) == 0
+    content = jaxstyle.load_image(files["content"], max_side=SIZE)
+    style = jaxstyle.load_image(files["style"])
+    style = jaxstyle.image.resize_to(style, jaxstyle.image.style_size_for(content.shape,
+                                                                          style.shape, 1.0))
+    # The recoloured style has the content's RGB mean and covariance (computed here).
+    matched = jaxstyle.image.match_color_histogram(style, content, clip=False)
+    flat_m, flat_c = matched.reshape(-1, 3), content.reshape(-1, 3)
+    np.testing.assert_allclose(flat_m.mean(0), flat_c.mean(0), atol=1e-4)
+    np.testing.assert_allclose(np.cov(flat_m.T), np.cov(flat_c.T), atol=1e-4)
+    expected = jaxstyle.stylize(
+        content, jaxstyle.image.match_color_histogram(style, content),
+        weights=jaxstyle.load_vgg19(weights_file), config=RUN_CONFIG).image
+    got = np.asarray(Image.open(out), np.float64) / 255
+    assert np.abs(got - expected).max() <= 0.5 / 255 + 1e-6
+    assert png_settings(out)["preserve_colors"] == "histogram"
+
+
+def test_several_styles_init_path_jpeg(files, weights_file, tmp_path):
+    out, summary = tmp_path / "multi.jpg", tmp_path / "multi.json"
+    argv = run_argv(files, weights_file, out, "--quiet", "--json", str(summary),
+                    "--style-blend-weights", "3,1", "--init", str(files["style2"]),
+                    "--device", "cpu")
+    argv.insert(2, str(files["style2"]))  # CONTENT STYLE STYLE2 ...
+    assert cli.main(argv) == 0
+    with Image.open(out) as im:
+        assert im.format == "JPEG" and im.size == (32, 24)
+        assert json.loads(json.loads(im.info["comment"])["jaxstyle"])["styles"] == [
+            str(files["style"]), str(files["style2"])]
+    doc = json.loads(summary.read_text())
+    assert doc["settings"]["config"]["style_blend_weights"] == [3.0, 1.0]
+    assert doc["settings"]["config"]["init"] == str(files["style2"])
+
+
+def test_nonfinite_at_the_initial_image_writes_nothing(files, weights_file, tmp_path, capsys):
+    out, summary = tmp_path / "nf.png", tmp_path / "nf.json"
+    # tv ~ 1e2 at the content image: gamma = 1e37 overflows float32.
+    assert cli.main(run_argv(files, weights_file, out, "--quiet", "--tv-weight", "1e37",
+                             "--json", str(summary))) == 1
+    line = one_line_error(capsys)
+    assert "non-finite at the initial image" in line and "Nothing written" in line
+    assert not out.exists()
+    doc = json.loads(summary.read_text())
+    assert doc["status"] == "nonfinite" and doc["output"] is None
+
+
+def test_nonfinite_mid_run_writes_the_best_image(files, weights_file, tmp_path, capsys,
+                                                 monkeypatch):
+    # A NaN mid-run cannot be provoked reliably from the command line; the real stylize
+    # runs and its Result is marked as a run stopped by a NaN at its last step.
+    real = jaxstyle.stylize
+
+    def nan_at_the_end(*args, **kwargs):
+        result = real(*args, **kwargs)
+        return dataclasses.replace(result, stopped="nonfinite", best_step=result.steps - 1,
+                                   message=f"loss became non-finite at step {result.steps}")
+
+    monkeypatch.setattr(jaxstyle, "stylize", nan_at_the_end)
+    out = tmp_path / "nf.png"
+    assert cli.main(run_argv(files, weights_file, out, "--quiet")) == 1
+    line = one_line_error(capsys)
+    assert f"non-finite at step {ITERS}" in line
+    assert f"Wrote the best finite image (step {int(ITERS) - 1}) to {out}" in line
+    assert out.exists()
+
+
+def test_interrupt_flag_stops_the_run_and_saves(files, weights_file, tmp_path, capfd,
+                                                monkeypatch):
+    """In-process: a SIGINT during the run sets the flag; the callback then stops it."""
+    out = tmp_path / "int.png"
+    real = jaxstyle.stylize
+
+    def interrupt_during_run(*args, callback, **kwargs):
+        def cb(progress):
+            if progress.step == 1:
+                signal.raise_signal(signal.SIGINT)  # the CLI's handler only sets its flag
+            return callback(progress)
+        return real(*args, callback=cb, **kwargs)
+
+    monkeypatch.setattr(jaxstyle, "stylize", interrupt_during_run)
+    previous = signal.getsignal(signal.SIGINT)
+    argv = run_argv(files, weights_file, out, "--print-every", "1", "--json",
+                    str(tmp_path / "int.json"))
+    argv[argv.index("--iterations") + 1] = "50"
+    assert cli.main(argv) == 130
+    assert signal.getsignal(signal.SIGINT) is previous  # handler restored
+    err = capfd.readouterr().err  # capfd: the handler writes to fd 2 directly
+    assert "Ctrl-C: stopping" in err
+    assert "interrupted at step 1; wrote the best image so far" in err
+    assert "Traceback" not in err
+    doc = json.loads((tmp_path / "int.json").read_text())
+    assert doc["status"] == "interrupted" and doc["steps"] == 1
+    with Image.open(out) as im:
+        assert im.size == (32, 24)
+
+
+def test_ctrl_c_on_python_cli_py_in_a_subprocess(files, weights_file, tmp_path):
+    """The real thing: `python cli.py` stepping, SIGINT, exit 130, best image written."""
+    out, summary = tmp_path / "sub.png", tmp_path / "sub.json"
+    argv = run_argv(files, weights_file, out, "--print-every", "1", "--json", str(summary))
+    argv[argv.index("--iterations") + 1] = "100000"
+    proc = subprocess.Popen([sys.executable, str(REPO / "cli.py"), *argv], cwd=tmp_path,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 120
+        while True:  # wait until it is stepping (compiled, past the first chunk)
+            line = proc.stderr.readline()
+            assert line, f"cli.py ended early, rc={proc.wait()}"
+            if line.startswith("step 2/"):
+                break
+            assert time.monotonic() < deadline, "no progress within 120 s"
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err
+    assert "wrote the best image so far" in err
+    doc = json.loads(summary.read_text())
+    assert doc["status"] == "interrupted" and 2 <= doc["steps"] < 100000
+    with Image.open(out) as im:
+        assert im.size == (32, 24)
+    assert png_settings(out)["config"]["iterations"] == 100000
+
+
+class FakeTerminal(io.StringIO):
+    def isatty(self):
+        return True
+
+
+def test_progress_bar_on_a_terminal_and_lines_otherwise():
+    losses = {"total": 12.5, "content": 2.0, "style": 0.01, "tv": 3.0}
+    tty = FakeTerminal()
+    bar = cli.Reporter(4, print_every=1, quiet=False, stream=tty)
+    bar.update(2, losses)
+    bar.update(4, losses)
+    bar.close()
+    text = tty.getvalue()
+    assert "4/4" in text and "total 12.5" in text and "\r" in text  # a redrawn tqdm bar
+    plain = io.StringIO()
+    lines = cli.Reporter(6, print_every=3, quiet=False, stream=plain)
+    for step in range(1, 7):
+        lines.update(step, losses)
+    assert [ln.split()[1] for ln in plain.getvalue().splitlines()] == ["3/6", "6/6"]
+    quiet = FakeTerminal()
+    cli.Reporter(4, print_every=1, quiet=True, stream=quiet).update(4, losses)
+    assert quiet.getvalue() == ""
