@@ -471,13 +471,16 @@ class Reporter:
         if not quiet and _isatty(self.stream):
             from tqdm import tqdm
 
+            # "compiling" until the first chunk reports (the first compile takes seconds).
             self.bar = tqdm(total=total_steps, unit="step", file=self.stream,
-                            dynamic_ncols=True, leave=True)
+                            dynamic_ncols=True, leave=True, desc="compiling")
 
     def update(self, step: int, losses: dict[str, float]) -> None:
         if self.quiet:
             return
         if self.bar is not None:
+            if self.bar.desc:
+                self.bar.set_description_str("", refresh=False)
             self.bar.set_postfix_str(format_losses(losses, short=True), refresh=False)
             self.bar.update(max(0, step - self.bar.n))
             return
