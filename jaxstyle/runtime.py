@@ -103,6 +103,6 @@ def _backend_initialized() -> bool:
     try:
         from jax._src import xla_bridge
 
-        return bool(xla_bridge._backends)
+        return bool(xla_bridge.backends_are_initialized())
     except (ImportError, AttributeError):  # private API moved: assume not, do not block
         return False
