@@ -23,6 +23,9 @@ import jax.numpy as jnp
 from jaxstyle.config import LossWeights, StyleConfig
 from jaxstyle.vgg import VGGWeights, features
 
+# Computation dtypes of the network (LossSpec.compute_dtype).
+COMPUTE_DTYPES = ("float32", "bfloat16")
+
 
 def gram_matrix(feats: jax.Array) -> jax.Array:
     """G = F F^T with F reshaped to (N channels, M = h*w): (h, w, N) -> (N, N), unnormalized.
@@ -39,12 +42,37 @@ def content_loss(feats: jax.Array, target: jax.Array) -> jax.Array:
     return 0.5 * jnp.sum(diff * diff)
 
 
+@jax.custom_jvp
 def style_layer_loss(feats: jax.Array, target_gram: jax.Array) -> jax.Array:
-    """E_l = sum_ij (G_ij - A_ij)^2 / (4 N^2 M^2), G the Gram of `feats` (h, w, N), M = h*w."""
+    """E_l = sum_ij (G_ij - A_ij)^2 / (4 N^2 M^2), G the Gram of `feats` (h, w, N), M = h*w.
+
+    Derivative (custom JVP, F the (M, N) features, D = G - A, c = 1 / (4 N^2 M^2)):
+        dE = 2c * ( sum(F (D + D^T) * dF) - sum(D * dA) )
+    so the gradient with respect to F costs one (M, N) x (N, N) product; differentiating
+    the Gram einsum instead forms F D and F D^T separately (two products).
+    """
+    return _style_layer_loss(feats, target_gram)[0]
+
+
+def _style_layer_loss(feats, target_gram):
     n = feats.shape[-1]
     m = feats.shape[0] * feats.shape[1]
     diff = gram_matrix(feats) - target_gram
-    return jnp.sum(diff * diff) / (4.0 * n**2 * float(m) ** 2)
+    scale = 1.0 / (4.0 * n**2 * float(m) ** 2)
+    return jnp.sum(diff * diff) * scale, diff, scale
+
+
+@style_layer_loss.defjvp
+def _style_layer_loss_jvp(primals, tangents):
+    feats, target_gram = primals
+    d_feats, d_target = tangents
+    loss, diff, scale = _style_layer_loss(feats, target_gram)
+    f = feats.reshape(-1, feats.shape[-1])
+    # F (D + D^T), (M, N), accumulated in float32; D is symmetric for Gram targets.
+    k = jnp.matmul(f, (diff + diff.T).astype(f.dtype), preferred_element_type=jnp.float32)
+    d_loss = 2.0 * scale * (jnp.sum(k * d_feats.reshape(k.shape).astype(jnp.float32))
+                            - jnp.sum(diff * d_target))
+    return loss, d_loss
 
 
 def style_loss(
@@ -86,6 +114,14 @@ class LossSpec:
     tv_form: str = "squared"
     pooling: str = "max"
     convention: str = "caffe"
+    # The network's computation dtype: "float32", or "bfloat16" for GPU/TPU (convolutions
+    # in bfloat16; Grams, losses and targets accumulate and stay in float32).
+    compute_dtype: str = "float32"
+
+    def __post_init__(self) -> None:
+        if self.compute_dtype not in COMPUTE_DTYPES:
+            raise ValueError(f"compute_dtype must be one of {COMPUTE_DTYPES}, "
+                             f"got {self.compute_dtype!r}")
 
     @classmethod
     def from_config(cls, config: StyleConfig, convention: str) -> LossSpec:
@@ -96,6 +132,7 @@ class LossSpec:
             tv_form=config.tv_form,
             pooling=config.pooling,
             convention=convention,
+            compute_dtype=getattr(config, "compute_dtype", "float32"),
         )
 
     @property
@@ -105,7 +142,12 @@ class LossSpec:
 
     def features(self, params: Any, image: jax.Array) -> dict[str, jax.Array]:
         return features(params, image, layers=self.layers, pooling=self.pooling,
-                        convention=self.convention)
+                        convention=self.convention, dtype=self.dtype)
+
+    @property
+    def dtype(self) -> Any:
+        """The compute dtype as a jnp dtype (None for float32, Flax's default)."""
+        return None if self.compute_dtype == "float32" else jnp.dtype(self.compute_dtype)
 
 
 class Targets(NamedTuple):
@@ -133,7 +175,8 @@ def compute_targets(
     blend_weights: (K,) b_k summing to 1. The content image's feature sizes set M.
     """
     content_feats = spec.features(params, content)
-    content_targets = {name: content_feats[name] for name in spec.content_layers}
+    content_targets = {name: content_feats[name].astype(jnp.float32)
+                       for name in spec.content_layers}
     grams = {}
     if spec.style_layers:
         # M of the generated image at each style layer (it has the content image's size).
@@ -141,7 +184,8 @@ def compute_targets(
                    for name in spec.style_layers}
         for k, style in enumerate(styles):
             style_feats = features(params, style, layers=spec.style_layers,
-                                   pooling=spec.pooling, convention=spec.convention)
+                                   pooling=spec.pooling, convention=spec.convention,
+                                   dtype=spec.dtype)
             for name in spec.style_layers:
                 f = style_feats[name]
                 scale = m_image[name] / (f.shape[0] * f.shape[1])
