@@ -1,0 +1,739 @@
+"""jaxstyle speed and memory benchmark, with a PyTorch baseline of the same objective.
+
+    python benchmarks/bench.py --sizes 256,512,1024 --optimizers lbfgs,adam --json out.json
+    python benchmarks/bench.py --quick            # tiny sizes, seconds: what the tests run
+
+Every measurement runs in a fresh subprocess, so peak memory is per size and per framework:
+- objective (per size): jit(value_and_grad) of `jaxstyle.losses.total_loss` with respect to
+  the image, params/targets/loss weights as arguments. Cold compile time (AOT lower + compile,
+  empty persistent cache), per-step time (median), peak RSS (VmHWM; device peak bytes on
+  GPU/TPU), achieved FLOP/s against `objective_flops` (analytic) and as a fraction of the
+  measured float32 matmul peak.
+- warm start (per size): a SECOND process with the persistent cache the first one filled:
+  time from process start to the first step done, broken into import, weights, targets,
+  compile (cache hit) and step.
+- pytorch (per size, when torch is importable): benchmarks/torch_baseline.py, the same
+  objective, same weights (written once to an .npz), same thread count; ratio jax / torch.
+- optimizer rows (per size and optimizer, when `jaxstyle.stylize` is importable): a full
+  stylize run of --opt-steps iterations (L-BFGS steps include their line-search evaluations),
+  cold and then warm (second process).
+- sweep rows (per optimizer, when `jaxstyle.sweep` is importable): K = 1, 4, 8 settings in one
+  sweep call against K sequential `stylize` runs, at --sweep-size.
+
+Prints a Markdown table; --json writes everything measured. Synthetic VGG19 weights
+(`jaxstyle.random_weights`) have the real network's compute.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+_T0 = time.perf_counter()  # process start, for the warm-start measurement
+
+import numpy as np  # noqa: E402
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+MARKER = "BENCH_JSON "
+
+# VGG19 up to relu5_1: (conv name, output channels) per block; pools between blocks.
+_BLOCKS = ((64, 2), (128, 2), (256, 4), (512, 4), (512, 4))
+DEFAULT_STYLE = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")
+DEFAULT_CONTENT = ("relu4_2",)
+
+
+# ------------------------------------------------------------------------ analytic FLOPs
+
+
+def _conv_plan(height: int, width: int, layers) -> list[dict]:
+    """The convolutions the objective runs, up to the deepest loss layer, with their sizes."""
+    deepest = max(layers, key=_layer_key)
+    plan, cin, h, w = [], 3, height, width
+    for b, (cout, depth) in enumerate(_BLOCKS, 1):
+        for i in range(1, depth + 1):
+            plan.append({"name": f"conv{b}_{i}", "h": h, "w": w, "cin": cin, "cout": cout})
+            cin = cout
+            if f"relu{b}_{i}" == deepest:
+                return plan
+        h, w = h // 2, w // 2  # 2x2 VALID pooling
+    return plan
+
+
+def _layer_key(name: str) -> tuple[int, int]:
+    """relu{b}_{i} -> (b, i): forward order of the loss layers."""
+    b, i = name[4:].split("_")
+    return int(b), int(i)
+
+
+def objective_flops(height: int, width: int, *, style_layers=DEFAULT_STYLE,
+                    content_layers=DEFAULT_CONTENT, gram_backward_matmuls: int = 1) -> dict:
+    """Analytic FLOPs of one value_and_grad of the objective with respect to the image.
+
+    Counted (multiply-adds as 2 FLOPs), for each 3x3 'SAME' conv on an (h, w) map:
+      forward:             2 * h * w * 9 * Cin * Cout
+      backward, input:     2 * h * w * 9 * Cin * Cout  (transposed conv: d loss / d input)
+      backward, weights:   0  (the weights are constants; only the image is differentiated)
+    Every conv up to the deepest loss layer needs its input gradient, conv1_1 included (its
+    input is the image). For each style layer, F (M = h*w, N channels):
+      Gram forward:        2 * M * N^2            (G = F^T F, the full N x N product)
+      Gram backward:       gram_backward_matmuls * 2 * M * N^2   (d E / d F = 2c F (D + D^T),
+                           D = G - A: one (M, N) x (N, N) product with jaxstyle's custom
+                           JVP; plain autodiff of the einsum forms F D and F D^T: 2)
+    Not counted (together well under 1% at these sizes): bias adds, ReLUs and their masks,
+    pooling, the content and TV losses, preprocessing.
+
+    "total" counts every tap of every window, zero padding included (the usual convention,
+    and what direct convolution kernels execute); "total_valid_taps" counts only taps inside
+    the feature map, (3h - 2)(3w - 2) per channel pair instead of 9hw, which is what XLA's
+    cost analysis reports.
+    """
+    plan = _conv_plan(height, width, tuple(style_layers) + tuple(content_layers))
+    conv_fwd = sum(2 * c["h"] * c["w"] * 9 * c["cin"] * c["cout"] for c in plan)
+    conv_bwd = conv_fwd
+    conv_valid = sum(2 * (3 * c["h"] - 2) * (3 * c["w"] - 2) * c["cin"] * c["cout"]
+                     for c in plan)
+    gram_fwd = 0
+    shapes = {f"relu{c['name'][4:]}": (c["h"] * c["w"], c["cout"]) for c in plan}
+    for name in style_layers:
+        m, n = shapes[name]
+        gram_fwd += 2 * m * n * n
+    gram_bwd = gram_backward_matmuls * gram_fwd
+    return {
+        "conv_forward": conv_fwd,
+        "conv_backward_input": conv_bwd,
+        "gram_forward": gram_fwd,
+        "gram_backward": gram_bwd,
+        "total": conv_fwd + conv_bwd + gram_fwd + gram_bwd,
+        "total_valid_taps": 2 * conv_valid + gram_fwd + gram_bwd,
+    }
+
+
+# ------------------------------------------------------------------------------ helpers
+
+
+def peak_rss_bytes() -> int:
+    """Resident-set high-water mark of this process (VmHWM, else ru_maxrss)."""
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+def _emit(result: dict) -> int:
+    print(MARKER + json.dumps(result), flush=True)
+    return 0
+
+
+def _load_params(npz_path: str):
+    """jaxstyle-format .npz -> params pytree of device arrays (like a converted weight file)."""
+    import jax.numpy as jnp
+
+    params: dict = {}
+    with np.load(npz_path, allow_pickle=False) as data:
+        for key in data.files:
+            layer, leaf = key.split("/")
+            params.setdefault(layer, {})[leaf] = jnp.asarray(data[key])
+    return params
+
+
+def _images(size: int, seed: int = 0):
+    rng = np.random.default_rng(seed)
+    content = rng.random((size, size, 3), dtype=np.float32)
+    style = rng.random((size, size, 3), dtype=np.float32)
+    return content, style
+
+
+def _setup_jax(args) -> dict:
+    """XLA flags (before the backend starts), then the persistent cache. Returns what was set."""
+    from jaxstyle import runtime
+
+    flags = runtime.set_xla_cpu_flags() if args.xla_flags else os.environ.get("XLA_FLAGS", "")
+    cache = runtime.enable_compile_cache(args.cache_dir) if args.cache_dir else None
+    return {"xla_flags": flags, "cache_dir": None if cache is None else str(cache)}
+
+
+def _cache_hit_counter() -> list:
+    from jax import monitoring
+
+    hits: list = []
+    monitoring.register_event_listener(
+        lambda event, **kw: hits.append(event)
+        if event == "/jax/compilation_cache/cache_hits" else None)
+    return hits
+
+
+def _device_memory(device) -> dict:
+    try:
+        stats = device.memory_stats() or {}
+    except Exception:  # noqa: BLE001 - CPU devices may not implement it
+        stats = {}
+    return {k: stats[k] for k in ("peak_bytes_in_use", "bytes_in_use") if k in stats}
+
+
+# ------------------------------------------------------------------------------ workers
+
+
+def worker_objective(args) -> int:
+    """One size: (cold or warm) compile, steps, peak memory; timings from process start."""
+    t = {"start_to_main_s": time.perf_counter() - _T0}
+    t0 = time.perf_counter()
+    setup = _setup_jax(args)
+    import jax
+    import jax.numpy as jnp
+
+    import jaxstyle
+    from jaxstyle.losses import LossSpec, compute_targets, total_loss
+
+    hits = _cache_hit_counter()
+    t["import_s"] = time.perf_counter() - t0
+
+    t0 = time.perf_counter()
+    params = _load_params(args.weights_npz)
+    jax.block_until_ready(params)
+    t["weights_s"] = time.perf_counter() - t0
+
+    config = jaxstyle.StyleConfig()
+    spec = LossSpec.from_config(config, "caffe")
+    if args.dtype != "float32":
+        spec = _with_dtype(spec, args.dtype)
+    content, style = _images(args.size)
+    content, style = jnp.asarray(content), jnp.asarray(style)
+    blend = jnp.ones((1,), jnp.float32)
+
+    t0 = time.perf_counter()
+    targets_exe = compute_targets.lower(params, content, [style], blend, spec=spec).compile()
+    t["targets_compile_s"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    targets = jax.block_until_ready(targets_exe(params, content, [style], blend))
+    t["targets_s"] = time.perf_counter() - t0
+    loss_weights = config.loss_weights
+
+    step = jax.jit(jax.value_and_grad(total_loss, argnums=3, has_aux=True),
+                   static_argnames="spec")
+    image = content
+    t0 = time.perf_counter()
+    lowered = step.lower(params, targets, loss_weights, image, spec=spec)
+    t["lower_s"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    exe = lowered.compile()
+    t["compile_s"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    (loss, _), grad = jax.block_until_ready(exe(params, targets, loss_weights, image))
+    t["first_step_s"] = time.perf_counter() - t0
+    t["time_to_first_step_s"] = time.perf_counter() - _T0
+
+    times = []
+    for _ in range(args.steps):
+        t0 = time.perf_counter()
+        jax.block_until_ready(exe(params, targets, loss_weights, image))
+        times.append(time.perf_counter() - t0)
+
+    try:
+        xla_flops = float(exe.cost_analysis().get("flops", float("nan")))
+    except Exception:  # noqa: BLE001 - cost analysis is best effort per backend
+        xla_flops = float("nan")
+    device = jax.devices()[0]
+    return _emit({
+        "size": args.size,
+        "backend": jax.default_backend(),
+        "device": str(device.device_kind),
+        "dtype": args.dtype,
+        **setup,
+        **t,
+        "cache_hits": len(hits),
+        "step_times_s": times,
+        "step_s": statistics.median(times) if times else t["first_step_s"],
+        "loss": float(loss),
+        "grad_norm": float(jnp.linalg.norm(grad)),
+        "xla_cost_analysis_flops": xla_flops,
+        "peak_rss_bytes": peak_rss_bytes(),
+        "device_memory": _device_memory(device),
+    })
+
+
+def _with_dtype(spec, dtype: str):
+    """The spec with its compute dtype set (LossSpec.compute_dtype, when the field exists)."""
+    import dataclasses
+
+    fields = {f.name for f in dataclasses.fields(spec)}
+    if "compute_dtype" not in fields:
+        raise SystemExit(f"--dtype {dtype}: this jaxstyle's LossSpec has no compute_dtype")
+    return dataclasses.replace(spec, compute_dtype=dtype)
+
+
+def worker_peak(args) -> int:
+    """Float32 matmul throughput: the best of several n x n jnp.dot calls (FLOPs 2 n^3)."""
+    _setup_jax(args)
+    import jax
+    import jax.numpy as jnp
+
+    best = {}
+    for n in [int(v) for v in args.ks.split(",")]:
+        a = jax.random.normal(jax.random.key(0), (n, n), jnp.float32)
+        dot = jax.jit(jnp.dot)
+        jax.block_until_ready(dot(a, a))
+        times = []
+        for _ in range(args.steps):
+            t0 = time.perf_counter()
+            jax.block_until_ready(dot(a, a))
+            times.append(time.perf_counter() - t0)
+        best[n] = 2.0 * n**3 / min(times)
+    return _emit({"matmul_flops_per_s": max(best.values()),
+                  "by_size": {str(k): v for k, v in best.items()},
+                  "backend": jax.default_backend()})
+
+
+def worker_optim(args) -> int:
+    """A full stylize run (compile + --steps iterations), cold or warm from the cache."""
+    t = {"start_to_main_s": time.perf_counter() - _T0}
+    setup = _setup_jax(args)
+    import jax
+
+    import jaxstyle
+    from jaxstyle.vgg import VGGWeights
+
+    hits = _cache_hit_counter()
+    params = _load_params(args.weights_npz)
+    weights = VGGWeights(params, "caffe", source="random(seed=0)")
+    content, style = _images(args.size)
+    config = jaxstyle.StyleConfig(optimizer=args.optimizer, iterations=args.steps)
+    t0 = time.perf_counter()
+    result = jaxstyle.stylize(content, style, weights=weights, config=config,
+                              callback_every=args.steps)
+    wall = time.perf_counter() - t0
+    timings = {k: float(v) for k, v in dict(result.timings).items()}
+    return _emit({
+        "size": args.size,
+        "optimizer": args.optimizer,
+        "iterations": args.steps,
+        "backend": jax.default_backend(),
+        **setup,
+        **t,
+        "stylize_wall_s": wall,
+        "timings": timings,
+        "step_s": timings.get("steps_s", float("nan")) / args.steps,
+        "time_to_result_s": time.perf_counter() - _T0,
+        "cache_hits": len(hits),
+        "final_loss": float(result.history["total"][-1]),
+        "peak_rss_bytes": peak_rss_bytes(),
+        "device_memory": _device_memory(jax.devices()[0]),
+    })
+
+
+def worker_sweep(args) -> int:
+    """K settings in one jaxstyle.sweep call against K sequential stylize runs, K in --ks."""
+    setup = _setup_jax(args)
+    import jax
+
+    import jaxstyle
+    from jaxstyle.vgg import VGGWeights
+
+    params = _load_params(args.weights_npz)
+    weights = VGGWeights(params, "caffe", source="random(seed=0)")
+    content, style = _images(args.size)
+    config = jaxstyle.StyleConfig(optimizer=args.optimizer, iterations=args.steps)
+    ks = [int(k) for k in args.ks.split(",")]
+    style_weights = np.geomspace(1e2, 1e4, max(ks)).astype(np.float32)
+
+    # Sequential: one stylize per setting. The first run compiles; report it apart and time
+    # the rest (same program: loss weights are traced).
+    seq = []
+    for k in range(max(ks) + 1):
+        lw = jaxstyle.LossWeights.of(1.0, float(style_weights[max(k - 1, 0)]), 0.0)
+        t0 = time.perf_counter()
+        jaxstyle.stylize(content, style, weights=weights, config=config, loss_weights=lw,
+                         callback_every=args.steps)
+        seq.append(time.perf_counter() - t0)
+    seq_first, seq_runs = seq[0], seq[1:]
+
+    rows = []
+    for k in ks:
+        lw = jaxstyle.LossWeights.of(np.ones(k), style_weights[:k], np.zeros(k))
+        walls = []
+        for _ in range(2):  # the first call compiles for this K; the second is steady state
+            t0 = time.perf_counter()
+            jaxstyle.sweep(content, style, weights=weights, config=config, loss_weights=lw)
+            walls.append(time.perf_counter() - t0)
+        sequential = float(sum(seq_runs[:k]))
+        rows.append({"k": k, "sweep_first_s": walls[0], "sweep_s": walls[1],
+                     "sequential_s": sequential, "speedup": sequential / walls[1],
+                     "settings_per_s": k / walls[1]})
+    return _emit({
+        "size": args.size, "optimizer": args.optimizer, "iterations": args.steps,
+        "backend": jax.default_backend(), **setup, "sequential_first_run_s": seq_first,
+        "sequential_run_s": seq_runs, "rows": rows, "peak_rss_bytes": peak_rss_bytes(),
+    })
+
+
+def worker_layers(args) -> int:
+    """Where the time goes: per-layer forward and input-gradient times of the objective.
+
+    Times each conv(+bias+ReLU) forward, its VJP with respect to the input, each pooling's
+    forward+VJP, and each Gram's forward+VJP as separate jitted programs at --size.
+    """
+    _setup_jax(args)
+    import jax
+    import jax.numpy as jnp
+
+    params = _load_params(args.weights_npz)
+    from jaxstyle.losses import gram_matrix, style_layer_loss
+
+    def timed(fn, *xs):
+        fn = jax.jit(fn)
+        jax.block_until_ready(fn(*xs))
+        times = []
+        for _ in range(args.steps):
+            t0 = time.perf_counter()
+            jax.block_until_ready(fn(*xs))
+            times.append(time.perf_counter() - t0)
+        return statistics.median(times)
+
+    def conv(x, k, b):
+        y = jax.lax.conv_general_dilated(x[None], k, (1, 1), "SAME",
+                                         dimension_numbers=("NHWC", "HWIO", "NHWC"))[0]
+        return jax.nn.relu(y + b)
+
+    def pool(x):
+        return jax.lax.reduce_window(x, -jnp.inf, jax.lax.max, (2, 2, 1), (2, 2, 1), "VALID")
+
+    rows = []
+    rng = np.random.default_rng(0)
+    for c in _conv_plan(args.size, args.size, DEFAULT_STYLE + DEFAULT_CONTENT):
+        x = jnp.asarray(rng.random((c["h"], c["w"], c["cin"]), dtype=np.float32))
+        k, b = params[c["name"]]["kernel"], params[c["name"]]["bias"]
+        g = jnp.ones((c["h"], c["w"], c["cout"]), jnp.float32)
+        flops = 2 * c["h"] * c["w"] * 9 * c["cin"] * c["cout"]
+        fwd = timed(conv, x, k, b)
+        bwd = timed(lambda x, k, b, g: jax.vjp(lambda x: conv(x, k, b), x)[1](g)[0], x, k, b, g)
+        rows.append({"op": c["name"], "flops": flops, "forward_s": fwd, "vjp_s": bwd})
+        name = f"relu{c['name'][4:]}"
+        y = conv(x, k, b)
+        if name in DEFAULT_STYLE:
+            a = gram_matrix(y)
+            rows.append({"op": f"gram {name}", "flops": 3 * 2 * y.shape[0] * y.shape[1]
+                         * y.shape[2] ** 2,
+                         "forward_s": timed(gram_matrix, y),
+                         "vjp_s": timed(jax.grad(style_layer_loss), y, a)})
+        if c["name"].endswith(f"_{_BLOCKS[int(c['name'][4]) - 1][1]}"):
+            gp = jnp.ones((y.shape[0] // 2, y.shape[1] // 2, y.shape[2]), jnp.float32)
+            rows.append({"op": f"pool{c['name'][4]}", "flops": 0, "forward_s": timed(pool, y),
+                         "vjp_s": timed(lambda y, gp: jax.vjp(pool, y)[1](gp)[0], y, gp)})
+    return _emit({"size": args.size, "backend": jax.default_backend(), "rows": rows})
+
+
+WORKERS = {"objective": worker_objective, "peak": worker_peak, "optim": worker_optim,
+           "sweep": worker_sweep, "layers": worker_layers}
+
+
+# --------------------------------------------------------------------------- orchestrator
+
+
+def _run_worker(kind: str, argv: list[str], timeout: float) -> dict:
+    """Run one worker in a fresh interpreter; its last MARKER line is the result.
+
+    The workers get the cache directory as an argument, so JAXSTYLE_NO_COMPILE_CACHE (which
+    would turn the measured cache off) is removed from their environment.
+    """
+    cmd = [sys.executable, os.path.abspath(__file__), "--worker", kind, *argv]
+    env = {k: v for k, v in os.environ.items() if k != "JAXSTYLE_NO_COMPILE_CACHE"}
+    return _run_json(cmd, timeout, env)
+
+
+def _run_json(cmd: list[str], timeout: float, env=None, marker: str = MARKER) -> dict:
+    t0 = time.perf_counter()
+    try:
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
+    except subprocess.TimeoutExpired:
+        return {"error": f"timed out after {timeout:.0f} s"}
+    wall = time.perf_counter() - t0
+    for line in reversed(proc.stdout.splitlines()):
+        if line.startswith(marker or "{"):
+            out = json.loads(line[len(marker):])
+            out["process_wall_s"] = wall
+            return out
+    tail = (proc.stderr or proc.stdout).strip().splitlines()[-3:]
+    return {"error": f"exit {proc.returncode}: " + " | ".join(tail)}
+
+
+def _torch_available() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("torch") is not None
+
+
+def _threads() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:
+        return os.cpu_count() or 1
+
+
+def _have(name: str) -> bool:
+    import jaxstyle
+
+    return callable(getattr(jaxstyle, name, None))
+
+
+def _write_weights(path: str) -> None:
+    """The synthetic weights as a jaxstyle-format .npz, read by every worker."""
+    import jaxstyle
+
+    params = jaxstyle.random_weights(0).params
+    np.savez(path, **{f"{layer}/{leaf}": np.asarray(v) for layer, leaves in params.items()
+                      for leaf, v in leaves.items()})
+
+
+def _load_avg() -> list[float] | None:
+    try:
+        return list(os.getloadavg())
+    except OSError:
+        return None
+
+
+def run_benchmark(args) -> dict:
+    sizes = [int(s) for s in args.sizes.split(",") if s]
+    optimizers = [o for o in args.optimizers.split(",") if o]
+    work = tempfile.mkdtemp(prefix="jaxstyle-bench-")
+    weights_npz = os.path.join(work, "weights.npz")
+    _write_weights(weights_npz)
+    common = ["--weights-npz", weights_npz, "--dtype", args.dtype]
+    if not args.xla_flags:
+        common.append("--no-xla-flags")
+    log = (lambda msg: print(msg, file=sys.stderr, flush=True)) if not args.silent else (
+        lambda msg: None)
+    report: dict = {
+        "argv": sys.argv[1:],
+        "machine": {"platform": platform.platform(), "processor": platform.processor(),
+                    "python": platform.python_version(), "threads": _threads(),
+                    "load_avg_start": _load_avg()},
+        "objective": [], "optimizers": [], "sweeps": [], "notes": [],
+    }
+    try:
+        import jax
+
+        report["machine"]["jax"] = jax.__version__
+        log("measuring matmul peak")
+        peak = _run_worker("peak", ["--steps", "3", "--ks", args.matmul_sizes, *common],
+                           args.timeout)
+        report["matmul_peak"] = peak
+        peak_flops = peak.get("matmul_flops_per_s")
+        use_torch = args.torch and _torch_available()
+        if args.torch and not use_torch:
+            report["notes"].append("torch not importable: no PyTorch baseline")
+        for size in sizes:
+            cache = os.path.join(work, f"cache-{size}")
+            flags = ["--size", str(size), "--steps", str(args.steps), *common]
+            log(f"{size} px: objective, cold")
+            cold = _run_worker("objective", [*flags, "--cache-dir", cache], args.timeout)
+            log(f"{size} px: objective, warm (second process)")
+            warm = _run_worker("objective", [*flags, "--cache-dir", cache], args.timeout)
+            row = {"size": size, "cold": cold, "warm": warm,
+                   "flops": objective_flops(size, size)}
+            if "step_s" in cold:
+                steps = [*cold["step_times_s"], *warm.get("step_times_s", [])]
+                row["step_s"] = statistics.median(steps)
+                row["flops_per_s"] = row["flops"]["total"] / row["step_s"]
+                if peak_flops:
+                    row["fraction_of_matmul_peak"] = row["flops_per_s"] / peak_flops
+            if use_torch:
+                log(f"{size} px: pytorch")
+                tcmd = [sys.executable, os.path.join(HERE, "torch_baseline.py"), "--size",
+                        str(size), "--steps", str(args.steps), "--threads", str(_threads()),
+                        "--weights-npz", weights_npz]
+                row["pytorch"] = _run_json(tcmd, args.timeout, marker="")
+                if "step_s" in row and "step_s" in row["pytorch"]:
+                    row["ratio_jax_over_torch"] = row["step_s"] / row["pytorch"]["step_s"]
+            report["objective"].append(row)
+            for opt in optimizers:
+                if not _have("stylize"):
+                    break
+                ocache = os.path.join(work, f"cache-{size}-{opt}")
+                oflags = ["--size", str(size), "--steps", str(args.opt_steps), "--optimizer",
+                          opt, "--cache-dir", ocache, *common]
+                log(f"{size} px: stylize {opt}, cold and warm")
+                report["optimizers"].append({
+                    "size": size, "optimizer": opt,
+                    "cold": _run_worker("optim", oflags, args.timeout),
+                    "warm": _run_worker("optim", oflags, args.timeout)})
+        if not _have("stylize"):
+            report["notes"].append("jaxstyle.stylize not importable: no optimizer rows")
+        if args.sweep_ks and _have("sweep") and _have("stylize"):
+            for opt in optimizers:
+                log(f"sweep {opt} at {args.sweep_size} px, K = {args.sweep_ks}")
+                report["sweeps"].append(_run_worker(
+                    "sweep", ["--size", str(args.sweep_size), "--steps", str(args.sweep_steps),
+                              "--optimizer", opt, "--ks", args.sweep_ks,
+                              "--cache-dir", os.path.join(work, "cache-sweep"), *common],
+                    args.timeout * 2))
+        elif args.sweep_ks:
+            report["notes"].append("jaxstyle.sweep not importable: no sweep rows")
+    finally:
+        report["machine"]["load_avg_end"] = _load_avg()
+        shutil.rmtree(work, ignore_errors=True)
+    return report
+
+
+def _fmt(v, spec=".2f", scale=1.0, suffix=""):
+    if v is None or (isinstance(v, float) and not np.isfinite(v)):
+        return "-"
+    return f"{v * scale:{spec}}{suffix}"
+
+
+def markdown(report: dict) -> str:
+    """The short tables: per-size objective, optimizer runs, sweeps."""
+    gb = 1.0 / 2**30
+    lines = [
+        "| size | compile cold | 2nd process: first step at (compile) | step | PyTorch step "
+        "| jax/torch | peak RSS jax | peak RSS torch | GFLOP/step | GFLOP/s | % matmul peak |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for row in report["objective"]:
+        cold, warm, pt = row["cold"], row["warm"], row.get("pytorch", {})
+        if "error" in cold:
+            lines.append(f"| {row['size']} | error: {cold['error']} |" + " |" * 9)
+            continue
+        mem_j = cold.get("device_memory", {}).get("peak_bytes_in_use") or cold["peak_rss_bytes"]
+        lines.append(
+            f"| {row['size']} | {_fmt(cold['compile_s'])} s "
+            f"| {_fmt(warm.get('time_to_first_step_s'))} s ({_fmt(warm.get('compile_s'))} s) "
+            f"| {_fmt(row.get('step_s'), '.3f')} s | {_fmt(pt.get('step_s'), '.3f')} s "
+            f"| {_fmt(row.get('ratio_jax_over_torch'))} "
+            f"| {_fmt(mem_j, '.2f', gb)} GB | {_fmt(pt.get('peak_rss_bytes'), '.2f', gb)} GB "
+            f"| {_fmt(row['flops']['total'], '.1f', 1e-9)} "
+            f"| {_fmt(row.get('flops_per_s'), '.0f', 1e-9)} "
+            f"| {_fmt(row.get('fraction_of_matmul_peak'), '.0f', 100)} |")
+    peak = report.get("matmul_peak", {}).get("matmul_flops_per_s")
+    lines.append("")
+    lines.append(f"float32 matmul peak (best jnp.dot): {_fmt(peak, '.0f', 1e-9)} GFLOP/s; "
+                 f"load average {report['machine'].get('load_avg_start')} -> "
+                 f"{report['machine'].get('load_avg_end')}")
+    if report["optimizers"]:
+        lines += ["", "| size | optimizer | iterations | compile cold | compile warm "
+                  "| per iteration | 2nd process: result at | peak RSS |",
+                  "|---|---|---|---|---|---|---|---|"]
+        for r in report["optimizers"]:
+            c, w = r["cold"], r["warm"]
+            if "error" in c:
+                lines.append(f"| {r['size']} | {r['optimizer']} | error: {c['error']} |"
+                             + " |" * 5)
+                continue
+            lines.append(
+                f"| {r['size']} | {r['optimizer']} | {c['iterations']} "
+                f"| {_fmt(c['timings'].get('compile_s'))} s "
+                f"| {_fmt(w.get('timings', {}).get('compile_s'))} s "
+                f"| {_fmt(c['step_s'], '.3f')} s | {_fmt(w.get('time_to_result_s'))} s "
+                f"| {_fmt(c['peak_rss_bytes'], '.2f', gb)} GB |")
+    for s in report["sweeps"]:
+        if "error" in s:
+            lines += ["", f"sweep: error: {s['error']}"]
+            continue
+        lines += ["", f"sweep, {s['optimizer']}, {s['size']} px, {s['iterations']} iterations:",
+                  "| K | sweep | K sequential runs | speedup | settings/s |",
+                  "|---|---|---|---|---|"]
+        for r in s["rows"]:
+            lines.append(f"| {r['k']} | {_fmt(r['sweep_s'])} s | {_fmt(r['sequential_s'])} s "
+                         f"| {_fmt(r['speedup'])}x | {_fmt(r['settings_per_s'], '.2f')} |")
+    for note in report["notes"]:
+        lines.append(f"\nnote: {note}")
+    return "\n".join(lines)
+
+
+def profile_markdown(prof: dict) -> str:
+    """Per-layer table: forward and VJP milliseconds, GFLOP/s, share of the summed time."""
+    if "error" in prof:
+        return f"profile: error: {prof['error']}"
+    total = sum(r["forward_s"] + r["vjp_s"] for r in prof["rows"])
+    lines = [f"per-layer times at {prof['size']} px ({prof['backend']}), sum {total:.3f} s, "
+             f"load average {prof.get('load_avg')}",
+             "| op | forward ms | VJP ms | fwd GFLOP/s | share |", "|---|---|---|---|---|"]
+    for r in prof["rows"]:
+        rate = r["flops"] / r["forward_s"] * 1e-9 if r["flops"] else None
+        lines.append(f"| {r['op']} | {r['forward_s'] * 1e3:.1f} | {r['vjp_s'] * 1e3:.1f} "
+                     f"| {_fmt(rate, '.0f')} "
+                     f"| {100 * (r['forward_s'] + r['vjp_s']) / total:.1f}% |")
+    return "\n".join(lines)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--sizes", default="256,512,1024", help="comma-separated square sizes")
+    p.add_argument("--optimizers", default="lbfgs,adam")
+    p.add_argument("--steps", type=int, default=5, help="timed objective steps per process")
+    p.add_argument("--opt-steps", type=int, default=10, help="stylize iterations per run")
+    p.add_argument("--sweep-ks", default="1,4,8", help="sweep sizes K ('' for none)")
+    p.add_argument("--sweep-size", type=int, default=128)
+    p.add_argument("--sweep-steps", type=int, default=10)
+    p.add_argument("--dtype", default="float32", choices=("float32", "bfloat16"),
+                   help="compute dtype of the network (LossSpec.compute_dtype)")
+    p.add_argument("--no-xla-flags", dest="xla_flags", action="store_false",
+                   help="do not add jaxstyle.runtime.CPU_FLAGS to XLA_FLAGS")
+    p.add_argument("--no-torch", dest="torch", action="store_false")
+    p.add_argument("--matmul-sizes", default="1024,2048,4096",
+                   help="n of the n x n float32 matmuls timed for the peak")
+    p.add_argument("--timeout", type=float, default=1800.0, help="seconds per subprocess")
+    p.add_argument("--json", dest="json_path", default=None)
+    p.add_argument("--quick", action="store_true",
+                   help="tiny and fast: size 32, 2 steps, sweep K=1,2 at 32 px")
+    p.add_argument("--silent", action="store_true", help="no progress lines on stderr")
+    p.add_argument("--profile", type=int, default=None, metavar="SIZE",
+                   help="only print per-layer forward/VJP times at SIZE px (where time goes)")
+    # Worker-only options.
+    p.add_argument("--worker", choices=sorted(WORKERS), help=argparse.SUPPRESS)
+    p.add_argument("--size", type=int, default=256, help=argparse.SUPPRESS)
+    p.add_argument("--optimizer", default="lbfgs", help=argparse.SUPPRESS)
+    p.add_argument("--ks", default="1,4,8", help=argparse.SUPPRESS)
+    p.add_argument("--weights-npz", default=None, help=argparse.SUPPRESS)
+    p.add_argument("--cache-dir", default=None, help=argparse.SUPPRESS)
+    return p
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.worker:
+        if args.weights_npz is None:
+            raise SystemExit("--worker needs --weights-npz")
+        return WORKERS[args.worker](args)
+    if args.profile:
+        work = tempfile.mkdtemp(prefix="jaxstyle-bench-")
+        try:
+            npz = os.path.join(work, "weights.npz")
+            _write_weights(npz)
+            flags = [] if args.xla_flags else ["--no-xla-flags"]
+            prof = _run_worker("layers", ["--size", str(args.profile), "--steps",
+                                          str(args.steps), "--weights-npz", npz, *flags],
+                               args.timeout)
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+        prof["load_avg"] = _load_avg()
+        if args.json_path:
+            with open(args.json_path, "w") as fh:
+                json.dump(prof, fh, indent=1)
+        print(profile_markdown(prof))
+        return 0
+    if args.quick:
+        args.sizes, args.steps, args.opt_steps = "32", 2, 2
+        args.matmul_sizes = "512"
+        args.sweep_ks, args.sweep_size, args.sweep_steps = "1,2", 32, 2
+    report = run_benchmark(args)
+    if args.json_path:
+        with open(args.json_path, "w") as fh:
+            json.dump(report, fh, indent=1)
+    print(markdown(report))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,117 @@
+"""benchmarks/: the analytic FLOP count, a tiny end-to-end run, and the PyTorch baseline.
+
+The baseline must compute exactly jaxstyle's objective (value and image gradient) on the same
+weights, or its timings compare different work; it is checked here whenever torch is installed.
+"""
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import jaxstyle
+from jaxstyle.losses import LossSpec, Targets, prepare_targets, total_loss
+
+BENCH_DIR = Path(__file__).resolve().parents[1] / "benchmarks"
+
+
+def _load(name):
+    spec = importlib.util.spec_from_file_location(f"_bench_{name}", BENCH_DIR / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+bench = _load("bench")
+
+
+def test_flops_by_hand_at_one_layer():
+    # Only relu1_1 as a style layer: conv1_1 (3 -> 64) and one Gram, on a 10 x 6 image.
+    f = bench.objective_flops(10, 6, style_layers=("relu1_1",), content_layers=())
+    conv = 2 * 10 * 6 * 9 * 3 * 64
+    assert f["conv_forward"] == f["conv_backward_input"] == conv
+    assert f["gram_forward"] == f["gram_backward"] == 2 * 60 * 64 * 64
+    assert f["total"] == 2 * conv + 2 * 2 * 60 * 64 * 64
+    # Taps inside the image: rows 3*10 - 2, columns 3*6 - 2.
+    assert f["total_valid_taps"] == 2 * (2 * 28 * 16 * 3 * 64) + 2 * 2 * 60 * 64 * 64
+
+
+def test_flops_match_xla_cost_analysis(weights):
+    """The analytic count (valid taps) equals XLA's count of the compiled objective, up to
+    the elementwise work the formula leaves out (< 1%)."""
+    size = (64, 48)
+    config = jaxstyle.StyleConfig()
+    spec = LossSpec.from_config(config, weights.convention)
+    x = jnp.zeros((*size, 3), jnp.float32)
+    shapes = jax.eval_shape(spec.features, weights.params, x)
+    targets = Targets({n: jnp.zeros(shapes[n].shape) for n in spec.content_layers},
+                      {n: jnp.zeros((shapes[n].shape[-1],) * 2) for n in spec.style_layers})
+    step = jax.jit(jax.value_and_grad(total_loss, argnums=3, has_aux=True),
+                   static_argnames="spec")
+    xla = step.lower(weights.params, targets, config.loss_weights, x, spec=spec
+                     ).cost_analysis()["flops"]
+    analytic = bench.objective_flops(*size)["total_valid_taps"]
+    assert analytic <= xla <= 1.01 * analytic
+
+
+def test_quick_run_end_to_end(tmp_path):
+    """The real CLI at 32 px: cold compile, a warm second process that hits the cache."""
+    out = tmp_path / "bench.json"
+    assert bench.main(["--quick", "--optimizers", "adam", "--sweep-ks", "", "--no-torch",
+                       "--silent", "--json", str(out)]) == 0
+    report = json.loads(out.read_text())
+    (row,) = report["objective"]
+    cold, warm = row["cold"], row["warm"]
+    assert "error" not in cold and "error" not in warm, (cold, warm)
+    assert row["size"] == 32 and cold["cache_hits"] == 0 and warm["cache_hits"] >= 1
+    assert warm["compile_s"] < cold["compile_s"]
+    assert cold["loss"] == warm["loss"] > 0
+    assert len(cold["step_times_s"]) == 2 and row["step_s"] > 0
+    assert row["flops_per_s"] == pytest.approx(row["flops"]["total"] / row["step_s"])
+    assert report["matmul_peak"]["matmul_flops_per_s"] > 0
+    assert cold["peak_rss_bytes"] > 50 * 2**20
+    if not callable(getattr(jaxstyle, "stylize", None)):
+        assert any("stylize" in n for n in report["notes"])
+
+
+@pytest.fixture(scope="module")
+def torch_baseline():
+    pytest.importorskip("torch")
+    return _load("torch_baseline")
+
+
+@pytest.mark.parametrize("tv_weight", [0.0, 3.0])
+def test_pytorch_baseline_is_the_same_objective(torch_baseline, weights, content_image,
+                                                style_image, tv_weight):
+    config = jaxstyle.StyleConfig(content_weight=2.0, style_weight=1e3, tv_weight=tv_weight)
+    spec, targets = prepare_targets(weights, content_image, style_image, config)
+    rng = np.random.default_rng(3)
+    image = np.clip(content_image + 0.1 * rng.standard_normal(content_image.shape), 0, 1
+                    ).astype(np.float32)
+    (total, parts), grad = jax.jit(
+        jax.value_and_grad(total_loss, argnums=3, has_aux=True), static_argnames="spec"
+    )(weights.params, targets, config.loss_weights, jnp.asarray(image), spec=spec)
+
+    obj = torch_baseline.TorchObjective(weights.params)
+    obj.set_targets(content_image, [style_image])
+    t_total, t_grad = obj.value_and_grad(image, 2.0, 1e3, tv_weight)
+
+    assert parts["content"] > 0 and parts["style"] > 0
+    assert t_total == pytest.approx(float(total), rel=1e-4)
+    grad = np.asarray(grad)
+    assert t_grad.shape == grad.shape == content_image.shape
+    np.testing.assert_allclose(t_grad, grad, rtol=0, atol=2e-4 * np.abs(grad).max())
+
+
+def test_pytorch_weights_are_oihw(torch_baseline, weights):
+    converted = torch_baseline.torch_params(weights.params)
+    kernel = np.asarray(weights.params["conv2_1"]["kernel"])  # (3, 3, 64, 128) HWIO
+    oihw = converted["conv2_1"][0].numpy()
+    assert oihw.shape == (128, 64, 3, 3)
+    assert oihw[5, 7, 0, 2] == kernel[0, 2, 7, 5]
