@@ -32,7 +32,8 @@ from pathlib import Path
 from typing import Any
 
 from jaxstyle.config import INITS, OPTIMIZERS, POOLINGS, TV_FORMS, StyleConfig
-from jaxstyle.image import COLOR_MODES, OUTPUT_FORMATS
+from jaxstyle.image import COLOR_MODES, OUTPUT_FORMATS, ImageError
+from jaxstyle.weights import ENV_WEIGHTS, WeightsError
 
 PROG = "jaxstyle"
 # Library defaults, read from the dataclass so the CLI never repeats a default value.
@@ -44,7 +45,9 @@ DEFAULT_PRINT_EVERY = 50
 # this often; print/save intervals are met exactly by using a divisor of them.
 MAX_CALLBACK_EVERY = 10
 DEVICES = ("cpu", "gpu", "tpu")
-WEIGHTS_ENV = "JAXSTYLE_WEIGHTS"
+# Library errors that mean a bad input file, an unwritable output or missing weights:
+# one line, exit 1.
+RUNTIME_ERRORS: tuple[type[Exception], ...] = (OSError, ImageError, WeightsError)
 
 EXIT_OK, EXIT_RUNTIME, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
@@ -179,8 +182,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--debug", action="store_true", help="show tracebacks on errors")
 
     g = p.add_argument_group("weights and runtime")
-    g.add_argument("--weights", metavar="FILE", default=os.environ.get(WEIGHTS_ENV),
-                   help=f"VGG19 weights (.h5, .pth or jaxstyle .npz); default ${WEIGHTS_ENV}, "
+    g.add_argument("--weights", metavar="FILE", default=os.environ.get(ENV_WEIGHTS),
+                   help=f"VGG19 weights (.h5, .pth or jaxstyle .npz); default ${ENV_WEIGHTS}, "
                         "else the cached download")
     g.add_argument("--device", choices=DEVICES,
                    help="run on this platform (default: JAX's choice)")
@@ -294,7 +297,7 @@ def config_from_args(args: argparse.Namespace) -> StyleConfig:
                                                positive=True)
         if fields.get("optimizer", CONFIG_DEFAULTS["optimizer"]) != "adam":
             raise UsageError("--learning-rate is the Adam step size: use it with "
-                             "--optimizer adam (L-BFGS sets its step by line search)")
+                             "--optimizer adam (L-BFGS does not use it)")
     if args.seed is not None:
         fields["seed"] = parse_number(args.seed, "--seed", kind=int, minimum=0)
     if args.style_scale is not None:
@@ -628,26 +631,6 @@ def _describe(err: BaseException) -> str:
     return f"{type(err).__name__}: {text}" if text else type(err).__name__
 
 
-def _runtime_errors() -> tuple[type[BaseException], ...]:
-    """Library errors that mean bad input files or missing weights: one line, exit 1."""
-    errors: list[type[BaseException]] = [OSError]
-    try:
-        from jaxstyle.image import ImageError
-
-        errors.append(ImageError)
-    except ImportError:
-        pass
-    try:
-        from jaxstyle import weights as weights_module
-
-        errors += [v for k, v in vars(weights_module).items()
-                   if k.endswith("Error") and isinstance(v, type)
-                   and issubclass(v, Exception)]
-    except ImportError:
-        pass
-    return tuple(errors)
-
-
 def _convert_main(argv: list[str]) -> int:
     try:
         args = build_convert_parser().parse_args(argv)
@@ -664,7 +647,7 @@ def _convert_main(argv: list[str]) -> int:
 
     try:
         written = convert_weights(source, dest)
-    except _runtime_errors() as err:
+    except RUNTIME_ERRORS as err:
         raise RunError(_one_line(err)) from err
     print(f"wrote {written}")
     return EXIT_OK
@@ -692,7 +675,7 @@ def _run(config: StyleConfig, opts: RunOptions) -> int:
         check_input_file(Path(opts.weights), "weights file")
     try:
         image_io.check_writable(opts.output)
-    except image_io.ImageError as err:
+    except ImageError as err:
         raise RunError(f"output {err}") from None
     if opts.json_path is not None:
         check_file_writable(opts.json_path, "--json")
@@ -721,7 +704,6 @@ def _run_on_device(config: StyleConfig, opts: RunOptions, device, t_start: float
     import jaxstyle
     from jaxstyle import image as image_io
 
-    errors = _runtime_errors()
     timings: dict[str, float] = {}
 
     # Images first (fast, and the likeliest bad input), then the weights.
@@ -737,7 +719,7 @@ def _run_on_device(config: StyleConfig, opts: RunOptions, device, t_start: float
         if opts.init_path is not None:
             init_image = image_io.resize_to(image_io.load_image(opts.init_path),
                                             content.shape[:2])
-    except errors as err:
+    except RUNTIME_ERRORS as err:
         raise RunError(_one_line(err)) from err
     timings["image_load_s"] = time.perf_counter() - t0
 
@@ -759,7 +741,7 @@ def _run_on_device(config: StyleConfig, opts: RunOptions, device, t_start: float
     download = DownloadProgress(quiet=opts.quiet)
     try:
         weights = jaxstyle.load_vgg19(opts.weights, progress=download)
-    except errors as err:
+    except RUNTIME_ERRORS as err:
         raise RunError(_one_line(err)) from err
     finally:
         download.close()
@@ -771,7 +753,7 @@ def _run_on_device(config: StyleConfig, opts: RunOptions, device, t_start: float
     def save(path: Path, img: np.ndarray) -> None:
         try:
             image_io.save_image(path, img, metadata=metadata)
-        except errors as err:
+        except RUNTIME_ERRORS as err:
             raise RunError(_one_line(err)) from err
 
     reporter = Reporter(config.iterations, print_every=opts.print_every, quiet=opts.quiet)
