@@ -21,6 +21,14 @@ from jaxstyle.losses import (
     total_variation,
 )
 from jaxstyle.stylize import Progress, Result, stylize
+from jaxstyle.sweep import (
+    SweepProgress,
+    SweepResult,
+    WeightGrid,
+    loss_weight_grid,
+    ratio_weights,
+    sweep,
+)
 from jaxstyle.vgg import (
     LAYER_NAMES,
     VGG19,
@@ -46,8 +54,11 @@ __all__ = [
     "Progress",
     "Result",
     "StyleConfig",
+    "SweepProgress",
+    "SweepResult",
     "Targets",
     "VGGWeights",
+    "WeightGrid",
     "WeightsError",
     "canonical_layer",
     "compute_targets",
@@ -59,14 +70,17 @@ __all__ = [
     "image",
     "load_image",
     "load_vgg19",
+    "loss_weight_grid",
     "objective",
     "preprocess",
     "random_weights",
+    "ratio_weights",
     "save_image",
     "save_weights",
     "style_layer_loss",
     "style_loss",
     "stylize",
+    "sweep",
     "total_loss",
     "total_variation",
 ]
