@@ -29,10 +29,12 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import time
 from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 
 from jaxstyle.config import LossWeights, StyleConfig
@@ -198,8 +200,12 @@ def step(params: Any, targets: Targets, loss_weights: LossWeights, state: StepSt
     tx = optim.transformation()
     f = _objective(params, targets, loss_weights, spec, state.scale)
     p = _zero_aux(state.image)
-    g = _zero_aux(state.grad)  # aux gradient zeroed: aux never moves
-    updates, opt_state = tx.update(g, state.opt_state, p, value=state.value, grad=g,
+    # The direction comes from the image gradient alone (aux's zeroed: aux never moves). The
+    # line search gets the full gradient, aux = the losses at x_t, so that its step-size-0
+    # fallback (which returns this gradient) also returns the right losses.
+    g = _zero_aux(state.grad)
+    g_full = {"image": state.grad, "aux": state.losses}
+    updates, opt_state = tx.update(g, state.opt_state, p, value=state.value, grad=g_full,
                                    value_fn=f)
     image = optax.apply_updates(p, updates)["image"]
     if optim.clip:
@@ -210,6 +216,13 @@ def step(params: Any, targets: Targets, loss_weights: LossWeights, state: StepSt
     else:
         value, grad = jax.value_and_grad(f)(_zero_aux(image))
     losses = grad["aux"]
+    if optim.uses_linesearch:
+        # Every point the line search tried was NaN/inf and it fell back to step size 0:
+        # the run cannot go on. Recorded as a non-finite loss for this step.
+        info = optax.tree.get(opt_state, "info")
+        blocked = jnp.isinf(info.decrease_error) & (optax.tree.get(opt_state, "learning_rate")
+                                                    == 0)
+        losses = jnp.where(blocked, jnp.nan, losses)
     ok = state.ok & _all_finite(value, losses, grad["image"])
     better = ok & (losses[0] < state.best_loss)
     new_step = state.step + 1
@@ -263,3 +276,58 @@ def chunk(params: Any, targets: Targets, loss_weights: LossWeights, state: StepS
 init_state = jax.jit(init, static_argnames=("spec", "optim"))
 run_chunk = jax.jit(chunk, static_argnames=("spec", "optim", "max_steps"),
                     donate_argnames=("state",))
+
+
+# Ahead-of-time compiled programs, keyed by function, static arguments and the abstract
+# signature of the traced arguments: compile time is measured exactly (lowering + XLA), and a
+# later call with the same shapes (any loss weights, step count or callback interval) reuses
+# the executable. Bounded, oldest dropped first.
+_COMPILED: dict[Any, Any] = {}
+_COMPILED_MAX = 32
+
+
+def _signature(args: Any) -> Any:
+    leaves, treedef = jax.tree.flatten(args)
+    return treedef, tuple(
+        (tuple(np.shape(a)), str(a.dtype), bool(getattr(a, "weak_type", False)),
+         a.sharding if isinstance(a, jax.Array) else getattr(a, "sharding", None))
+        for a in leaves)
+
+
+def aot_compile(jitted: Any, static: dict[str, Any], *args: Any) -> tuple[Any, float]:
+    """(compiled executable, seconds spent lowering and compiling it; 0.0 when cached).
+
+    jitted: a `jax.jit`-wrapped function; static: its static keyword arguments; args: its
+    traced positional arguments (arrays or `jax.ShapeDtypeStruct`s). Call the result with
+    the traced arguments only: `compiled(*args)`.
+    """
+    key = (jitted, tuple(sorted(static.items())), _signature(args))
+    if key in _COMPILED:
+        return _COMPILED[key], 0.0
+    t = time.perf_counter()
+    compiled = jitted.lower(*args, **static).compile()
+    seconds = time.perf_counter() - t
+    if len(_COMPILED) >= _COMPILED_MAX:
+        _COMPILED.pop(next(iter(_COMPILED)))
+    _COMPILED[key] = compiled
+    return compiled, seconds
+
+
+def compile_programs(params: Any, targets: Targets, loss_weights: LossWeights,
+                     image: Any, *, spec: LossSpec, optim: OptimSpec,
+                     max_steps: int = MAX_CHUNK_STEPS) -> tuple[Any, Any, float]:
+    """(init_fn, chunk_fn, compile seconds): the ahead-of-time compiled `init_state` and
+    `run_chunk` for these argument shapes, cached (0.0 seconds when reused).
+
+    init_fn(params, targets, loss_weights, image) -> StepState
+    chunk_fn(params, targets, loss_weights, state, n_steps) -> (StepState, history); the
+    state is donated: do not use it after the call. n_steps: an int32 scalar.
+    """
+    init_fn, init_s = aot_compile(init_state, dict(spec=spec, optim=optim), params, targets,
+                                  loss_weights, image)
+    state = jax.eval_shape(functools.partial(init, spec=spec, optim=optim), params, targets,
+                           loss_weights, image)
+    chunk_fn, chunk_s = aot_compile(
+        run_chunk, dict(spec=spec, optim=optim, max_steps=max_steps), params, targets,
+        loss_weights, state, jax.ShapeDtypeStruct((), jnp.int32))
+    return init_fn, chunk_fn, init_s + chunk_s

@@ -140,16 +140,8 @@ def stylize(
     t_targets = time.perf_counter()
 
     opt = optim.OptimSpec.from_config(config)
-    n_steps0 = np.int32(0)
-    init_fn, init_compile_s = _compiled(
-        optim.init_state, dict(spec=spec, optim=opt), weights.params, targets, loss_weights,
-        image0)
-    state_shape = jax.eval_shape(
-        lambda *a: optim.init(*a, spec=spec, optim=opt),
-        weights.params, targets, loss_weights, image0)
-    chunk_fn, chunk_compile_s = _compiled(
-        optim.run_chunk, dict(spec=spec, optim=opt, max_steps=optim.MAX_CHUNK_STEPS),
-        weights.params, targets, loss_weights, state_shape, n_steps0)
+    init_fn, chunk_fn, compile_s = optim.compile_programs(
+        weights.params, targets, loss_weights, image0, spec=spec, optim=opt)
     t_compiled = time.perf_counter()
 
     state = init_fn(weights.params, targets, loss_weights, image0)
@@ -167,7 +159,7 @@ def stylize(
             n = min(n, callback_every - done % callback_every)
         state, history = chunk_fn(weights.params, targets, loss_weights, state, np.int32(n))
         ran = int(state.step) - done
-        rows.append(np.asarray(history[:ran]))
+        rows.append(np.asarray(history)[:ran])  # slice on the host: no new programs
         done += ran
         if not bool(state.ok):
             stopped = "nonfinite"
@@ -191,7 +183,7 @@ def stylize(
         best_loss=float(state.best_loss),
         timings={
             "targets_s": t_targets - t_start,
-            "compile_s": init_compile_s + chunk_compile_s,
+            "compile_s": compile_s,
             "steps_s": t_end - t_compiled,
             "total_s": t_end - t_start,
         },
@@ -263,35 +255,6 @@ def _initial_image(config: StyleConfig, content: np.ndarray,
     if arr.shape != content.shape:
         raise ValueError(f"init image has shape {arr.shape}, the content image {content.shape}")
     return np.clip(arr, 0.0, 1.0)
-
-
-# Ahead-of-time compiled programs, keyed by function, static arguments and the abstract
-# signature of the traced arguments, so compile time is measured exactly and a later call
-# with the same shapes (any loss weights, callback interval or iteration count) reuses them.
-_COMPILED: dict[Any, Any] = {}
-_COMPILED_MAX = 16
-
-
-def _signature(args: Any) -> Any:
-    leaves, treedef = jax.tree.flatten(args)
-    return treedef, tuple(
-        (tuple(np.shape(a)), str(a.dtype), bool(getattr(a, "weak_type", False)),
-         getattr(a, "sharding", None) if isinstance(a, jax.Array) else None)
-        for a in leaves)
-
-
-def _compiled(jitted: Any, static: dict[str, Any], *args: Any) -> tuple[Any, float]:
-    """(compiled executable, seconds spent lowering and compiling it: 0 on a cache hit)."""
-    key = (jitted, tuple(sorted(static.items())), _signature(args))
-    if key in _COMPILED:
-        return _COMPILED[key], 0.0
-    t = time.perf_counter()
-    compiled = jitted.lower(*args, **static).compile()
-    seconds = time.perf_counter() - t
-    if len(_COMPILED) >= _COMPILED_MAX:
-        _COMPILED.pop(next(iter(_COMPILED)))
-    _COMPILED[key] = compiled
-    return compiled, seconds
 
 
 __all__ = ["Progress", "Result", "stylize"]
