@@ -20,6 +20,7 @@ from jaxstyle.losses import (
     total_loss,
     total_variation,
 )
+from jaxstyle.pyramid import PyramidResult, StageProgress, stylize_pyramid
 from jaxstyle.stylize import Progress, Result, stylize
 from jaxstyle.sweep import (
     SweepProgress,
@@ -52,7 +53,9 @@ __all__ = [
     "LossSpec",
     "LossWeights",
     "Progress",
+    "PyramidResult",
     "Result",
+    "StageProgress",
     "StyleConfig",
     "SweepProgress",
     "SweepResult",
@@ -80,6 +83,7 @@ __all__ = [
     "style_layer_loss",
     "style_loss",
     "stylize",
+    "stylize_pyramid",
     "sweep",
     "total_loss",
     "total_variation",

@@ -85,6 +85,13 @@ class StyleConfig:
     style_scale: float = 1.0
     # Blend weights b_k of several style images (None = equal); normalized to sum to 1.
     style_blend_weights: tuple[float, ...] | None = None
+    # Coarse-to-fine pyramid (`jaxstyle.stylize_pyramid`, CLI --scales): the longer side in
+    # pixels of the image at each stage, strictly increasing, e.g. (256, 512, 1024, 2048);
+    # each stage starts from the previous result, upsampled. None: one scale. `stylize`
+    # itself runs at its inputs' size and ignores this.
+    scales: tuple[int, ...] | None = None
+    # Optimizer steps per pyramid stage, one per scale; None: `iterations` at every stage.
+    scale_iterations: tuple[int, ...] | None = None
 
     def __post_init__(self) -> None:
         self.validate()
@@ -124,6 +131,7 @@ class StyleConfig:
             raise ValueError(f"pooling must be one of {POOLINGS}, got {self.pooling!r}")
         if not (self.style_scale > 0 and np.isfinite(self.style_scale)):
             raise ValueError(f"style_scale must be > 0, got {self.style_scale!r}")
+        _check_scales(self.scales, self.scale_iterations)
 
     @property
     def loss_weights(self) -> LossWeights:
@@ -146,6 +154,27 @@ class StyleConfig:
     def replace(self, **changes) -> StyleConfig:
         """A copy with some fields changed (validated again)."""
         return dataclasses.replace(self, **changes)
+
+
+def _positive_ints(values) -> bool:
+    return all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) and v > 0
+               for v in values)
+
+
+def _check_scales(scales, scale_iterations) -> None:
+    if scales is not None:
+        if not isinstance(scales, tuple) or not scales or not _positive_ints(scales):
+            raise ValueError(f"scales must be a non-empty tuple of positive integers, "
+                             f"got {scales!r}")
+        if any(b <= a for a, b in zip(scales[:-1], scales[1:], strict=True)):
+            raise ValueError(f"scales must be strictly increasing, got {list(scales)}")
+    if scale_iterations is not None:
+        if scales is None:
+            raise ValueError("scale_iterations needs scales (one entry per scale)")
+        if (not isinstance(scale_iterations, tuple) or len(scale_iterations) != len(scales)
+                or not _positive_ints(scale_iterations)):
+            raise ValueError(f"scale_iterations must be {len(scales)} positive integers "
+                             f"(one per scale), got {scale_iterations!r}")
 
 
 def _check_nonneg(name: str, values, positive_sum: bool = False) -> None:
