@@ -124,11 +124,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     g = p.add_argument_group("loss")
     g.add_argument("--content-weight", metavar="ALPHA",
-                   help=f"alpha, content loss weight (default {_default('content_weight')})")
+                   help=f"alpha, content loss weight (default {_default('content_weight')}); "
+                        "a comma list sweeps")
     g.add_argument("--style-weight", metavar="BETA",
-                   help=f"beta, style loss weight (default {_default('style_weight')})")
+                   help=f"beta, style loss weight (default {_default('style_weight')}); "
+                        "a comma list sweeps")
     g.add_argument("--tv-weight", metavar="GAMMA",
-                   help=f"gamma, total-variation weight (default {_default('tv_weight')})")
+                   help=f"gamma, total-variation weight (default {_default('tv_weight')}); "
+                        "a comma list sweeps")
     g.add_argument("--tv-form", choices=TV_FORMS,
                    help=f"total-variation form (default {_default('tv_form')})")
     g.add_argument("--content-layers", metavar="LAYERS",
@@ -157,6 +160,19 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"start image: {'|'.join(INITS)}|PATH (default {_default('init')})")
     g.add_argument("--seed", metavar="N",
                    help=f"seed of the noise init (default {_default('seed')})")
+
+    g = p.add_argument_group(
+        "sweeps", "A comma list on any weight option makes a grid of settings (e.g.\n"
+        "--content-weight 1,5 --style-weight 1e2,1e3,1e4), run by one compiled program.\n"
+        "OUT becomes the labelled contact sheet, each setting goes to OUT_c<a>_s<b>_tv<g>.png\n"
+        "and the manifest to OUT.json (or --json PATH).")
+    g.add_argument("--ratio", metavar="R,...",
+                   help="comma list of alpha/beta ratios (the paper's Fig. 3: "
+                        "1e-3,8e-4,5e-3,5e-4); beta = alpha / R with alpha from "
+                        "--content-weight, or alpha = R * beta when --style-weight is given")
+    g.add_argument("--batch-size", metavar="N",
+                   help="settings computed at once per device (default: as many as fit in "
+                        "memory; 1 for lbfgs, whose vmapped line search is slower)")
 
     g = p.add_argument_group("images")
     g.add_argument("--image-size", metavar="PX",
@@ -265,10 +281,8 @@ def config_from_args(args: argparse.Namespace) -> StyleConfig:
     """
     fields: dict[str, Any] = {}
     for field, values in weight_values(args).items():
-        if len(values) != 1:
-            raise UsageError(f"{WEIGHT_OPTIONS[field]}: one value expected for a single run, "
-                             f"got {len(values)}")
-        fields[field] = values[0]
+        if len(values) == 1:  # several values: a sweep (`sweep_grid`)
+            fields[field] = values[0]
     if args.tv_form is not None:
         fields["tv_form"] = args.tv_form
     if args.content_layers is not None:
@@ -331,6 +345,8 @@ class RunOptions:
     compile_cache: bool
     quiet: bool
     debug: bool
+    sweep: Any = None  # a jaxstyle.WeightGrid when weight lists or --ratio make a sweep
+    batch_size: int | None = None
 
 
 def options_from_args(args: argparse.Namespace) -> RunOptions:
@@ -368,6 +384,7 @@ def options_from_args(args: argparse.Namespace) -> RunOptions:
         compile_cache=not args.no_compile_cache,
         quiet=args.quiet,
         debug=args.debug,
+        **sweep_options(args),
     )
 
 
@@ -756,6 +773,10 @@ def _run_on_device(config: StyleConfig, opts: RunOptions, device, t_start: float
         except RUNTIME_ERRORS as err:
             raise RunError(_one_line(err)) from err
 
+    if opts.sweep is not None:
+        return _run_sweep(config, opts, run_content, run_styles, weights, finish, settings,
+                          metadata, timings, device, t_start)
+
     reporter = Reporter(config.iterations, print_every=opts.print_every, quiet=opts.quiet)
     saved_steps: list[int] = []
 
@@ -885,6 +906,133 @@ def write_json_atomic(path: Path, data: dict) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+# --------------------------------------------------------------------------- sweeps
+
+
+def sweep_grid(args: argparse.Namespace) -> Any:
+    """The `jaxstyle.WeightGrid` of a sweep (weight lists or --ratio), None for one run."""
+    import importlib
+
+    values = weight_values(args)
+    ratios = (None if args.ratio is None else
+              parse_number_list(args.ratio, "--ratio", positive=True))
+    if ratios is None and all(len(v) == 1 for v in values.values()):
+        return None
+    sweep_module = importlib.import_module("jaxstyle.sweep")  # jaxstyle.sweep: the function
+
+    def get(field: str) -> tuple[float, ...]:
+        return values.get(field, (CONFIG_DEFAULTS[field],))
+
+    try:
+        if ratios is None:
+            return sweep_module.loss_weight_grid(content=get("content_weight"),
+                                                 style=get("style_weight"),
+                                                 tv=get("tv_weight"))
+        given = [f for f in ("content_weight", "style_weight") if f in values]
+        if len(given) == 2 or any(len(values[f]) > 1 for f in given):
+            raise UsageError("--ratio sets alpha/beta: give at most one of --content-weight "
+                             "and --style-weight, with one value")
+        one = {f: values[f][0] for f in given}
+        return sweep_module.ratio_weights(ratios, content_weight=one.get("content_weight"),
+                                          style_weight=one.get("style_weight"),
+                                          tv=get("tv_weight"))
+    except ValueError as err:
+        raise UsageError(str(err)) from None
+
+
+def sweep_options(args: argparse.Namespace) -> dict[str, Any]:
+    """RunOptions fields of a sweep: {"sweep": WeightGrid | None, "batch_size": N | None}."""
+    grid = sweep_grid(args)
+    batch = (None if args.batch_size is None else
+             parse_number(args.batch_size, "--batch-size", kind=int, positive=True))
+    if grid is None:
+        if batch is not None:
+            raise UsageError("--batch-size is for sweeps: give a comma list of weights or "
+                             "--ratio")
+        return {"sweep": None, "batch_size": None}
+    if args.save_every not in (None, "0"):
+        raise UsageError("--save-every is not available for sweeps")
+    return {"sweep": grid, "batch_size": batch}
+
+
+def _run_sweep(config: StyleConfig, opts: RunOptions, content, styles, weights, finish,
+               settings: dict, metadata: dict, timings: dict, device, t_start: float) -> int:
+    """Run `jaxstyle.sweep` over opts.sweep; write the images, contact sheet and manifest."""
+    import importlib
+
+    import numpy as np
+
+    sweep_module = importlib.import_module("jaxstyle.sweep")
+    grid = opts.sweep
+    k = len(grid.labels)
+    reporter = Reporter(config.iterations, print_every=opts.print_every, quiet=opts.quiet)
+
+    def callback(progress) -> bool:
+        total = progress.losses["total"]
+        reporter.update(progress.step, {"settings": k, "total min": float(np.nanmin(total)),
+                                        "max": float(np.nanmax(total))})
+        return not flag.is_set()
+
+    flag = InterruptFlag(None if opts.quiet else
+                         "Ctrl-C: stopping after the current chunk, then writing the best "
+                         "images so far (Ctrl-C again quits without saving)")
+    try:
+        with flag:
+            result = sweep_module.sweep(
+                content, styles, weights=weights, config=config, loss_weights=grid,
+                batch_size=opts.batch_size, callback=callback,
+                callback_every=math.gcd(MAX_CALLBACK_EVERY, opts.print_every))
+    finally:
+        reporter.close()
+    if result.stopped == "nonfinite" and result.steps == 0:
+        raise RunError("the loss is non-finite at the initial image for every setting: check "
+                       "the loss weights, the weights file and the input images. Nothing "
+                       "written.")
+    timings.update({("sweep_s" if key == "total_s" else key): float(v)
+                    for key, v in result.timings.items()})
+    names = ", ".join(p.name for p in opts.styles)
+    title = (f"{opts.content.name} in the style of {names}: {config.optimizer}, "
+             f"{result.steps} steps")
+    extra = {"status": result.stopped or "completed", "run": settings,
+             "device": {"platform": device.platform, "kind": device.device_kind,
+                        "count": result.devices}}
+
+    def image_metadata(i: int | None) -> dict:
+        """Each image carries its own weights; the sheet the shared settings and the grid."""
+        if i is None:
+            return {**metadata, "jaxstyle_sweep": json.dumps(result.manifest()["grid"])}
+        run = json.loads(json.dumps(settings))
+        run["config"].update(content_weight=float(result.loss_weights.content[i]),
+                             style_weight=float(result.loss_weights.style[i]),
+                             tv_weight=float(result.loss_weights.tv[i]))
+        return {"jaxstyle": json.dumps(run, sort_keys=True)}
+
+    manifest = sweep_module.save_sweep(result, opts.output, manifest_path=opts.json_path,
+                                       transform=finish, metadata=image_metadata, title=title,
+                                       extra=extra)
+    timings["total_s"] = time.perf_counter() - t_start
+    manifest["timings"] = dict(timings)  # now including the writing: the manifest again
+    write_json_atomic(Path(manifest["files"]["manifest"]), manifest)
+    failed = [label for label, bad in zip(result.labels, result.nonfinite, strict=True) if bad]
+    if failed:
+        print(f"{PROG}: warning: loss became non-finite for {', '.join(failed)}; wrote their "
+              "best finite images", file=sys.stderr, flush=True)
+    if result.stopped == "interrupted":
+        print(f"{PROG}: interrupted at step {result.steps}; wrote the best images so far, the "
+              f"contact sheet {opts.output} and {manifest['files']['manifest']}",
+              file=sys.stderr, flush=True)
+        return EXIT_INTERRUPTED
+    if len(failed) == k:
+        raise RunError("the loss became non-finite for every setting; wrote the best finite "
+                       f"images and {opts.output}")
+    if not opts.quiet:
+        first = manifest["settings"][0]["file"]
+        print(f"wrote {k} images ({first}, ...), the contact sheet {opts.output} and "
+              f"{manifest['files']['manifest']} "
+              f"({result.steps} steps, {timings['total_s']:.1f} s)")
+    return EXIT_OK
 
 
 if __name__ == "__main__":

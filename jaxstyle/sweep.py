@@ -527,6 +527,71 @@ class SweepResult:
         }
 
 
+def sweep_paths(output: str | os.PathLike, labels: Sequence[str]) -> dict[str, Any]:
+    """Where `save_sweep` writes, for an output path OUT.png: the contact sheet at OUT.png,
+    setting i at OUT_<label_i>.png (e.g. OUT_c1_s1e3_tv0.png), the manifest at OUT.json."""
+    from pathlib import Path
+
+    out = Path(output)
+    return {
+        "sheet": out,
+        "images": [out.with_name(f"{out.stem}_{label}{out.suffix}") for label in labels],
+        "manifest": out.with_suffix(".json"),
+    }
+
+
+def save_sweep(
+    result: SweepResult,
+    output: str | os.PathLike,
+    *,
+    manifest_path: str | os.PathLike | None = None,
+    transform: Callable[[np.ndarray], np.ndarray] | None = None,
+    metadata: dict[str, str] | Callable[[int | None], dict[str, str]] | None = None,
+    title: str | None = None,
+    extra: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Write a sweep's images, its labelled contact sheet and a JSON manifest (atomically).
+
+    Paths from `sweep_paths(output, result.labels)`; manifest_path overrides OUT.json.
+    transform (e.g. colour preservation) is applied to every image before it is written.
+    metadata: text chunks for every file (a dict), or metadata(i) for setting i's image and
+    metadata(None) for the sheet (a callable). extra entries are added to the manifest.
+    Returns the manifest: `SweepResult.manifest()` plus "files" (the sheet, each setting's
+    "file") and `extra`.
+    """
+    import json
+    import tempfile
+    from pathlib import Path
+
+    from jaxstyle.image import save_image
+
+    paths = sweep_paths(output, result.labels)
+    manifest_file = Path(manifest_path) if manifest_path is not None else paths["manifest"]
+    images = [np.asarray(transform(im) if transform else im, np.float32)
+              for im in result.images]
+    meta = metadata if callable(metadata) else (lambda i: metadata)
+    for i, (path, im) in enumerate(zip(paths["images"], images, strict=True)):
+        save_image(path, im, metadata=meta(i))
+    shown = dataclasses.replace(result, images=np.stack(images))
+    save_image(paths["sheet"], shown.contact_sheet(title=title), metadata=meta(None))
+    manifest = result.manifest()
+    for entry, path in zip(manifest["settings"], paths["images"], strict=True):
+        entry["file"] = str(path)
+    manifest["files"] = {"sheet": str(paths["sheet"]), "manifest": str(manifest_file)}
+    manifest.update(extra or {})
+    fd, tmp = tempfile.mkstemp(dir=manifest_file.parent, prefix=f".{manifest_file.name}.",
+                               suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump(manifest, f, indent=2, allow_nan=False)
+            f.write("\n")
+        os.replace(tmp, manifest_file)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return manifest
+
+
 def _json_float(x: float) -> float | None:
     x = float(x)
     return x if math.isfinite(x) else None

@@ -109,7 +109,7 @@ def test_options_map_onto_config(files, tmp_path):
     (["--style-weight", "-1"], "--style-weight: must be >= 0"),
     (["--content-weight", "nan"], "--content-weight: expected a finite number"),
     (["--tv-weight", "1,,2"], "--tv-weight: expected a comma list"),
-    (["--style-weight", "1,2"], "--style-weight: one value expected"),
+    (["--style-weight", "1,1"], "style values repeat"),  # a list is a sweep (test_sweep.py)
     (["--image-size", "-5"], "--image-size: must be > 0"),
     (["--style-scale", "0"], "--style-scale: must be > 0"),
     (["--style-layers", "relu9_9"], "--style-layers: unknown VGG19 layer 'relu9_9'"),

@@ -363,3 +363,85 @@ def test_sharded_sweep_subprocess(tmp_path):
         assert total == pytest.approx(sum(sums[a:b]), rel=1e-6)
     # Settings are independent: no cross-device communication in the compiled programs.
     assert got["collectives"] == []
+
+
+# --------------------------------------------------------------------------- command line
+
+
+@pytest.fixture(scope="module")
+def cli_files(tmp_path_factory):
+    from PIL import Image
+
+    d = tmp_path_factory.mktemp("sweep_cli")
+    for name, seed in (("content.png", 20), ("style.png", 21)):
+        Image.fromarray((smooth_image(seed, SIZE, SIZE) * 255).astype(np.uint8)).save(d / name)
+    jaxstyle.save_weights(jaxstyle.random_weights(0), d / "vgg19.npz")
+    return d
+
+
+def test_cli_grid_writes_images_sheet_and_manifest(cli_files, tmp_path, capsys):
+    from PIL import Image
+
+    from jaxstyle import cli
+
+    out = tmp_path / "grid.png"
+    # The same statics, shapes and K as `adam_sweep`: the compiled program is reused.
+    argv = [str(cli_files / "content.png"), str(cli_files / "style.png"), "-o", str(out),
+            "--weights", str(cli_files / "vgg19.npz"), "--optimizer", "adam",
+            "--learning-rate", "0.05", "--iterations", "3", "--init", "noise",
+            "--style-weight", "1e3,1e5,1e7", "--tv-weight", "0,10", "--batch-size", "6",
+            "--print-every", "0"]
+    assert cli.main(argv) == 0, capsys.readouterr().err
+    assert "wrote 6 images" in capsys.readouterr().out
+    manifest = json.loads((tmp_path / "grid.json").read_text())
+    assert manifest["status"] == "completed" and manifest["steps"] == 3
+    assert manifest["grid"]["cols"] == ["beta=1e3", "beta=1e5", "beta=1e7"]
+    assert manifest["grid"]["rows"] == ["gamma=0", "gamma=10"]
+    names = sorted(p.name for p in tmp_path.iterdir())
+    expected = sorted(["grid.png", "grid.json"] + [f"grid_c1_s{s}_tv{t}.png"
+                                                   for s in ("1e3", "1e5", "1e7")
+                                                   for t in ("0", "10")])
+    assert names == expected
+    for entry in manifest["settings"]:
+        with Image.open(entry["file"]) as im:
+            assert im.size == (SIZE, SIZE)
+            config = json.loads(im.text["jaxstyle"])["config"]
+        # Each image carries its own weights.
+        assert (config["style_weight"], config["tv_weight"]) == (
+            pytest.approx(entry["style_weight"]), pytest.approx(entry["tv_weight"]))
+    with Image.open(out) as sheet:
+        assert sheet.size[0] > 3 * SIZE and sheet.size[1] > 2 * SIZE
+    assert manifest["timings"]["compile_s"] == 0.0  # reused from the library sweep above
+    assert set(manifest["timings"]) >= {"targets_s", "steps_s", "sweep_s", "total_s"}
+
+
+@pytest.mark.parametrize("extra, needle", [
+    (["--ratio", "1e-3", "--content-weight", "1", "--style-weight", "1"], "at most one of"),
+    (["--ratio", "1e-3,0"], "--ratio: must be > 0"),
+    (["--ratio", "1e-3", "--style-weight", "1,2"], "at most one of"),
+    (["--batch-size", "2"], "--batch-size is for sweeps"),
+    (["--style-weight", "1,2", "--batch-size", "0"], "--batch-size: must be > 0"),
+    (["--style-weight", "1,2", "--save-every", "5"], "--save-every is not available"),
+])
+def test_cli_sweep_usage_errors(cli_files, tmp_path, capsys, extra, needle):
+    from jaxstyle import cli
+
+    argv = [str(cli_files / "content.png"), str(cli_files / "style.png"), "-o",
+            str(tmp_path / "o.png"), *extra]
+    assert cli.main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and needle in err[0], err
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_cli_ratio_grid():
+    from jaxstyle import cli
+
+    args = cli.build_parser().parse_args(["c.png", "s.png", "-o", "o.png", "--ratio",
+                                          "1e-3,8e-4,5e-3,5e-4", "--style-weight", "1e4"])
+    grid = cli.sweep_grid(args)
+    np.testing.assert_allclose(grid.loss_weights.content, [10, 8, 50, 5], rtol=1e-6)
+    np.testing.assert_allclose(grid.loss_weights.style, 1e4)
+    assert cli.config_from_args(args).style_weight == 1e4
+    single = cli.build_parser().parse_args(["c.png", "s.png", "-o", "o.png"])
+    assert cli.sweep_grid(single) is None
