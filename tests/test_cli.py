@@ -350,15 +350,17 @@ def test_output_equals_the_library_result(files, weights_file, tmp_path, capsys)
     """The CLI is thin: its image is stylize() on image.py's loads, rounded to uint8."""
     out = tmp_path / "out.png"
     assert cli.main(run_argv(files, weights_file, out, "--quiet", "--init", "noise",
-                             "--seed", "4")) == 0
+                             "--seed", "4", "--style-scale", "0.5")) == 0
     captured = capsys.readouterr()
     assert captured.out == "" and captured.err == ""  # --quiet
     content = jaxstyle.load_image(files["content"], max_side=SIZE)
     style = jaxstyle.load_image(files["style"])
-    style = jaxstyle.image.resize_to(style, jaxstyle.image.style_size_for(content.shape,
-                                                                          style.shape, 1.0))
+    # --style-scale 0.5: the style's long side is half the content's: (40, 56) -> (11, 16).
+    assert jaxstyle.image.style_size_for(content.shape, style.shape, 0.5) == (11, 16)
+    style = jaxstyle.image.resize_to(style, (11, 16))
+    config = RUN_CONFIG.replace(init="noise", seed=4, style_scale=0.5)
     expected = jaxstyle.stylize(content, style, weights=jaxstyle.load_vgg19(weights_file),
-                                config=RUN_CONFIG.replace(init="noise", seed=4)).image
+                                config=config).image
     got = np.asarray(Image.open(out), np.float64) / 255
     assert np.abs(got - expected).max() <= 0.5 / 255 + 1e-6
 
