@@ -13,6 +13,8 @@ library must not change its host program's JAX configuration behind its back.
 
 from __future__ import annotations
 
+import functools
+import mmap
 import os
 import shlex
 from pathlib import Path
@@ -24,7 +26,14 @@ NO_CACHE_ENV = "JAXSTYLE_NO_COMPILE_CACHE"
 HOME_ENV = "JAXSTYLE_HOME"
 
 # XLA CPU flags for the style-transfer objective (measurements in set_xla_cpu_flags).
-CPU_FLAGS: tuple[str, ...] = ("--xla_cpu_scheduler_type=CPU_SCHEDULER_TYPE_MEMORY_OPTIMIZED",)
+CPU_FLAGS: tuple[str, ...] = (
+    "--xla_cpu_scheduler_type=CPU_SCHEDULER_TYPE_MEMORY_OPTIMIZED",
+    "--xla_cpu_experimental_ynn_fusion_type="
+    "LIBRARY_FUSION_TYPE_INDIVIDUAL_CONVOLUTION,LIBRARY_FUSION_TYPE_INDIVIDUAL_DOT",
+)
+# jaxlib versions with which CPU_FLAGS were measured; on others each flag is first looked up
+# in jaxlib's binaries, because XLA aborts the process on an unknown flag in XLA_FLAGS.
+_VERIFIED_JAXLIB = ("0.10.2",)
 
 
 def _env_true(name: str) -> bool:
@@ -74,15 +83,21 @@ def enable_compile_cache(path: str | os.PathLike | None = None, *, enabled: bool
 def set_xla_cpu_flags(flags: tuple[str, ...] = CPU_FLAGS) -> str:
     """Add XLA CPU `flags` to the XLA_FLAGS environment variable; returns the new value.
 
-    Measured on a 2-core CPU (FINDINGS.md, benchmarks/README.md): the memory-optimized
-    scheduler cut the objective's peak RSS at 512 px by about a quarter (XLA temp buffers by
-    45%) at no speed cost. The flags only concern the CPU backend; GPU/TPU ignore them.
+    CPU_FLAGS, measured on a 2-core CPU with jaxlib 0.10.2 (benchmarks/README.md), change
+    memory, not speed (the step time moved by less than 2%):
+    - the memory-optimized scheduler: XLA temp memory of the objective's value_and_grad at
+      512 px 508 -> 349 MB;
+    - YNNPACK fusions limited to single convolutions and dots: by default XLA CPU fuses whole
+      runs of forward layers into one YNNPACK graph whose buffers XLA does not plan; the
+      targets program (two forward passes) then raised peak RSS by 700 MB at 512 px, 310 MB
+      with the limit. Together: peak RSS at 512 px 1068 -> 867 MB.
+    The flags concern the CPU backend only; GPU/TPU ignore them.
 
     Must run before the first JAX computation in the process: XLA parses XLA_FLAGS once when
     the backend initializes, so a later call would silently do nothing, and it raises
     RuntimeError instead. Flags already in XLA_FLAGS win: a flag whose name the user set
     (with any value) is not added again, and the user's other flags are kept as they are.
-    Idempotent.
+    A flag this jaxlib's XLA does not know is left out (XLA would abort on it). Idempotent.
     """
     if _backend_initialized():
         raise RuntimeError(
@@ -92,10 +107,34 @@ def set_xla_cpu_flags(flags: tuple[str, ...] = CPU_FLAGS) -> str:
     current = os.environ.get("XLA_FLAGS", "")
     tokens = shlex.split(current)
     names = {t.split("=", 1)[0] for t in tokens}
-    added = [f for f in flags if f.split("=", 1)[0] not in names]
+    added = [f for f in flags if f.split("=", 1)[0] not in names and xla_knows_flag(f)]
     if added:
-        os.environ["XLA_FLAGS"] = " ".join([*tokens, *added]) if tokens else " ".join(added)
+        os.environ["XLA_FLAGS"] = " ".join([*tokens, *added])
     return os.environ.get("XLA_FLAGS", "")
+
+
+@functools.cache
+def xla_knows_flag(flag: str) -> bool:
+    """Whether this jaxlib's XLA accepts `flag` ("--name=value"): True for CPU_FLAGS on the
+    jaxlib versions they were measured with, else the flag name and its enum-like values
+    must all occur in jaxlib's shared libraries (where XLA's flag table lives)."""
+    import jaxlib
+
+    if flag in CPU_FLAGS and getattr(jaxlib, "__version__", None) in _VERIFIED_JAXLIB:
+        return True
+    name, _, value = flag.lstrip("-").partition("=")
+    needles = [name.encode()] + [v.encode() for v in value.split(",") if v.isupper()]
+    libs = sorted(Path(jaxlib.__file__).parent.glob("*.so*"), key=lambda p: -p.stat().st_size)
+    found = set()
+    for lib in libs:
+        try:
+            with open(lib, "rb") as fh, mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as m:
+                found.update(n for n in needles if n not in found and m.find(n) >= 0)
+        except (OSError, ValueError):
+            continue
+        if len(found) == len(needles):
+            return True
+    return False
 
 
 def _backend_initialized() -> bool:

@@ -127,3 +127,25 @@ def test_cpu_flags_keep_user_flags(user_flags):
     assert "--xla_cpu_scheduler_type" in names
     assert "before the first JAX computation" in out["late"]
     assert out["total"] == 6.0
+
+
+def test_unknown_flags_are_left_out(monkeypatch):
+    """XLA aborts the process on an unknown flag, so only flags found in jaxlib are added."""
+    monkeypatch.setattr(runtime, "_VERIFIED_JAXLIB", ())
+    runtime.xla_knows_flag.cache_clear()
+    try:
+        assert all(runtime.xla_knows_flag(f) for f in runtime.CPU_FLAGS)
+        assert not runtime.xla_knows_flag("--xla_cpu_no_such_flag=1")
+        assert not runtime.xla_knows_flag(
+            "--xla_cpu_scheduler_type=CPU_SCHEDULER_TYPE_NO_SUCH_VALUE")
+    finally:
+        runtime.xla_knows_flag.cache_clear()
+
+
+def test_set_flags_skips_unknown_flag_and_process_survives():
+    script = FLAGS_SCRIPT.replace("a = runtime.set_xla_cpu_flags()",
+                                  "a = runtime.set_xla_cpu_flags(runtime.CPU_FLAGS + "
+                                  "('--xla_cpu_no_such_flag=1',))", 1)
+    assert script != FLAGS_SCRIPT
+    out = _run(script)
+    assert "no_such_flag" not in out["env"] and out["total"] == 6.0
