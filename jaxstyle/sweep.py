@@ -265,10 +265,16 @@ def map_settings(f: Callable[..., Any], xs: Any, batch_size: int) -> Any:
 
 # --------------------------------------------------------------------------- memory
 
-# Bytes per image pixel of one setting's working memory (activations of the VGG forward and
-# backward pass up to relu5_1 and the gradient; XLA temp buffers), measured with
-# `compiled.memory_analysis()` of the vmapped chunk program (see `setting_bytes`).
-WORK_BYTES_PER_PIXEL = 4000
+# Memory model of the chunk program, measured with `compiled.memory_analysis()` (XLA temp
+# bytes) on CPU at 64-512 px for B = 1..4 settings in flight (K = 4):
+#     bytes = params + 2 * K_local * state_bytes + FIXED_BYTES + B * setting_bytes(H, W)
+# (the states are arguments, and lax.map stacks a copy). setting_bytes, per setting in
+# flight = the slope in B: Adam 1750-1980 B/px (128-512 px), line-search-free L-BFGS
+# 1390-1570 B/px; a vmapped zoom L-BFGS 110 MB + 3560 B/px (it also batches its line
+# search's loop state). The fixed part was 52-56 MB at 64-128 px.
+WORK_BYTES_PER_PIXEL = {"adam": 2000, "lbfgs-nols": 2000, "lbfgs": 3600}
+WORK_BYTES_PER_SETTING = {"adam": 0, "lbfgs-nols": 0, "lbfgs": 110 * 2**20}
+FIXED_BYTES = 64 * 2**20
 # Share of the free memory a sweep plans to use: CPU RAM is shared with the OS and other
 # processes; accelerators report their own pool.
 CPU_MEMORY_FRACTION = 0.5
@@ -278,15 +284,18 @@ ACCELERATOR_MEMORY_FRACTION = 0.8
 def state_bytes(height: int, width: int, optimizer: str, memory_size: int = 10) -> int:
     """Bytes of one setting's optimizer state: the images it carries (iterate, gradient, best
     iterate: 3) plus optax's (L-BFGS: 2 * memory_size + 2 images for its s/y history, the
-    update and the line search's gradient; Adam: 2 moments), each H * W * 3 float32."""
+    update and the line search's gradient; Adam: 2 moments), each H * W * 3 float32.
+    (Measured: 4 states at 256 px, Adam 15.7 MB = 5 images each, L-BFGS 81.8 MB = 26.)"""
     image = height * width * 3 * 4
-    extra = 2 * memory_size + 2 if optimizer.startswith("lbfgs") else 2
+    extra = 2 * memory_size + 3 if optimizer.startswith("lbfgs") else 2
     return (3 + extra) * image
 
 
-def setting_bytes(height: int, width: int) -> int:
-    """Working memory of one setting in flight: WORK_BYTES_PER_PIXEL * H * W."""
-    return WORK_BYTES_PER_PIXEL * height * width
+def setting_bytes(height: int, width: int, optimizer: str = "adam") -> int:
+    """Working memory of one setting in flight (activations and gradients of the VGG pass,
+    optimizer temporaries): WORK_BYTES_PER_PIXEL * H * W (+ WORK_BYTES_PER_SETTING)."""
+    return (WORK_BYTES_PER_PIXEL[optimizer] * height * width
+            + WORK_BYTES_PER_SETTING[optimizer])
 
 
 def free_memory_bytes(device: jax.Device) -> int | None:
@@ -330,15 +339,17 @@ def auto_batch_size(
     device: jax.Device,
     *,
     memory_size: int = 10,
+    params_bytes: int = 0,
 ) -> int:
     """Settings computed at once per device when `batch_size` is not given.
 
-    Zoom L-BFGS ("lbfgs"): 1, settings in sequence. Measured on the 2-core CPU (64 px,
-    20 iterations, K = 4; see FINDINGS.md): vmapping its line search cost several times the
-    sequential program, which is as fast as separate runs.
-    "adam", "lbfgs-nols": the largest B <= k_local with
-        k_local * state_bytes + B * setting_bytes <= fraction * free memory,
-    at least 1 (then it may not fit at all; the run says so when it fails).
+    Zoom L-BFGS ("lbfgs"): 1, its settings in sequence. Measured on the 2-core CPU (64 px, 20
+    iterations, K = 4; module docstring): one vmap over the 4 cost several times the
+    sequential program, which ran about as fast as 4 separate `stylize` runs.
+    "adam", "lbfgs-nols": the largest B <= k_local with (memory model above)
+        params_bytes + 2 k_local state_bytes + FIXED_BYTES + B setting_bytes
+            <= fraction * free memory,
+    at least 1 (then it may not fit at all; XLA says so when it fails to allocate).
     """
     if optimizer == "lbfgs":
         return 1
@@ -346,8 +357,9 @@ def auto_batch_size(
     if free is None:
         return k_local
     fraction = CPU_MEMORY_FRACTION if device.platform == "cpu" else ACCELERATOR_MEMORY_FRACTION
-    budget = fraction * free - k_local * state_bytes(height, width, optimizer, memory_size)
-    return int(max(1, min(k_local, budget // setting_bytes(height, width))))
+    budget = (fraction * free - params_bytes - FIXED_BYTES
+              - 2 * k_local * state_bytes(height, width, optimizer, memory_size))
+    return int(max(1, min(k_local, budget // setting_bytes(height, width, optimizer))))
 
 
 # --------------------------------------------------------------------------- devices
@@ -642,8 +654,9 @@ def sweep(
     k_local = _num_settings(lw_padded) // n_dev
     opt = optim.OptimSpec.from_config(config)
     if batch_size is None:
+        params_bytes = sum(a.nbytes for a in jax.tree.leaves(weights.params))
         batch = auto_batch_size(k_local, *content.shape[:2], opt.name, mesh.devices.flat[0],
-                                memory_size=opt.memory_size)
+                                memory_size=opt.memory_size, params_bytes=params_bytes)
     else:
         batch = min(int(batch_size), k_local)
 

@@ -123,10 +123,13 @@ def test_auto_batch_size(monkeypatch):
     assert free is not None and 0 < free
     # Zoom L-BFGS runs its settings in sequence whatever the memory.
     assert sw.auto_batch_size(16, 64, 64, "lbfgs", cpu) == 1
-    per = sw.setting_bytes(256, 256)
+    per = sw.setting_bytes(256, 256, "adam")
+    assert per == 2000 * 256 * 256
     state = sw.state_bytes(256, 256, "adam")
-    monkeypatch.setattr(sw, "free_memory_bytes", lambda d: int((8 * state + 3.5 * per) / 0.5))
-    assert sw.auto_batch_size(8, 256, 256, "adam", cpu) == 3
+    assert state == 5 * 256 * 256 * 3 * 4  # iterate, gradient, best, Adam's two moments
+    need = 80e6 + sw.FIXED_BYTES + 2 * 8 * state + 3.5 * per  # room for 3.5 settings
+    monkeypatch.setattr(sw, "free_memory_bytes", lambda d: int(need / sw.CPU_MEMORY_FRACTION))
+    assert sw.auto_batch_size(8, 256, 256, "adam", cpu, params_bytes=int(80e6)) == 3
     assert sw.auto_batch_size(2, 256, 256, "adam", cpu) == 2  # capped at K
     monkeypatch.setattr(sw, "free_memory_bytes", lambda d: 1)
     assert sw.auto_batch_size(8, 256, 256, "lbfgs-nols", cpu) == 1
@@ -379,13 +382,14 @@ def cli_files(tmp_path_factory):
     return d
 
 
-def test_cli_grid_writes_images_sheet_and_manifest(cli_files, tmp_path, capsys):
+def test_cli_grid_writes_images_sheet_and_manifest(cli_files, adam_sweep, tmp_path, capsys):
     from PIL import Image
 
     from jaxstyle import cli
 
     out = tmp_path / "grid.png"
-    # The same statics, shapes and K as `adam_sweep`: the compiled program is reused.
+    # The same statics, shapes, K and batch as `adam_sweep` (requested above, so it ran
+    # first): its compiled programs are reused.
     argv = [str(cli_files / "content.png"), str(cli_files / "style.png"), "-o", str(out),
             "--weights", str(cli_files / "vgg19.npz"), "--optimizer", "adam",
             "--learning-rate", "0.05", "--iterations", "3", "--init", "noise",
