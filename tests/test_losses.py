@@ -176,6 +176,26 @@ def test_check_grads_loss_functions(small_feats):
                 eps=1e-3, rtol=1e-2)
 
 
+def test_conv3x3_vjp_matches_autodiff():
+    """vgg.conv3x3_same's hand-written VJP against autodiff of lax.conv_general_dilated."""
+    from jaxstyle.vgg import conv3x3_same
+
+    rng = np.random.default_rng(3)
+    x = jnp.asarray(rng.standard_normal((1, 7, 9, 5)), jnp.float32)
+    k = jnp.asarray(rng.standard_normal((3, 3, 5, 4)), jnp.float32)
+    g = jnp.asarray(rng.standard_normal((1, 7, 9, 4)), jnp.float32)
+
+    def plain(x, k):
+        return jax.lax.conv_general_dilated(x, k, (1, 1), "SAME",
+                                            dimension_numbers=("NHWC", "HWIO", "NHWC"))
+
+    y, vjp = jax.vjp(jax.jit(conv3x3_same), x, k)
+    y_ref, vjp_ref = jax.vjp(plain, x, k)
+    assert_rel(y, y_ref, 1e-6, "conv")
+    for got, ref, name in zip(vjp(g), vjp_ref(g), ("d/dx", "d/dkernel"), strict=True):
+        assert_rel(got, ref, 1e-5, name)
+
+
 @pytest.mark.parametrize("pooling", ["max", "avg"])
 def test_check_grads_feature_network_float64(weights, pooling):
     """The VJP of the VGG feature map (custom max-pool gradient included), in float64."""

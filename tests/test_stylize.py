@@ -34,7 +34,7 @@ def run(weights, images, optimizer, *, callback_every=4, **changes):
 
     def callback(progress):
         calls.append((progress.step, progress.total_steps, dict(progress.losses),
-                      progress.best_loss, progress.image()))
+                      progress.best_loss, progress.image(), progress))
 
     result = jaxstyle.stylize(*images, weights=weights, config=make_config(optimizer, **changes),
                               callback=callback, callback_every=callback_every)
@@ -96,12 +96,15 @@ def test_callback_progress(lbfgs_run):
     result, calls = lbfgs_run
     assert [c[0] for c in calls] == [4, 8, 10]
     assert all(c[1] == ITERATIONS for c in calls)
-    for step, _, losses, best_loss, image in calls:
+    for step, _, losses, best_loss, image, _ in calls:
         assert set(losses) == {"total", "content", "style", "tv"}
         assert losses["total"] == pytest.approx(result.history["total"][step - 1])
         assert best_loss <= losses["total"]
         assert image.shape == (32, 40, 3) and 0 <= image.min() and image.max() <= 1
     np.testing.assert_array_equal(calls[-1][4], result.image)
+    # A stale Progress says so: its device buffers went to the next chunk (donation).
+    with pytest.raises(RuntimeError, match="during the callback"):
+        calls[0][5].image()
 
 
 def test_same_seed_same_image(weights, images, lbfgs_run):
