@@ -117,11 +117,15 @@ def count_compiles():
 
 
 def _setup(args) -> str:
-    """XLA flags before JAX starts (the memory-optimized scheduler unless --default-scheduler)."""
+    """XLA flags before JAX starts: `jaxstyle.runtime.CPU_FLAGS` (what the CLI sets), less
+    the memory-optimized scheduler with --default-scheduler, none with --no-flags."""
     from jaxstyle import runtime
 
-    if not getattr(args, "default_scheduler", False):
-        runtime.set_xla_cpu_flags()
+    flags = runtime.CPU_FLAGS
+    if getattr(args, "default_scheduler", False):
+        flags = tuple(f for f in flags if "scheduler_type" not in f)
+    if not getattr(args, "no_flags", False):
+        runtime.set_xla_cpu_flags(flags)
     return os.environ.get("XLA_FLAGS", "")
 
 
@@ -134,11 +138,18 @@ def _baseline(out: dict) -> None:
 
 
 def _conv(p, x):
-    """nn.Conv(padding="SAME") of the VGG19 module, as a plain function of its params."""
+    """nn.Conv(padding="SAME") of the VGG19 module, as a plain function of its params (with
+    the module's own convolution function when vgg.py has one, so only remat differs)."""
     from jax import lax
 
-    y = lax.conv_general_dilated(x, p["kernel"], (1, 1), "SAME",
-                                 dimension_numbers=("NHWC", "HWIO", "NHWC"))
+    from jaxstyle import vgg
+
+    conv = getattr(vgg, "conv3x3_same", None)
+    if conv is None:
+        y = lax.conv_general_dilated(x, p["kernel"], (1, 1), "SAME",
+                                     dimension_numbers=("NHWC", "HWIO", "NHWC"))
+    else:
+        y = conv(x, p["kernel"])
     return y + p["bias"].reshape(1, 1, 1, -1)
 
 
@@ -250,6 +261,51 @@ def worker_objective(args) -> int:
                loss=float(loss), grad_norm=float(jnp.linalg.norm(grad)),
                peak_rss_bytes=proc_status("VmHWM"))
     return _emit(out)
+
+
+def worker_abtime(args) -> int:
+    """Step time of several objective variants compiled in ONE process, steps interleaved
+    (A B C A B C ...), so machine load hits every variant alike. Memory is not comparable
+    here (one process): that is what the separate `objective` workers measure."""
+    flags = _setup(args)
+    import jax
+    import jax.numpy as jnp
+
+    import jaxstyle
+    from jaxstyle import losses
+    from jaxstyle.losses import LossSpec, compute_targets
+
+    config = jaxstyle.StyleConfig()
+    weights = jaxstyle.random_weights(0)
+    spec = LossSpec.from_config(config, weights.convention)
+    content = jnp.asarray(smooth_image(0, args.size, args.size))
+    style = jnp.asarray(smooth_image(1, args.size, args.size))
+    image = jnp.asarray(smooth_image(2, args.size, args.size))
+    targets = jax.block_until_ready(
+        compute_targets(weights.params, content, [style], jnp.ones((1,), jnp.float32), spec))
+    exes, gram = {}, losses.gram_matrix
+    for variant in args.variants:
+        # Traced at lower(): the patched Gram is baked into this variant's program only.
+        losses.gram_matrix = (functools.partial(gram_chunked, rows=args.gram_rows)
+                              if variant == "gram-chunk" else gram)
+        fn = remat_total_loss if variant == "remat" else losses.total_loss
+        step = jax.jit(jax.value_and_grad(fn, argnums=3, has_aux=True), static_argnames="spec")
+        exes[variant] = step.lower(weights.params, targets, config.loss_weights, image,
+                                   spec=spec).compile()
+    losses.gram_matrix = gram
+    times: dict = {v: [] for v in args.variants}
+    values: dict = {}
+    for _ in range(args.steps + 1):  # the first round warms up and is dropped
+        for variant, exe in exes.items():
+            t0 = time.perf_counter()
+            (loss, _), grad = jax.block_until_ready(
+                exe(weights.params, targets, config.loss_weights, image))
+            times[variant].append(time.perf_counter() - t0)
+            values[variant] = (float(loss), float(jnp.linalg.norm(grad)))
+    return _emit({"kind": "abtime", "size": args.size, "xla_flags": flags,
+                  "step_times_s": {v: t[1:] for v, t in times.items()},
+                  "step_s": {v: float(np.median(t[1:])) for v, t in times.items()},
+                  "loss_grad_norm": values})
 
 
 # ------------------------------------------------------------------- stylize at one size
@@ -486,6 +542,14 @@ def _machine() -> dict:
             "cpus": len(os.sched_getaffinity(0))}
 
 
+def _code_state() -> dict:
+    """The commit measured and the package/benchmark files that differ from it."""
+    def git(*a):
+        return subprocess.run(["git", *a], capture_output=True, text=True, cwd=ROOT).stdout
+    return {"commit": git("rev-parse", "--short", "HEAD").strip(),
+            "modified": git("status", "--porcelain", "--", "jaxstyle", "benchmarks").split("\n")}
+
+
 def cmd_sizes(args) -> tuple[list[dict], str]:
     rows, lines = [], ["| size | peak RSS GiB | XLA chunk program GiB | baseline RSS GiB | "
                        "compile s | first interval s (init eval + step 1) | step s | loss "
@@ -534,7 +598,7 @@ def _total_memory() -> int:
 
 def cmd_options(args) -> tuple[list[dict], str]:
     variants = [("baseline", []), ("remat", []), ("gram-chunk", []),
-                ("default-scheduler", ["--default-scheduler"])]
+                ("default-scheduler", ["--default-scheduler"]), ("no-flags", ["--no-flags"])]
     variants = [v for v in variants if v[0] in args.variants]
     rows = []
     for rep in range(args.repeats):  # interleaved A/B: baseline, remat, ..., baseline, ...
@@ -562,6 +626,22 @@ def cmd_options(args) -> tuple[list[dict], str]:
         lines.append(f"| {r['option']} | {r['round']} | {_gib(r['peak_rss_bytes'])} | "
                      f"{_gib(r['xla_memory']['temp'])} | {_sec(r['step_s'])} | {rel} | "
                      f"{r['loss']:.6g} | {r['grad_norm']:.6g} |")
+    timed = [v for v in args.variants if v in ("baseline", "remat", "gram-chunk")]
+    if args.ab_steps and len(timed) > 1:
+        _log(f"options: interleaved step times of {timed} at {args.size} px, "
+             f"load {os.getloadavg()[0]:.1f}")
+        r = run_worker("abtime", ["--size", str(args.size), "--steps", str(args.ab_steps),
+                                  "--variants", ",".join(timed)], args.timeout)
+        r["machine_before"] = _machine()
+        rows.append(r)
+        if "error" in r:
+            lines.append(f"\ninterleaved timing error: {r['error']}")
+        else:
+            ref = r["step_s"][timed[0]]
+            lines.append(f"\nstep time, variants compiled in one process, steps interleaved "
+                         f"({args.ab_steps} each after a warm-up round):")
+            lines += [f"- {v}: {r['step_s'][v]:.2f} s ({r['step_s'][v] / ref - 1:+.0%}), "
+                      f"steps {[round(t, 2) for t in r['step_times_s'][v]]}" for v in timed]
     return rows, "\n".join(lines)
 
 
@@ -636,7 +716,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--steps", type=int, default=3)
     s.add_argument("--repeats", type=int, default=2)
     s.add_argument("--variants", type=lambda t: t.split(","),
-                   default=["baseline", "remat", "gram-chunk", "default-scheduler"])
+                   default=["baseline", "remat", "gram-chunk", "default-scheduler",
+                            "no-flags"])
+    s.add_argument("--ab-steps", type=int, default=3,
+                   help="interleaved timing steps per variant in one process (0: none)")
     s = common(sub.add_parser("pyramid", help="stylize_pyramid: RSS per stage, recompiles"))
     s.add_argument("--scales", type=_ints, default=[256, 512, 1024])
     s.add_argument("--scale-iterations", type=_ints, default=[2, 2, 2])
@@ -652,12 +735,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 def build_worker_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser()
-    p.add_argument("kind", choices=["objective", "stylize", "pyramid", "compare"])
+    p.add_argument("kind", choices=["objective", "abtime", "stylize", "pyramid", "compare"])
     p.add_argument("--size", type=int)
     p.add_argument("--steps", type=int, default=3)
     p.add_argument("--variant", default="baseline")
     p.add_argument("--gram-rows", type=int, default=64)
     p.add_argument("--default-scheduler", action="store_true")
+    p.add_argument("--no-flags", action="store_true")
+    p.add_argument("--variants", type=lambda t: t.split(","), default=["baseline"])
     p.add_argument("--iterations", type=lambda t: _ints(t) if "," in t else int(t))
     p.add_argument("--optimizer", default="lbfgs")
     p.add_argument("--compile-only", action="store_true")
@@ -668,12 +753,12 @@ def build_worker_parser() -> argparse.ArgumentParser:
     return p
 
 
-WORKERS = {"objective": worker_objective, "stylize": worker_stylize,
+WORKERS = {"objective": worker_objective, "abtime": worker_abtime, "stylize": worker_stylize,
            "pyramid": worker_pyramid, "compare": worker_compare}
 COMMANDS = {"sizes": cmd_sizes, "estimate": cmd_estimate, "options": cmd_options,
             "pyramid": cmd_pyramid, "compare": cmd_compare}
 QUICK = {"sizes": dict(sizes=[64, 96], iterations=2), "estimate": dict(sizes=[64, 128]),
-         "options": dict(size=64, steps=2, repeats=1),
+         "options": dict(size=64, steps=2, repeats=1, ab_steps=1),
          "pyramid": dict(scales=[32, 64], scale_iterations=[2, 2]),
          "compare": dict(size=64, iterations=[2, 2])}
 
@@ -690,7 +775,8 @@ def main(argv=None) -> int:
     t0 = time.perf_counter()
     machine = _machine()
     rows, table = COMMANDS[args.command](args)
-    report = {"command": args.command, "argv": argv, "machine_before": machine,
+    report = {"command": args.command, "argv": argv, "code": _code_state(),
+              "machine_before": machine,
               "machine_after": _machine(), "wall_s": time.perf_counter() - t0, "rows": rows}
     print(table)
     print(f"\nload average before {machine['load_avg']}, after "
