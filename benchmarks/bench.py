@@ -388,64 +388,98 @@ def worker_sweep(args) -> int:
     })
 
 
-def worker_layers(args) -> int:
-    """Where the time goes: per-layer forward and input-gradient times of the objective.
+def worker_profile(args) -> int:
+    """Where the time goes: the compiled objective step, traced op by op.
 
-    Times each conv(+bias+ReLU) forward, its VJP with respect to the input, each pooling's
-    forward+VJP, and each Gram's forward+VJP as separate jitted programs at --size.
+    XLA CPU records each executed op when --xla_cpu_enable_xprof_traceme is on; the ops of
+    `--steps` traced steps are summed over threads and grouped by what they compute (read
+    from the optimized HLO): each layer's forward convolution, the backward (input-gradient)
+    convolutions by shape, Gram products, kernel flips for the backward, elementwise fusions.
+    Thread time, so it adds up to about (threads x step time) on an idle machine.
     """
-    _setup_jax(args)
+    os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "")
+                               + " --xla_cpu_enable_xprof_traceme=true").strip()
+    setup = _setup_jax(args)
+    import collections
+    import glob
+    import re
+
     import jax
     import jax.numpy as jnp
 
-    params = _load_params(args.weights_npz)
-    from jaxstyle.losses import gram_matrix, style_layer_loss
+    import jaxstyle
+    from jaxstyle.losses import prepare_targets, total_loss
+    from jaxstyle.vgg import VGGWeights
 
-    def timed(fn, *xs):
-        fn = jax.jit(fn)
-        jax.block_until_ready(fn(*xs))
-        times = []
-        for _ in range(args.steps):
-            t0 = time.perf_counter()
-            jax.block_until_ready(fn(*xs))
-            times.append(time.perf_counter() - t0)
-        return statistics.median(times)
+    try:
+        from jax._src.lib import _profile_data
+    except ImportError:
+        return _emit({"error": "this jax has no jax._src.lib._profile_data to read traces"})
+    weights = VGGWeights(_load_params(args.weights_npz), "caffe")
+    content, style = _images(args.size)
+    config = jaxstyle.StyleConfig()
+    spec, targets = prepare_targets(weights, content, style, config)
+    step = jax.jit(jax.value_and_grad(total_loss, argnums=3, has_aux=True),
+                   static_argnames="spec")
+    x = jnp.asarray(content)
+    exe = step.lower(weights.params, targets, config.loss_weights, x, spec=spec).compile()
+    for _ in range(2):
+        jax.block_until_ready(exe(weights.params, targets, config.loss_weights, x))
+    trace_dir = tempfile.mkdtemp(prefix="jaxstyle-trace-")
+    try:
+        t0 = time.perf_counter()
+        with jax.profiler.trace(trace_dir):
+            for _ in range(args.steps):
+                jax.block_until_ready(exe(weights.params, targets, config.loss_weights, x))
+        wall = (time.perf_counter() - t0) / args.steps
+        (path,) = glob.glob(f"{trace_dir}/**/*.xplane.pb", recursive=True)
+        data = _profile_data.ProfileData.from_file(path)
+        per_op: collections.Counter = collections.Counter()
+        for plane in data.planes:
+            for line in plane.lines:
+                for ev in line.events:
+                    per_op[ev.name] += ev.duration_ns
+    finally:
+        shutil.rmtree(trace_dir, ignore_errors=True)
 
-    def conv(x, k, b):
-        y = jax.lax.conv_general_dilated(x[None], k, (1, 1), "SAME",
-                                         dimension_numbers=("NHWC", "HWIO", "NHWC"))[0]
-        return jax.nn.relu(y + b)
-
-    def pool(x):
-        return jax.lax.reduce_window(x, -jnp.inf, jax.lax.max, (2, 2, 1), (2, 2, 1), "VALID")
-
-    rows = []
-    rng = np.random.default_rng(0)
+    shapes_to_layers: dict = collections.defaultdict(list)
     for c in _conv_plan(args.size, args.size, DEFAULT_STYLE + DEFAULT_CONTENT):
-        x = jnp.asarray(rng.random((c["h"], c["w"], c["cin"]), dtype=np.float32))
-        k, b = params[c["name"]]["kernel"], params[c["name"]]["bias"]
-        g = jnp.ones((c["h"], c["w"], c["cout"]), jnp.float32)
-        flops = 2 * c["h"] * c["w"] * 9 * c["cin"] * c["cout"]
-        fwd = timed(conv, x, k, b)
-        bwd = timed(lambda x, k, b, g: jax.vjp(lambda x: conv(x, k, b), x)[1](g)[0], x, k, b, g)
-        rows.append({"op": c["name"], "flops": flops, "forward_s": fwd, "vjp_s": bwd})
-        name = f"relu{c['name'][4:]}"
-        y = conv(x, k, b)
-        if name in DEFAULT_STYLE:
-            a = gram_matrix(y)
-            rows.append({"op": f"gram {name}", "flops": 3 * 2 * y.shape[0] * y.shape[1]
-                         * y.shape[2] ** 2,
-                         "forward_s": timed(gram_matrix, y),
-                         "vjp_s": timed(jax.grad(style_layer_loss), y, a)})
-        if c["name"].endswith(f"_{_BLOCKS[int(c['name'][4]) - 1][1]}"):
-            gp = jnp.ones((y.shape[0] // 2, y.shape[1] // 2, y.shape[2]), jnp.float32)
-            rows.append({"op": f"pool{c['name'][4]}", "flops": 0, "forward_s": timed(pool, y),
-                         "vjp_s": timed(lambda y, gp: jax.vjp(pool, y)[1](gp)[0], y, gp)})
-    return _emit({"size": args.size, "backend": jax.default_backend(), "rows": rows})
+        shapes_to_layers[(c["h"], c["w"], c["cin"])].append(c["name"])
+    groups: collections.Counter = collections.Counter()
+    hlo = exe.as_text()
+    for line in hlo[hlo.index("ENTRY"):].splitlines():
+        m = re.match(r"\s*(?:ROOT )?%([\w.\-]+) = (\S+) ([\w\-]+)\((.*)", line)
+        if not m or m.group(1) not in per_op:
+            continue
+        name, shape, op, rest = m.groups()
+        kernel = re.search(r"params__(conv\d_\d)____kernel", rest)
+        dims = tuple(int(d) for d in re.findall(r"\d+", shape.split("{")[0].partition("[")[2]))
+        if op == "convolution" or "ynn_fusion" in name or "xnn_fusion" in name:
+            if kernel:
+                group = f"conv forward {kernel.group(1)}"
+            elif len(dims) == 4 and dims[1:] in shapes_to_layers:
+                group = "conv backward " + "/".join(shapes_to_layers[dims[1:]])
+            elif len(dims) == 2:
+                group = "Gram backward products"
+            else:
+                group = "loss reductions"
+        elif op == "dot" or name.startswith("dot"):
+            group = "Gram forward products"
+        elif "transpose" in name or "reverse" in name:
+            group = "kernel flips for the backward"
+        else:
+            group = "elementwise fusions (bias, ReLU, pooling, losses)"
+        groups[group] += per_op[name]
+    total = sum(groups.values())
+    rows = [{"op": k, "ms_per_step": v / 1e6 / args.steps, "share": v / total}
+            for k, v in groups.most_common()]
+    return _emit({"size": args.size, "backend": jax.default_backend(), **setup,
+                  "step_wall_s": wall, "thread_ms_per_step": total / 1e6 / args.steps,
+                  "rows": rows})
 
 
 WORKERS = {"objective": worker_objective, "peak": worker_peak, "optim": worker_optim,
-           "sweep": worker_sweep, "layers": worker_layers}
+           "sweep": worker_sweep, "profile": worker_profile}
 
 
 # --------------------------------------------------------------------------- orchestrator
@@ -668,18 +702,15 @@ def markdown(report: dict) -> str:
 
 
 def profile_markdown(prof: dict) -> str:
-    """Per-layer table: forward and VJP milliseconds, GFLOP/s, share of the summed time."""
+    """Where the step's thread time goes, grouped (see worker_profile)."""
     if "error" in prof:
         return f"profile: error: {prof['error']}"
-    total = sum(r["forward_s"] + r["vjp_s"] for r in prof["rows"])
-    lines = [f"per-layer times at {prof['size']} px ({prof['backend']}), sum {total:.3f} s, "
-             f"load average {prof.get('load_avg')}",
-             "| op | forward ms | VJP ms | fwd GFLOP/s | share |", "|---|---|---|---|---|"]
+    lines = [f"profile of one objective step at {prof['size']} px ({prof['backend']}): "
+             f"{prof['step_wall_s']:.3f} s wall, {prof['thread_ms_per_step']:.0f} ms thread "
+             f"time; load average {prof.get('load_avg')}",
+             "| op group | thread ms/step | share |", "|---|---|---|"]
     for r in prof["rows"]:
-        rate = r["flops"] / r["forward_s"] * 1e-9 if r["flops"] else None
-        lines.append(f"| {r['op']} | {r['forward_s'] * 1e3:.1f} | {r['vjp_s'] * 1e3:.1f} "
-                     f"| {_fmt(rate, '.0f')} "
-                     f"| {100 * (r['forward_s'] + r['vjp_s']) / total:.1f}% |")
+        lines.append(f"| {r['op']} | {r['ms_per_step']:.1f} | {100 * r['share']:.1f}% |")
     return "\n".join(lines)
 
 
@@ -705,7 +736,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="tiny and fast: size 32, 2 steps, sweep K=1,2 at 32 px")
     p.add_argument("--silent", action="store_true", help="no progress lines on stderr")
     p.add_argument("--profile", type=int, default=None, metavar="SIZE",
-                   help="only print per-layer forward/VJP times at SIZE px (where time goes)")
+                   help="only profile one objective step at SIZE px: where the time goes")
     # Worker-only options.
     p.add_argument("--worker", choices=sorted(WORKERS), help=argparse.SUPPRESS)
     p.add_argument("--size", type=int, default=256, help=argparse.SUPPRESS)
@@ -728,7 +759,7 @@ def main(argv=None) -> int:
             npz = os.path.join(work, "weights.npz")
             _write_weights(npz)
             flags = [] if args.xla_flags else ["--no-xla-flags"]
-            prof = _run_worker("layers", ["--size", str(args.profile), "--steps",
+            prof = _run_worker("profile", ["--size", str(args.profile), "--steps",
                                           str(args.steps), "--weights-npz", npz, *flags],
                                args.timeout)
         finally:
