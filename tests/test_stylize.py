@@ -243,3 +243,23 @@ def test_vmap_over_loss_weights_equals_single_runs(weights, images, adam_run):
     for k, (image, hist) in enumerate(singles):
         np.testing.assert_allclose(np.asarray(states.image[k]), image, atol=1e-5)
         np.testing.assert_allclose(np.asarray(hists[k, :4]), hist[:4], rtol=1e-4)
+
+
+def _tv(x):
+    x = np.asarray(x, np.float64)
+    return float(np.sum((x[1:] - x[:-1]) ** 2) + np.sum((x[:, 1:] - x[:, :-1]) ** 2))
+
+
+@pytest.mark.parametrize("init", ["style", "noise", "array"])
+def test_init_images(weights, images, lbfgs_run, init):
+    """The initial losses are those of the documented initial image (TV: NumPy)."""
+    content, style = images
+    array = smooth_image(22, 32, 40)
+    expected = {
+        "style": np.clip(np.asarray(jax.image.resize(style, (32, 40, 3), "linear")), 0, 1),
+        "noise": np.random.default_rng(3).random((32, 40, 3), np.float32),
+        "array": array,
+    }[init]
+    result = jaxstyle.stylize(content, style, weights=weights, config=make_config(
+        "lbfgs", iterations=1, seed=3, init=array if init == "array" else init))
+    assert result.initial_losses["tv"] == pytest.approx(_tv(expected), rel=1e-5)
