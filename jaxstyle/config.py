@@ -8,7 +8,7 @@ they are traced, so changing them never recompiles, and `jax.vmap` can batch the
 from __future__ import annotations
 
 import dataclasses
-from typing import NamedTuple, Union
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -41,13 +41,13 @@ class LossWeights(NamedTuple):
         arrays = np.broadcast_arrays(
             *(np.asarray(v, dtype=np.float32) for v in (content, style, tv))
         )
-        for name, a in zip(cls._fields, arrays):
+        for name, a in zip(cls._fields, arrays, strict=True):
             if not np.all(np.isfinite(a)) or np.any(a < 0):
                 raise ValueError(f"{name} weight must be finite and >= 0, got {a.tolist()}")
         return cls(*(jnp.asarray(a) for a in arrays))
 
 
-InitSpec = Union[str, np.ndarray]
+InitSpec = str | np.ndarray
 
 
 @dataclasses.dataclass(frozen=True)

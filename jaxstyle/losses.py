@@ -200,7 +200,8 @@ def loss_parts(params: Any, targets: Targets, image: jax.Array, spec: LossSpec
     feats = spec.features(params, image)
     zero = jnp.zeros((), jnp.float32)
     l_c = sum((content_loss(feats[n], targets.content[n]) for n in spec.content_layers), zero)
-    l_s = style_loss(feats, targets.grams, dict(zip(spec.style_layers, spec.style_layer_weights)))
+    layer_weights = dict(zip(spec.style_layers, spec.style_layer_weights, strict=True))
+    l_s = style_loss(feats, targets.grams, layer_weights)
     return {"content": l_c, "style": zero + l_s, "tv": total_variation(image, spec.tv_form)}
 
 
