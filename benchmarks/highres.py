@@ -13,19 +13,23 @@ compute and memory, but the images they make are not stylized in any meaningful 
 Images: `sizes`, `estimate` and `options` use square S x S smooth random images (the most
 pixels a longer side S allows); `compare` uses examples/chelsea.jpg (content) and
 examples/hubble_deep_field.jpg (style). The workers set the XLA CPU flags of
-`jaxstyle.runtime` (the memory-optimized scheduler) unless told not to.
+`jaxstyle.runtime.CPU_FLAGS` (what the CLI sets: the memory-optimized scheduler, YNNPACK
+fusions limited to single convolutions and dots) unless told not to.
 
-- sizes: `jaxstyle.stylize` with L-BFGS for --iterations steps at each size. Peak RSS, XLA's
-  own account of the step program (arguments + temporaries, `Compiled.memory_analysis()`),
-  compile time and the wall time of every L-BFGS step (each includes its line search's
-  evaluations). Before running, each worker compiles first and skips the run when the
-  program's memory does not fit in MemAvailable (with a margin).
+- sizes: `jaxstyle.stylize` for --iterations steps at each size (default L-BFGS without
+  line search: one loss and gradient evaluation per step; zoom L-BFGS steps vary in cost).
+  Peak RSS, XLA's own account of the step program (arguments + temporaries,
+  `Compiled.memory_analysis()`), compile time and the wall time of every step. Before
+  running, each worker compiles first and skips the run when the program's memory does not
+  fit in MemAvailable (with a margin).
 - estimate: the same programs compiled (not run) at larger sizes: XLA's memory account,
   plus the measured process overhead, predicts the peak RSS, hence the largest size that fits.
 - options: one value_and_grad of the objective (what every optimizer step costs) at one size,
   A/B in separate processes: baseline; jax.checkpoint per VGG block with the block's losses
   inside (so no block output has to be kept); Gram matrices accumulated over row chunks in
-  float32; the default XLA scheduler instead of the memory-optimized one.
+  float32; the default XLA scheduler instead of the memory-optimized one; no XLA flags.
+  Then the step time of baseline, remat and Gram chunks compiled in one process with their
+  steps interleaved (machine load hits all alike).
 - pyramid: `jaxstyle.stylize_pyramid` with RSS before and after every stage, then the same
   pyramid again counting XLA compilations (should be 0).
 - compare: a 2-stage pyramid (size/2 -> size) against one run at `size` with the same total
@@ -251,6 +255,8 @@ def worker_objective(args) -> int:
     exe = step.lower(weights.params, targets, config.loss_weights, image, spec=spec).compile()
     out["compile_s"] = time.perf_counter() - t0
     out["xla_memory"] = memory_account(exe)
+    if args.steps == 0:  # compile only: XLA's account, no run
+        return _emit(out)
     times = []
     for _ in range(args.steps):
         t0 = time.perf_counter()
@@ -414,8 +420,9 @@ def worker_pyramid(args) -> int:
     content = smooth_image(0, side, side)
     style = smooth_image(1, side, side)
     config = jaxstyle.StyleConfig(scales=tuple(args.scales),
-                                  scale_iterations=tuple(args.scale_iterations))
-    out: dict = {"kind": "pyramid", "scales": args.scales,
+                                  scale_iterations=tuple(args.scale_iterations),
+                                  optimizer=args.optimizer)
+    out: dict = {"kind": "pyramid", "scales": args.scales, "optimizer": args.optimizer,
                  "scale_iterations": args.scale_iterations, "xla_flags": flags}
     _baseline(out)
     stages: list[dict] = []
@@ -647,7 +654,8 @@ def cmd_options(args) -> tuple[list[dict], str]:
 
 def cmd_pyramid(args) -> tuple[list[dict], str]:
     argv = ["--scales", ",".join(map(str, args.scales)), "--scale-iterations",
-            ",".join(map(str, args.scale_iterations))] + (["--repeat"] if args.repeat else [])
+            ",".join(map(str, args.scale_iterations)), "--optimizer", args.optimizer
+            ] + (["--repeat"] if args.repeat else [])
     _log(f"pyramid {args.scales}, load {os.getloadavg()[0]:.1f}")
     r = run_worker("pyramid", argv, args.timeout)
     r["machine_before"] = _machine()
@@ -705,7 +713,9 @@ def build_parser() -> argparse.ArgumentParser:
     s = common(sub.add_parser("sizes", help="stylize per size: peak RSS, step time"))
     s.add_argument("--sizes", type=_ints, default=[512, 1024, 1536, 2048])
     s.add_argument("--iterations", type=int, default=2)
-    s.add_argument("--optimizer", default="lbfgs")
+    s.add_argument("--optimizer", default="lbfgs-nols",
+                   help="lbfgs-nols (default): one evaluation per step, so the step time is "
+                        "the objective's; zoom L-BFGS steps take a varying number")
     s.add_argument("--compile-only", action="store_true")
     s = common(sub.add_parser("estimate", help="compile only: XLA memory at larger sizes"))
     s.add_argument("--sizes", type=_ints, default=[2048, 2560, 3072, 3584, 4096])
@@ -724,6 +734,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--scales", type=_ints, default=[256, 512, 1024])
     s.add_argument("--scale-iterations", type=_ints, default=[2, 2, 2])
     s.add_argument("--no-repeat", dest="repeat", action="store_false")
+    s.add_argument("--optimizer", default="lbfgs-nols",
+                   help="one evaluation per step, so stage times compare (zoom L-BFGS takes "
+                        "a varying number)")
     s = common(sub.add_parser("compare", help="pyramid vs single scale on the example images"))
     s.add_argument("--size", type=int, default=512)
     s.add_argument("--iterations", type=_ints, default=[30, 30],
@@ -737,7 +750,7 @@ def build_worker_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser()
     p.add_argument("kind", choices=["objective", "abtime", "stylize", "pyramid", "compare"])
     p.add_argument("--size", type=int)
-    p.add_argument("--steps", type=int, default=3)
+    p.add_argument("--steps", type=int, default=3, help="objective: 0 = compile only")
     p.add_argument("--variant", default="baseline")
     p.add_argument("--gram-rows", type=int, default=64)
     p.add_argument("--default-scheduler", action="store_true")
