@@ -181,6 +181,13 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--style-scale", metavar="S",
                    help="style image size relative to the content's "
                         f"(default {_default('style_scale')})")
+    g.add_argument("--scales", metavar="PX,...",
+                   help="coarse to fine: stylize at these longer sides in turn (increasing, "
+                        "e.g. 256,512,1024,2048), each stage starting from the previous "
+                        "result upsampled; the last is the output size (instead of "
+                        "--image-size)")
+    g.add_argument("--scale-iterations", metavar="N,...",
+                   help="optimizer steps of each --scales stage (default --iterations each)")
     g.add_argument("--preserve-colors", choices=COLOR_MODES, default="none",
                    help="keep the content's colours: luminance = transfer on luminance only, "
                         "recombined with the content's chroma; histogram = match each style "
@@ -316,6 +323,14 @@ def config_from_args(args: argparse.Namespace) -> StyleConfig:
         fields["seed"] = parse_number(args.seed, "--seed", kind=int, minimum=0)
     if args.style_scale is not None:
         fields["style_scale"] = parse_number(args.style_scale, "--style-scale", positive=True)
+    if args.scales is not None:
+        fields["scales"] = parse_number_list(args.scales, "--scales", kind=int, positive=True)
+    if args.scale_iterations is not None:
+        if args.scales is None:
+            raise UsageError("--scale-iterations: give the stages with --scales")
+        fields["scale_iterations"] = parse_number_list(args.scale_iterations,
+                                                       "--scale-iterations", kind=int,
+                                                       positive=True)
     if args.init is not None:
         if args.init not in INITS and not os.path.exists(args.init):
             raise UsageError(f"--init: {args.init!r} is not one of {', '.join(INITS)} nor an "
@@ -365,6 +380,10 @@ def options_from_args(args: argparse.Namespace) -> RunOptions:
         raise UsageError("--json and -o/--output name the same file")
     image_size = (DEFAULT_IMAGE_SIZE if args.image_size is None else
                   parse_number(args.image_size, "--image-size", kind=int, positive=True))
+    if args.scales is not None:  # a pyramid: its last scale is the output size
+        if args.image_size is not None:
+            raise UsageError("--image-size and --scales: the last scale is the output size")
+        image_size = parse_number_list(args.scales, "--scales", kind=int, positive=True)[-1]
     print_every = (DEFAULT_PRINT_EVERY if args.print_every is None else
                    parse_number(args.print_every, "--print-every", kind=int, minimum=0))
     save_every = (0 if args.save_every is None else
@@ -720,6 +739,7 @@ def _run_on_device(config: StyleConfig, opts: RunOptions, device, t_start: float
 
     import jaxstyle
     from jaxstyle import image as image_io
+    from jaxstyle.pyramid import scale_shape, stage_iterations
 
     timings: dict[str, float] = {}
 
@@ -727,11 +747,15 @@ def _run_on_device(config: StyleConfig, opts: RunOptions, device, t_start: float
     t0 = time.perf_counter()
     try:
         content = image_io.load_image(opts.content, max_side=opts.image_size)
+        if config.scales:  # a pyramid ends at its last scale, up or down
+            content = image_io.resize_to(content, scale_shape(content.shape, config.scales[-1]))
         styles = []
         for path in opts.styles:
             style = image_io.load_image(path)
-            size = image_io.style_size_for(content.shape, style.shape, config.style_scale)
-            styles.append(image_io.resize_to(style, size))
+            if not config.scales:  # a pyramid resizes the original styles at every stage
+                size = image_io.style_size_for(content.shape, style.shape, config.style_scale)
+                style = image_io.resize_to(style, size)
+            styles.append(style)
         init_image = None
         if opts.init_path is not None:
             init_image = image_io.resize_to(image_io.load_image(opts.init_path),
@@ -751,8 +775,11 @@ def _run_on_device(config: StyleConfig, opts: RunOptions, device, t_start: float
         config = config.replace(init=np.asarray(init_image, np.float32))
 
     def finish(img: np.ndarray) -> np.ndarray:
-        """The image the user gets from an iterate."""
-        return image_io.preserve_colors(np.asarray(img), content, opts.preserve_colors)
+        """The image the user gets from an iterate (of any pyramid stage's size)."""
+        img = np.asarray(img)
+        ref = (content if img.shape == content.shape else
+               image_io.resize_to(content, img.shape[:2]))
+        return image_io.preserve_colors(img, ref, opts.preserve_colors)
 
     t0 = time.perf_counter()
     download = DownloadProgress(quiet=opts.quiet)
@@ -777,13 +804,14 @@ def _run_on_device(config: StyleConfig, opts: RunOptions, device, t_start: float
         return _run_sweep(config, opts, run_content, run_styles, weights, finish, settings,
                           metadata, timings, device, t_start)
 
-    reporter = Reporter(config.iterations, print_every=opts.print_every, quiet=opts.quiet)
+    total_steps = sum(stage_iterations(config))  # config.iterations without --scales
+    reporter = Reporter(total_steps, print_every=opts.print_every, quiet=opts.quiet)
     saved_steps: list[int] = []
 
     def callback(progress) -> bool:
         reporter.update(progress.step, progress.losses)
         if (opts.save_every and progress.step % opts.save_every == 0
-                and 0 < progress.step < config.iterations):
+                and 0 < progress.step < total_steps):
             path = step_path(opts.output, progress.step)
             save(path, finish(np.asarray(progress.image())))
             saved_steps.append(progress.step)
@@ -795,8 +823,9 @@ def _run_on_device(config: StyleConfig, opts: RunOptions, device, t_start: float
                          "so far (Ctrl-C again quits without saving)")
     try:
         with flag:
-            result = jaxstyle.stylize(run_content, run_styles, weights=weights, config=config,
-                                      callback=callback, callback_every=callback_every)
+            run = jaxstyle.stylize_pyramid if config.scales else jaxstyle.stylize
+            result = run(run_content, run_styles, weights=weights, config=config,
+                         callback=callback, callback_every=callback_every)
     finally:
         reporter.close()
 
@@ -947,6 +976,8 @@ def sweep_options(args: argparse.Namespace) -> dict[str, Any]:
     grid = sweep_grid(args)
     batch = (None if args.batch_size is None else
              parse_number(args.batch_size, "--batch-size", kind=int, positive=True))
+    if grid is not None and args.scales is not None:
+        raise UsageError("--scales is for single runs, not sweeps")
     if grid is None:
         if batch is not None:
             raise UsageError("--batch-size is for sweeps: give a comma list of weights or "

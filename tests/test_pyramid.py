@@ -200,3 +200,53 @@ def test_too_small_stage_is_a_clear_error(weights, images):
 def test_config_validates_scales(fields, message):
     with pytest.raises(ValueError, match=message):
         jaxstyle.StyleConfig(**fields)
+
+
+# ------------------------------------------------------------------------------ CLI
+
+
+@pytest.fixture(scope="module")
+def cli_files(tmp_path_factory, weights, images):
+    d = tmp_path_factory.mktemp("pyramid_cli")
+    content, style = images
+    jaxstyle.save_image(d / "content.png", content)
+    jaxstyle.save_image(d / "style.png", style)
+    return {"content": str(d / "content.png"), "style": str(d / "style.png"),
+            "weights": str(jaxstyle.save_weights(weights, d / "vgg19.npz")), "dir": d}
+
+
+def test_cli_scales_run_the_pyramid(cli_files):
+    import json
+
+    from jaxstyle import cli
+    from jaxstyle.image import load_image
+
+    out, summary = cli_files["dir"] / "out.png", cli_files["dir"] / "out.json"
+    argv = [cli_files["content"], cli_files["style"], "-o", str(out), "--scales", "32,64",
+            "--scale-iterations", "3,4", "--optimizer", "adam", "--learning-rate", "0.05",
+            "--style-scale", "0.75", "--weights", cli_files["weights"], "--json",
+            str(summary), "--quiet"]
+    assert cli.main(argv) == 0
+    assert load_image(out).shape == (*SHAPES[-1], 3)
+    report = json.loads(summary.read_text())
+    assert report["steps"] == sum(STAGE_ITERATIONS) and report["status"] == "completed"
+    assert report["settings"]["config"]["scales"] == list(SCALES)
+    assert report["settings"]["image_size"] == SCALES[-1]
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--scales", "32,64", "--image-size", "64"], "--image-size and --scales"),
+    (["--scale-iterations", "3,4"], "--scale-iterations: give the stages with --scales"),
+    (["--scales", "64,32"], "strictly increasing"),
+    (["--scales", "32,x"], "--scales: expected an integer"),
+    (["--scales", "32,64", "--scale-iterations", "3"], "one per scale"),
+    (["--scales", "32,64", "--style-weight", "1,10"], "--scales is for single runs"),
+])
+def test_cli_scales_usage_errors(cli_files, capsys, extra, message):
+    from jaxstyle import cli
+
+    argv = [cli_files["content"], cli_files["style"], "-o",
+            str(cli_files["dir"] / "bad.png"), *extra]
+    assert cli.main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and message in err[0], err
