@@ -656,6 +656,9 @@ def sweep(
     if batch_size is not None and (not isinstance(batch_size, (int, np.integer))
                                    or batch_size < 1):
         raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+    if getattr(config, "scales", None):
+        raise ValueError("sweep runs at the content image's size: config.scales (a pyramid) "
+                         "is for stylize_pyramid")
     content = _check_image(content, "content image")
     style_list = list(styles) if isinstance(styles, (list, tuple)) else [styles]
     style_list = [_check_image(s, f"style image {k}") for k, s in enumerate(style_list)]

@@ -316,6 +316,9 @@ def test_bad_arguments(weights, images):
     with pytest.raises(ValueError, match=">= 0"):
         sw.sweep(*images, weights=weights, config=ADAM,
                  loss_weights=LossWeights(np.array([1.0, -1.0]), np.ones(2), np.zeros(2)))
+    with pytest.raises(ValueError, match="stylize_pyramid"):
+        sw.sweep(*images, weights=weights, config=ADAM.replace(scales=(16, 32)),
+                 loss_weights=GRID)
 
 
 SHARDED = textwrap.dedent("""
