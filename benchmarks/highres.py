@@ -469,8 +469,9 @@ def worker_compare(args) -> int:
     content = load_image(os.path.join(ROOT, "examples", "chelsea.jpg"))
     style = load_image(os.path.join(ROOT, "examples", "hubble_deep_field.jpg"))
     low, high = args.iterations
-    base = jaxstyle.StyleConfig(optimizer=args.optimizer)
+    base = jaxstyle.StyleConfig(optimizer=args.optimizer, init=args.init)
     out: dict = {"kind": "compare", "size": args.size, "optimizer": args.optimizer,
+                 "init": args.init,
                  "iterations": [low, high], "xla_flags": flags,
                  "content_shape": list(content.shape), "style_shape": list(style.shape)}
     shape = scale_shape(content.shape, args.size)
@@ -496,6 +497,7 @@ def worker_compare(args) -> int:
             "final_shape": list(r.image.shape[:2]),
             "initial_loss_at_size": stage_final.initial_losses["total"],
             "final_loss": float(r.history["total"][-1]),
+            "final_parts": {k: float(v[-1]) for k, v in r.history.items()},
             "best_loss": r.best_loss,
             "losses_at_size": [float(v) for v in stage_final.history["total"]],
             "steps": r.steps,
@@ -679,17 +681,20 @@ def cmd_pyramid(args) -> tuple[list[dict], str]:
 
 def cmd_compare(args) -> tuple[list[dict], str]:
     argv = ["--size", str(args.size), "--iterations", ",".join(map(str, args.iterations)),
-            "--optimizer", args.optimizer, "--order", ",".join(args.order)]
+            "--optimizer", args.optimizer, "--order", ",".join(args.order), "--init", args.init]
     _log(f"compare at {args.size}, load {os.getloadavg()[0]:.1f}")
     r = run_worker("compare", argv, args.timeout)
     r["machine_before"] = _machine()
     if "error" in r:
         return [r], f"compare error: {r['error']}"
-    lines = ["| run | final shape | steps | initial loss at size | final loss | best loss | "
-             "compile s | steps s | wall s |", "|---|---|---|---|---|---|---|---|---|"]
+    lines = [f"init {r['init']}, {r['optimizer']}", "",
+             "| run | final shape | steps | initial loss at size | final loss (content, style) | "
+             "best loss | compile s | steps s | wall s |", "|---|---|---|---|---|---|---|---|---|"]
     for name, v in r["runs"].items():
+        parts = v["final_parts"]
         lines.append(f"| {name} | {v['final_shape'][0]}x{v['final_shape'][1]} | {v['steps']} | "
-                     f"{v['initial_loss_at_size']:.5g} | {v['final_loss']:.5g} | "
+                     f"{v['initial_loss_at_size']:.5g} | {v['final_loss']:.5g} "
+                     f"({parts['content']:.4g}, {parts['style']:.4g}) | "
                      f"{v['best_loss']:.5g} | {v['timings']['compile_s']:.1f} | "
                      f"{v['timings']['steps_s']:.1f} | {v['wall_s']:.1f} |")
     return [r], "\n".join(lines)
@@ -743,6 +748,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="LOW,HIGH: pyramid steps per stage; the single run gets the sum")
     s.add_argument("--optimizer", default="lbfgs")
     s.add_argument("--order", type=lambda t: t.split(","), default=["single", "pyramid"])
+    s.add_argument("--init", default="content", choices=["content", "noise", "style"])
     return p
 
 
@@ -763,6 +769,7 @@ def build_worker_parser() -> argparse.ArgumentParser:
     p.add_argument("--scale-iterations", type=_ints)
     p.add_argument("--repeat", action="store_true")
     p.add_argument("--order", type=lambda t: t.split(","), default=["single", "pyramid"])
+    p.add_argument("--init", default="content")
     return p
 
 
