@@ -126,6 +126,10 @@ def stylize(
     """
     t_start = time.perf_counter()
     config = StyleConfig() if config is None else config
+    if config.scales:
+        # Silently running one scale would drop the user's pyramid.
+        raise ValueError("stylize runs at the content image's size: config.scales (a pyramid) "
+                         "is for jaxstyle.stylize_pyramid")
     if not isinstance(callback_every, (int, np.integer)) or callback_every < 1:
         raise ValueError(f"callback_every must be a positive integer, got {callback_every!r}")
     content = _check_image(content, "content image")

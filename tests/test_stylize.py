@@ -213,6 +213,9 @@ def test_bad_arguments(weights, images):
                          loss_weights=jaxstyle.LossWeights.of([1, 2], 1, 0))
     with pytest.raises(ValueError, match="RGB"):
         jaxstyle.stylize(content[..., :2], style, weights=weights)
+    with pytest.raises(ValueError, match="stylize_pyramid"):
+        jaxstyle.stylize(content, style, weights=weights,
+                         config=make_config("lbfgs", scales=(16, 32)))
 
 
 def test_vmap_over_loss_weights_equals_single_runs(weights, images, adam_run):
