@@ -39,7 +39,6 @@ fusions limited to single convolutions and dots) unless told not to.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import functools
 import json
 import os
@@ -101,23 +100,6 @@ def memory_account(compiled) -> dict:
 def _emit(result: dict) -> int:
     print(MARKER + json.dumps(result), flush=True)
     return 0
-
-
-@contextlib.contextmanager
-def count_compiles():
-    import jax
-
-    events: list = []
-
-    def listener(event, duration_secs, **kwargs):
-        if event == "/jax/core/compile/backend_compile_duration":
-            events.append(duration_secs)
-
-    jax.monitoring.register_event_duration_secs_listener(listener)
-    try:
-        yield events
-    finally:
-        jax.monitoring.unregister_event_duration_listener(listener)
 
 
 def _setup(args) -> str:
@@ -444,6 +426,8 @@ def worker_pyramid(args) -> int:
                rss_after_bytes=proc_status("VmRSS"), peak_rss_bytes=proc_status("VmHWM"))
     pyramid.stylize = stylize
     if args.repeat:
+        from jaxstyle.runtime import count_compiles
+
         with count_compiles() as compiles:
             t0 = time.perf_counter()
             again = jaxstyle.stylize_pyramid(content, style, weights=weights, config=config)

@@ -6,6 +6,8 @@ library must not change its host program's JAX configuration behind its back.
 - `enable_compile_cache()`: compiled programs are written to disk and reused by later processes
   with the same shapes, so a second run starts stepping without recompiling. On by default in
   the CLI; off with `JAXSTYLE_NO_COMPILE_CACHE=1` or `--no-compile-cache`.
+- `count_compiles()`: a context manager listing the XLA compilations inside it (to prove
+  that new loss weights, step counts or callback intervals reuse the compiled programs).
 - `set_xla_cpu_flags()`: XLA CPU options measured to help this workload (see its docstring).
   XLA reads `XLA_FLAGS` once, when the first backend initializes, so this must run before the
   first JAX computation (creating an array counts); afterwards it raises.
@@ -13,6 +15,7 @@ library must not change its host program's JAX configuration behind its back.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import mmap
 import os
@@ -145,3 +148,23 @@ def _backend_initialized() -> bool:
         return bool(xla_bridge.backends_are_initialized())
     except (ImportError, AttributeError):  # private API moved: assume not, do not block
         return False
+
+
+@contextlib.contextmanager
+def count_compiles():
+    """Yield a list that receives the name of every XLA backend compilation in the block.
+
+    Uses jax.monitoring's backend-compile duration event, so cache hits (in-memory or the
+    persistent cache) are not counted: an empty list means nothing was compiled.
+    """
+    names: list[str] = []
+
+    def listener(event: str, duration_secs: float, **kwargs) -> None:
+        if event == "/jax/core/compile/backend_compile_duration":
+            names.append(str(kwargs.get("fun_name", "?")))
+
+    jax.monitoring.register_event_duration_secs_listener(listener)
+    try:
+        yield names
+    finally:
+        jax.monitoring.unregister_event_duration_listener(listener)

@@ -5,7 +5,6 @@ Every run has the same stage shapes (content 48x64 at scales 32 and 64, style 56
 style_scale 0.75), so the Adam programs compile once for the module.
 """
 
-import contextlib
 
 import jax
 import numpy as np
@@ -15,6 +14,7 @@ from conftest import smooth_image
 import jaxstyle
 from jaxstyle.image import resize_max_side, resize_to
 from jaxstyle.pyramid import min_side, scale_shape
+from jaxstyle.runtime import count_compiles
 
 SCALES = (32, 64)
 STAGE_ITERATIONS = (3, 4)
@@ -34,22 +34,6 @@ def make_config(**changes):
     fields = dict(optimizer="adam", learning_rate=0.05, scales=SCALES,
                   scale_iterations=STAGE_ITERATIONS, style_scale=0.75, tv_weight=1e-3)
     return jaxstyle.StyleConfig(**{**fields, **changes})
-
-
-@contextlib.contextmanager
-def count_compiles():
-    """One entry per XLA backend compilation inside the block."""
-    events = []
-
-    def listener(event, duration_secs, **kwargs):
-        if event == "/jax/core/compile/backend_compile_duration":
-            events.append(duration_secs)
-
-    jax.monitoring.register_event_duration_secs_listener(listener)
-    try:
-        yield events
-    finally:
-        jax.monitoring.unregister_event_duration_listener(listener)
 
 
 @pytest.fixture(scope="module")

@@ -4,7 +4,6 @@ Every run here has the same shapes (content 32x40, style 40x32), so the L-BFGS a
 programs compile once for the module and later runs reuse them.
 """
 
-import contextlib
 
 import jax
 import jax.numpy as jnp
@@ -15,6 +14,7 @@ from conftest import smooth_image
 import jaxstyle
 from jaxstyle import optim
 from jaxstyle.losses import prepare_targets
+from jaxstyle.runtime import count_compiles
 
 ITERATIONS = 10
 
@@ -49,22 +49,6 @@ def lbfgs_run(weights, images):
 @pytest.fixture(scope="module")
 def adam_run(weights, images):
     return run(weights, images, "adam")
-
-
-@contextlib.contextmanager
-def count_compiles():
-    """Collects one entry per XLA backend compilation inside the block."""
-    events = []
-
-    def listener(event, duration_secs, **kwargs):
-        if event == "/jax/core/compile/backend_compile_duration":
-            events.append(duration_secs)
-
-    jax.monitoring.register_event_duration_secs_listener(listener)
-    try:
-        yield events
-    finally:
-        jax.monitoring.unregister_event_duration_listener(listener)
 
 
 @pytest.mark.parametrize("which", ["lbfgs_run", "adam_run"])

@@ -21,6 +21,7 @@ from conftest import smooth_image
 
 import jaxstyle
 from jaxstyle.config import LossWeights, StyleConfig
+from jaxstyle.runtime import count_compiles
 
 # The module (jaxstyle.sweep, the attribute, is the function).
 sw = importlib.import_module("jaxstyle.sweep")
@@ -156,24 +157,6 @@ def _setting(grid, i):
     return LossWeights.of(*(float(a[i]) for a in grid.loss_weights))
 
 
-class CompileCounter:
-    """Counts XLA backend compilations by function name (jax.monitoring events)."""
-
-    def __init__(self):
-        self.names = []
-
-    def __call__(self, event, duration, **kwargs):
-        if event == "/jax/core/compile/backend_compile_duration":
-            self.names.append(kwargs.get("fun_name", "?"))
-
-    def __enter__(self):
-        jax.monitoring.register_event_duration_secs_listener(self)
-        return self
-
-    def __exit__(self, *exc):
-        jax.monitoring.unregister_event_duration_listener(self)
-
-
 @pytest.fixture(scope="module")
 def adam_sweep(weights, images):
     """Unchunked (one vmap over all K = 6) Adam sweep."""
@@ -189,16 +172,16 @@ def chunked_sweeps(weights, images):
     def callback(p):
         calls.append((p.step, p.total_steps, p.losses["total"].copy(), p.images().shape))
 
-    with CompileCounter() as first:
+    with count_compiles() as first:
         chunked = sw.sweep(*images, weights=weights, config=ADAM, loss_weights=GRID,
                            batch_size=4, callback=callback, callback_every=2)
     other_grid = sw.loss_weight_grid(content=[2.0, 3.0], style=[1e2, 1e4, 1e6])
-    with CompileCounter() as again:
+    with count_compiles() as again:
         other = sw.sweep(*images, weights=weights, config=ADAM.replace(iterations=5),
                          loss_weights=other_grid, batch_size=4)
         interrupted = sw.sweep(*images, weights=weights, config=ADAM, loss_weights=GRID,
                                batch_size=4, callback=lambda p: False, callback_every=2)
-    return dict(chunked=chunked, calls=calls, first=first.names, again=again.names,
+    return dict(chunked=chunked, calls=calls, first=first, again=again,
                 other=other, interrupted=interrupted)
 
 
@@ -253,8 +236,9 @@ def test_chunked_equals_unchunked(adam_sweep, chunked_sweeps):
 def test_one_compilation_per_sweep(chunked_sweeps):
     # A fresh program (batch 4): the init and the chunk program, each compiled once,
     # although the chunk program ran twice (steps 2 + 1).
-    first = chunked_sweeps["first"]
-    assert len(first) == 2, first
+    # (Targets and dtype conversions compile too when this test runs alone: not counted.)
+    first = [n for n in chunked_sweeps["first"] if "local_" in n]
+    assert len(first) == 2, chunked_sweeps["first"]
     assert sum("local_chunk" in n for n in first) == 1
     assert sum("local_init" in n for n in first) == 1
     # Other weights, another iteration count, an interrupted run: nothing compiled.
