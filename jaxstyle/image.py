@@ -167,7 +167,7 @@ def _read_file(path: Path, max_pixels: int | None, max_side: int | None) -> np.n
                 # libjpeg can decode at 1/2, 1/4 or 1/8 scale (in the DCT domain): far faster
                 # and smaller for a big photo. Like Image.thumbnail (reducing_gap=2), ask for
                 # at least twice the final size, so a real Lanczos reduction still follows.
-                th, tw = _scaled_hw((height, width), int(max_side))
+                th, tw = scale_shape((height, width), int(max_side))
                 im.draft(None, (2 * tw, 2 * th))
             tiles = list(im.tile)
             im.load()  # decode everything now: truncation and corruption surface here
@@ -413,12 +413,13 @@ def resize_max_side(image: np.ndarray, max_side: int) -> np.ndarray:
     h, w = image.shape[:2]
     if max(h, w) <= max_side:
         return np.array(image, dtype=np.float32)
-    return resize_to(image, _scaled_hw((h, w), int(max_side)))
+    return resize_to(image, scale_shape((h, w), int(max_side)))
 
 
-def _scaled_hw(hw: tuple[int, int], long_side: int) -> tuple[int, int]:
-    """(h, w) scaled so that max(h, w) == long_side, the other side rounded (half up), >= 1."""
-    h, w = hw
+def scale_shape(hw: Sequence[int], long_side: int) -> tuple[int, int]:
+    """(h, w) scaled so that max(h, w) == long_side (up or down), aspect ratio kept: the
+    other side rounded half up, at least 1. The one sizing rule of resizes and pyramids."""
+    h, w, long_side = int(hw[0]), int(hw[1]), int(long_side)
     if h >= w:
         return long_side, max(1, math.floor(w * long_side / h + 0.5))
     return max(1, math.floor(h * long_side / w + 0.5)), long_side
@@ -440,7 +441,7 @@ def style_size_for(
     content_long = max(int(content_shape[0]), int(content_shape[1]))
     # The 1e-9 keeps a product like 1.1 * 100 = 110.00000000000001 from ceiling to 111.
     long_side = max(1, math.ceil(style_scale * content_long - 1e-9))
-    return _scaled_hw((int(style_shape[0]), int(style_shape[1])), long_side)
+    return scale_shape((int(style_shape[0]), int(style_shape[1])), long_side)
 
 
 # --------------------------------------------------------------------------- saving
@@ -792,7 +793,7 @@ def contact_sheet(
     cell_h = max(im.shape[0] for im in present)
     cell_w = max(im.shape[1] for im in present)
     if max_cell_side is not None and max(cell_h, cell_w) > max_cell_side:
-        cell_h, cell_w = _scaled_hw((cell_h, cell_w), int(max_cell_side))
+        cell_h, cell_w = scale_shape((cell_h, cell_w), int(max_cell_side))
 
     # Text scales with the cells (readable next to 64 px thumbnails and 512 px images alike).
     font_size = int(np.clip(round(0.075 * min(cell_h, cell_w)), 13, 40))

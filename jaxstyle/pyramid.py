@@ -26,15 +26,14 @@ compiled programs by shape, so a second pyramid with the same stage shapes compi
 from __future__ import annotations
 
 import dataclasses
-import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
 from jaxstyle.config import LossWeights, StyleConfig
-from jaxstyle.image import resize_to, style_size_for
+from jaxstyle.image import resize_to, scale_shape, style_size_for
 from jaxstyle.stylize import Progress, Result, stylize
 from jaxstyle.vgg import VGGWeights, canonical_layer, layer_depth
 
@@ -92,15 +91,6 @@ class StageProgress:
         return (f"StageProgress(stage={self.stage + 1}/{self.num_stages}, "
                 f"shape={self.shape}, step={self.step}/{self.total_steps}, "
                 f"losses={self.losses}, best_loss={self.best_loss})")
-
-
-def scale_shape(hw: Sequence[int], long_side: int) -> tuple[int, int]:
-    """(h, w) scaled so that max(h, w) == long_side (up or down), aspect ratio kept: the
-    shorter side is rounded half up, at least 1 (the rule of `image.resize_max_side`)."""
-    h, w = int(hw[0]), int(hw[1])
-    if h >= w:
-        return int(long_side), max(1, math.floor(w * long_side / h + 0.5))
-    return max(1, math.floor(h * long_side / w + 0.5)), int(long_side)
 
 
 def stage_iterations(config: StyleConfig) -> tuple[int, ...]:
