@@ -27,11 +27,11 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 from jaxstyle import optim
 from jaxstyle.config import LossWeights, StyleConfig
+from jaxstyle.image import resize_to
 from jaxstyle.losses import prepare_targets
 from jaxstyle.vgg import VGGWeights
 
@@ -113,7 +113,7 @@ def stylize(
     Minimizes alpha L_c + beta L_s + gamma TV (see `jaxstyle.losses`) over the image for
     `config.iterations` steps of `config.optimizer`, starting from `config.init`:
       "content"  the content image;
-      "style"    the first style image, bilinearly resized to the content's size;
+      "style"    the first style image, resized (Lanczos, image.resize_to) to the content's size;
       "noise"    uniform [0, 1) white noise from numpy's default_rng(config.seed);
       an array   an (H, W, 3) image of the content's shape, clipped to [0, 1].
     loss_weights (scalar `LossWeights`) overrides config's alpha/beta/gamma; it is traced,
@@ -231,13 +231,10 @@ def _check_image(image: Any, what: str) -> np.ndarray:
 def _check_loss_weights(lw: LossWeights) -> LossWeights:
     if not isinstance(lw, LossWeights):
         raise ValueError(f"loss_weights must be a LossWeights, got {type(lw).__name__}")
-    out = LossWeights(*(jnp.asarray(v, jnp.float32) for v in lw))
-    for name, v in zip(LossWeights._fields, out, strict=True):
-        if v.shape != ():
-            raise ValueError(f"stylize takes scalar loss weights ({name} has shape "
-                             f"{v.shape}); use jaxstyle.sweep for several settings")
-        if not (np.isfinite(float(v)) and float(v) >= 0):
-            raise ValueError(f"{name} weight must be finite and >= 0, got {float(v)}")
+    out = LossWeights.of(*lw)  # float32, finite and >= 0, or ValueError
+    if out.content.shape != ():
+        raise ValueError(f"stylize takes scalar loss weights (shape {out.content.shape}); "
+                         "use jaxstyle.sweep for several settings")
     return out
 
 
@@ -252,8 +249,7 @@ def _initial_image(config: StyleConfig, content: np.ndarray,
         if init == "style":
             if not styles:
                 raise ValueError("init='style' needs a style image")
-            resized = jax.image.resize(jnp.asarray(styles[0]), content.shape, "linear")
-            return np.clip(np.asarray(resized, np.float32), 0.0, 1.0)
+            return resize_to(styles[0], content.shape[:2])  # the project's one resize
         raise ValueError(f"unknown init {init!r}")
     arr = _check_image(init, "init image")
     if arr.shape != content.shape:
