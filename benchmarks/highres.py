@@ -213,19 +213,13 @@ def worker_objective(args) -> int:
     import jax
     import jax.numpy as jnp
 
-    import jaxstyle
     from jaxstyle import losses
-    from jaxstyle.losses import LossSpec, compute_targets
+    from jaxstyle.losses import compute_targets
 
     if args.variant == "gram-chunk":
         losses.gram_matrix = functools.partial(gram_chunked, rows=args.gram_rows)
     loss_fn = remat_total_loss if args.variant == "remat" else losses.total_loss
-    config = jaxstyle.StyleConfig()
-    weights = jaxstyle.random_weights(0)
-    spec = LossSpec.from_config(config, weights.convention)
-    content = jnp.asarray(smooth_image(0, args.size, args.size))
-    style = jnp.asarray(smooth_image(1, args.size, args.size))
-    image = jnp.asarray(smooth_image(2, args.size, args.size))
+    config, weights, spec, content, style, image = _objective_inputs(args.size)
     out: dict = {"kind": "objective", "variant": args.variant, "size": args.size,
                  "xla_flags": flags}
     _baseline(out)
@@ -251,6 +245,21 @@ def worker_objective(args) -> int:
     return _emit(out)
 
 
+def _objective_inputs(size: int):
+    """(config, weights, spec, content, style, image) of the objective workers: default
+    config, random weights, smooth synthetic size x size images."""
+    import jax.numpy as jnp
+
+    import jaxstyle
+    from jaxstyle.losses import LossSpec
+
+    config = jaxstyle.StyleConfig()
+    weights = jaxstyle.random_weights(0)
+    spec = LossSpec.from_config(config, weights.convention)
+    content, style, image = (jnp.asarray(smooth_image(k, size, size)) for k in range(3))
+    return config, weights, spec, content, style, image
+
+
 def worker_abtime(args) -> int:
     """Step time of several objective variants compiled in ONE process, steps interleaved
     (A B C A B C ...), so machine load hits every variant alike. Memory is not comparable
@@ -259,16 +268,10 @@ def worker_abtime(args) -> int:
     import jax
     import jax.numpy as jnp
 
-    import jaxstyle
     from jaxstyle import losses
-    from jaxstyle.losses import LossSpec, compute_targets
+    from jaxstyle.losses import compute_targets
 
-    config = jaxstyle.StyleConfig()
-    weights = jaxstyle.random_weights(0)
-    spec = LossSpec.from_config(config, weights.convention)
-    content = jnp.asarray(smooth_image(0, args.size, args.size))
-    style = jnp.asarray(smooth_image(1, args.size, args.size))
-    image = jnp.asarray(smooth_image(2, args.size, args.size))
+    config, weights, spec, content, style, image = _objective_inputs(args.size)
     targets = jax.block_until_ready(
         compute_targets(weights.params, content, [style], jnp.ones((1,), jnp.float32), spec))
     exes, gram = {}, losses.gram_matrix
