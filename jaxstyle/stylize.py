@@ -210,9 +210,12 @@ def _loss_dict(values: np.ndarray) -> dict[str, float]:
 
 def _nonfinite_message(step: int, losses: np.ndarray) -> str:
     parts = ", ".join(f"{n}={v:.4g}" for n, v in _loss_dict(losses).items())
-    where = "at the initial image" if step == 0 else f"at step {step}"
-    return (f"loss or gradient became non-finite {where} ({parts}); kept the best finite "
-            "iterate. Check the weights file, the input images and the loss weights.")
+    if step == 0:  # nothing finite to keep: say so rather than claim a best iterate
+        where, kept = "at the initial image", "no step was taken"
+    else:
+        where, kept = f"at step {step}", "kept the best finite iterate"
+    return (f"loss or gradient became non-finite {where} ({parts}); {kept}. Check the "
+            "weights file, the input images and the loss weights.")
 
 
 def _to_output(image: jax.Array) -> np.ndarray:
