@@ -27,7 +27,7 @@ import secrets
 import warnings
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont, ImageOps, PngImagePlugin, UnidentifiedImageError
@@ -376,6 +376,18 @@ def _check_image(image: np.ndarray, what: str = "image") -> np.ndarray:
     if image.ndim != 3 or image.shape[-1] != 3:
         raise ValueError(f"{what} must be an (H, W, 3) RGB array, got shape {image.shape}")
     return image
+
+
+def as_rgb_float32(image: Any, what: str = "image") -> np.ndarray:
+    """An (H, W, 3) float32 array of `image` (array-like), finite; ValueError naming `what`.
+
+    The library's entry check for images handed in as arrays (stylize, pyramids)."""
+    arr = np.asarray(image, np.float32)
+    if arr.ndim != 3 or arr.shape[-1] != 3:
+        raise ValueError(f"{what} must be an (H, W, 3) RGB array, got shape {arr.shape}")
+    if not np.all(np.isfinite(arr)):
+        raise ValueError(f"{what} contains NaN or inf values")
+    return arr
 
 
 def resize_to(image: np.ndarray, size: Sequence[int]) -> np.ndarray:

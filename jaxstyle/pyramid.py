@@ -33,7 +33,7 @@ from typing import Any
 import numpy as np
 
 from jaxstyle.config import LossWeights, StyleConfig
-from jaxstyle.image import resize_to, scale_shape, style_size_for
+from jaxstyle.image import as_rgb_float32, resize_to, scale_shape, style_size_for
 from jaxstyle.stylize import Progress, Result, stylize
 from jaxstyle.vgg import VGGWeights, canonical_layer, layer_depth
 
@@ -121,9 +121,9 @@ def stylize_pyramid(
     """
     t_start = time.perf_counter()
     config = StyleConfig() if config is None else config
-    content = _image(content, "content image")
+    content = as_rgb_float32(content, "content image")
     style_list = list(styles) if isinstance(styles, (list, tuple)) else [styles]
-    style_list = [_image(s, f"style image {k}") for k, s in enumerate(style_list)]
+    style_list = [as_rgb_float32(s, f"style image {k}") for k, s in enumerate(style_list)]
     scales = config.scales or (max(content.shape[:2]),)
     iterations = stage_iterations(config)
     shapes = tuple(scale_shape(content.shape[:2], s) for s in scales)
@@ -144,7 +144,7 @@ def stylize_pyramid(
         elif isinstance(config.init, str):
             init = config.init
         else:
-            init = resize_to(_image(config.init, "init image"), shape)
+            init = resize_to(as_rgb_float32(config.init, "init image"), shape)
         stage_config = config.replace(iterations=n_steps, init=init, scales=None,
                                       scale_iterations=None)
         stage_callback = None
@@ -217,15 +217,6 @@ def _check_stage_sizes(config: StyleConfig, stage: int, shape, style_shapes) -> 
                 f"stage {stage + 1} (scale {config.scales[stage] if config.scales else 'as is'}"
                 f"): the {what} would be {hw[0]}x{hw[1]}, smaller than {need} px on a side, "
                 f"the least the loss layers need; raise the smallest scale or style_scale")
-
-
-def _image(image: Any, what: str) -> np.ndarray:
-    arr = np.asarray(image, np.float32)
-    if arr.ndim != 3 or arr.shape[-1] != 3:
-        raise ValueError(f"{what} must be an (H, W, 3) RGB array, got shape {arr.shape}")
-    if not np.all(np.isfinite(arr)):
-        raise ValueError(f"{what} contains NaN or inf values")
-    return arr
 
 
 __all__ = ["PyramidResult", "StageProgress", "min_side", "scale_shape", "stage_iterations",

@@ -31,7 +31,7 @@ import numpy as np
 
 from jaxstyle import optim
 from jaxstyle.config import LossWeights, StyleConfig
-from jaxstyle.image import resize_to
+from jaxstyle.image import as_rgb_float32, resize_to
 from jaxstyle.losses import prepare_targets
 from jaxstyle.vgg import VGGWeights
 
@@ -132,9 +132,9 @@ def stylize(
                          "is for jaxstyle.stylize_pyramid")
     if not isinstance(callback_every, (int, np.integer)) or callback_every < 1:
         raise ValueError(f"callback_every must be a positive integer, got {callback_every!r}")
-    content = _check_image(content, "content image")
+    content = as_rgb_float32(content, "content image")
     style_list = list(styles) if isinstance(styles, (list, tuple)) else [styles]
-    style_list = [_check_image(s, f"style image {k}") for k, s in enumerate(style_list)]
+    style_list = [as_rgb_float32(s, f"style image {k}") for k, s in enumerate(style_list)]
     loss_weights = _check_loss_weights(config.loss_weights if loss_weights is None
                                        else loss_weights)
     image0 = _initial_image(config, content, style_list)
@@ -222,15 +222,6 @@ def _to_output(image: jax.Array) -> np.ndarray:
     return np.clip(np.asarray(image, np.float32), 0.0, 1.0)
 
 
-def _check_image(image: Any, what: str) -> np.ndarray:
-    arr = np.asarray(image, np.float32)
-    if arr.ndim != 3 or arr.shape[-1] != 3:
-        raise ValueError(f"{what} must be an (H, W, 3) RGB array, got shape {arr.shape}")
-    if not np.all(np.isfinite(arr)):
-        raise ValueError(f"{what} contains NaN or inf values")
-    return arr
-
-
 def _check_loss_weights(lw: LossWeights) -> LossWeights:
     if not isinstance(lw, LossWeights):
         raise ValueError(f"loss_weights must be a LossWeights, got {type(lw).__name__}")
@@ -254,7 +245,7 @@ def _initial_image(config: StyleConfig, content: np.ndarray,
                 raise ValueError("init='style' needs a style image")
             return resize_to(styles[0], content.shape[:2])  # the project's one resize
         raise ValueError(f"unknown init {init!r}")
-    arr = _check_image(init, "init image")
+    arr = as_rgb_float32(init, "init image")
     if arr.shape != content.shape:
         raise ValueError(f"init image has shape {arr.shape}, the content image {content.shape}")
     return np.clip(arr, 0.0, 1.0)

@@ -76,8 +76,9 @@ from jax.sharding import PartitionSpec as P
 
 from jaxstyle import optim
 from jaxstyle.config import LossWeights, StyleConfig
+from jaxstyle.image import as_rgb_float32
 from jaxstyle.losses import prepare_targets
-from jaxstyle.stylize import _check_image, _initial_image
+from jaxstyle.stylize import _initial_image
 from jaxstyle.vgg import VGGWeights
 
 AXIS = "settings"
@@ -659,9 +660,9 @@ def sweep(
     if getattr(config, "scales", None):
         raise ValueError("sweep runs at the content image's size: config.scales (a pyramid) "
                          "is for stylize_pyramid")
-    content = _check_image(content, "content image")
+    content = as_rgb_float32(content, "content image")
     style_list = list(styles) if isinstance(styles, (list, tuple)) else [styles]
-    style_list = [_check_image(s, f"style image {k}") for k, s in enumerate(style_list)]
+    style_list = [as_rgb_float32(s, f"style image {k}") for k, s in enumerate(style_list)]
     image0 = _initial_image(config, content, style_list)
 
     mesh = settings_mesh(devices)
