@@ -81,6 +81,8 @@ def test_quick_run_end_to_end(tmp_path):
         (opt,) = report["optimizers"]
         assert opt["optimizer"] == "adam" and "error" not in opt["cold"], opt
         assert opt["cold"]["iterations"] == 2 and opt["warm"]["cache_hits"] >= 1
+        warm_opt = opt["warm"]
+        assert 0 < warm_opt["ready_s"] < warm_opt["time_to_result_s"]
     else:
         assert any("stylize" in n for n in report["notes"])
 
