@@ -9,7 +9,8 @@ One step function drives every optimizer through optax's extra-args interface
 
 The state is a pytree (`StepState`) and `chunk` is a pure function of (params, targets,
 loss_weights, state, n_steps), so sweeps `jax.vmap` it over loss weights and states, and
-pyramids restart it at each scale. `run_chunk` is `chunk` jitted with the state donated.
+pyramids restart it at each scale. `run_chunk` is `chunk` jitted with the state donated;
+`drive` is the host loop around the compiled chunks (callbacks, early stops) of stylize and sweep.
 
 Conventions:
 - The iterate is the unconstrained (H, W, 3) RGB image; pixels may leave [0, 1] during
@@ -30,6 +31,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import time
+from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import jax
@@ -269,6 +271,51 @@ def chunk(params: Any, targets: Targets, loss_weights: LossWeights, state: StepS
     _, state, history = jax.lax.while_loop(cond, body, (jnp.zeros((), jnp.int32), state,
                                                         history))
     return state, history
+
+
+@dataclasses.dataclass
+class LoopOutcome:
+    """What `drive` returns: the final state, the per-chunk history slices, the steps run,
+    and whether the callback stopped the loop."""
+
+    state: Any
+    history: list[np.ndarray]
+    steps: int
+    interrupted: bool
+
+
+def drive(run_chunk: Callable[[Any, np.int32], tuple[Any, Any]], state: Any,
+          total_steps: int, *, steps_run: Callable[[Any], int],
+          alive: Callable[[Any], bool], take: Callable[[Any, int], np.ndarray],
+          notify: Callable[[Any, int], bool | None] | None = None,
+          callback_every: int = 10) -> LoopOutcome:
+    """The host loop of `stylize` and `sweep`: compiled chunks until `total_steps` are done.
+
+    run_chunk(state, n) -> (state, history) runs n <= MAX_CHUNK_STEPS steps on the device
+    (n is an int32 scalar: any value reuses the program). steps_run(state): steps done so far;
+    alive(state): False stops the loop (no finite setting left); take(history, ran): the
+    history rows of the ran steps, fetched to the host. notify(state, done) is called every
+    `callback_every` steps and once at the end unless it stopped the loop; returning False
+    stops it. Chunks end at callback points, so a callback sees exactly that step.
+    """
+    done, last_notified, interrupted = 0, None, False
+    rows: list[np.ndarray] = []
+    while not interrupted and done < total_steps and alive(state):
+        n = min(MAX_CHUNK_STEPS, total_steps - done)
+        if notify is not None:
+            n = min(n, callback_every - done % callback_every)
+        state, history = run_chunk(state, np.int32(n))
+        ran = steps_run(state) - done
+        rows.append(take(history, ran))  # sliced on the host: no new programs
+        done += ran
+        if not alive(state):
+            break
+        if notify is not None and (done % callback_every == 0 or done == total_steps):
+            last_notified = done
+            interrupted = notify(state, done) is False
+    if notify is not None and last_notified != done and not interrupted:
+        notify(state, done)
+    return LoopOutcome(state, rows, done, interrupted)
 
 
 # Jitted forms. Params, targets and loss weights are arguments (never constants); spec,

@@ -139,7 +139,7 @@ def stylize(
     style_list = [as_rgb_float32(s, f"style image {k}") for k, s in enumerate(style_list)]
     loss_weights = _check_loss_weights(config.loss_weights if loss_weights is None
                                        else loss_weights)
-    image0 = _initial_image(config, content, style_list)
+    image0 = initial_image(config, content, style_list)
 
     # The targets are dispatched, not awaited: the programs compile (from their shapes)
     # while the device computes them.
@@ -152,32 +152,26 @@ def stylize(
 
     state = init_fn(weights.params, targets, loss_weights, image0)
     initial = np.asarray(state.losses, np.float64)
-    rows: list[np.ndarray] = []
+    total_steps = config.iterations
+
+    def notify(state: optim.StepState, done: int) -> bool | None:
+        return callback(_progress(state, done, total_steps))
+
+    loop = optim.drive(
+        lambda state, n: chunk_fn(weights.params, targets, loss_weights, state, n),
+        state, total_steps,
+        steps_run=lambda state: int(state.step),
+        alive=lambda state: bool(state.ok),
+        take=lambda history, ran: np.asarray(history)[:ran],
+        notify=None if callback is None else notify, callback_every=callback_every)
+    state, rows, done = loop.state, loop.history, loop.steps
     stopped = message = None
-    done, total_steps = 0, config.iterations
-    last_callback = None
     if not bool(state.ok):
         stopped = "nonfinite"
-        message = _nonfinite_message(0, initial)
-    while stopped is None and done < total_steps:
-        n = min(optim.MAX_CHUNK_STEPS, total_steps - done)
-        if callback is not None:
-            n = min(n, callback_every - done % callback_every)
-        state, history = chunk_fn(weights.params, targets, loss_weights, state, np.int32(n))
-        ran = int(state.step) - done
-        rows.append(np.asarray(history)[:ran])  # slice on the host: no new programs
-        done += ran
-        if not bool(state.ok):
-            stopped = "nonfinite"
-            message = _nonfinite_message(done, rows[-1][-1])
-            break
-        if callback is not None and (done % callback_every == 0 or done == total_steps):
-            last_callback = done
-            if callback(_progress(state, done, total_steps)) is False:
-                stopped = "interrupted"
-                message = f"stopped by the callback after {done} of {total_steps} steps"
-    if callback is not None and last_callback != done and stopped != "interrupted":
-        callback(_progress(state, done, total_steps))
+        message = _nonfinite_message(done, rows[-1][-1] if done else initial)
+    elif loop.interrupted:
+        stopped = "interrupted"
+        message = f"stopped by the callback after {done} of {total_steps} steps"
     image = _to_output(state.best_image)
     t_end = time.perf_counter()
 
@@ -234,8 +228,9 @@ def _check_loss_weights(lw: LossWeights) -> LossWeights:
     return out
 
 
-def _initial_image(config: StyleConfig, content: np.ndarray,
-                   styles: Sequence[np.ndarray]) -> np.ndarray:
+def initial_image(config: StyleConfig, content: np.ndarray,
+                  styles: Sequence[np.ndarray]) -> np.ndarray:
+    """The optimizer's starting image for `config.init` (see `stylize`), (H, W, 3) float32."""
     init = config.init
     if isinstance(init, str):
         if init == "content":

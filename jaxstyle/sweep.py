@@ -78,7 +78,7 @@ from jaxstyle import optim
 from jaxstyle.config import LossWeights, StyleConfig
 from jaxstyle.image import as_rgb_float32
 from jaxstyle.losses import prepare_targets
-from jaxstyle.stylize import _initial_image
+from jaxstyle.stylize import initial_image
 from jaxstyle.vgg import VGGWeights
 
 AXIS = "settings"
@@ -663,7 +663,7 @@ def sweep(
     content = as_rgb_float32(content, "content image")
     style_list = list(styles) if isinstance(styles, (list, tuple)) else [styles]
     style_list = [as_rgb_float32(s, f"style image {k}") for k, s in enumerate(style_list)]
-    image0 = _initial_image(config, content, style_list)
+    image0 = initial_image(config, content, style_list)
 
     mesh = settings_mesh(devices)
     n_dev = mesh.devices.size
@@ -696,29 +696,23 @@ def sweep(
 
     state = init_fn(params, targets, lws, image0)
     initial = _fetch(state.losses)[:k]
-    rows: list[np.ndarray] = []
-    stopped = None
-    done, total = 0, config.iterations
-    last_callback = None
+    total = config.iterations
+
+    def notify(state: optim.StepState, done: int) -> bool | None:
+        return callback(_sweep_progress(state, done, total, k))
+
+    # A setting that goes non-finite freezes while the others go on; padded settings (copies)
+    # do not count. Fewer than n steps run only when every setting went non-finite.
+    loop = optim.drive(
+        lambda state, n: chunk_fn(params, targets, lws, state, n), state, total,
+        steps_run=lambda state: int(_fetch(state.step).max()),
+        alive=lambda state: bool(_fetch(state.ok)[:k].any()),
+        take=lambda history, ran: _fetch(history)[:k, :ran],
+        notify=None if callback is None else notify, callback_every=callback_every)
+    state, rows, done = loop.state, loop.history, loop.steps
     ok = _fetch(state.ok)
-    while stopped is None and done < total and ok.any():
-        n = min(optim.MAX_CHUNK_STEPS, total - done)
-        if callback is not None:
-            n = min(n, callback_every - done % callback_every)
-        state, history = chunk_fn(params, targets, lws, state, np.int32(n))
-        # Fewer than n steps when every setting went non-finite; the live ones all ran n.
-        ran = int(_fetch(state.step).max()) - done
-        rows.append(_fetch(history)[:k, :ran])
-        done += ran
-        ok = _fetch(state.ok)
-        if callback is not None and (done % callback_every == 0 or done == total):
-            last_callback = done
-            if callback(_sweep_progress(state, done, total, k)) is False:
-                stopped = "interrupted"
-    if not ok[:k].any():
-        stopped = "nonfinite"
-    if callback is not None and last_callback != done and stopped != "interrupted":
-        callback(_sweep_progress(state, done, total, k))
+    stopped = ("nonfinite" if not ok[:k].any()
+               else "interrupted" if loop.interrupted else None)
     best_image, best_loss, best_step = _fetch((state.best_image, state.best_loss,
                                               state.best_step))
     t_end = time.perf_counter()

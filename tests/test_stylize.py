@@ -251,3 +251,49 @@ def test_init_images(weights, images, lbfgs_run, init):
     result = jaxstyle.stylize(content, style, weights=weights, config=make_config(
         "lbfgs", iterations=1, seed=3, init=array if init == "array" else init))
     assert result.initial_losses["tv"] == pytest.approx(_tv(expected), rel=1e-5)
+
+
+class _FakeLoop:
+    """A host-side stand-in for a compiled chunk: state = (steps done, alive), history rows
+    = step numbers; goes non-finite after `dies_at` steps."""
+
+    def __init__(self, dies_at=None):
+        self.dies_at, self.chunks = dies_at, []
+
+    def run(self, state, n):
+        done, _ = state
+        self.chunks.append(int(n))
+        stop = done + int(n) if self.dies_at is None else min(done + int(n), self.dies_at)
+        return (stop, self.dies_at is None or stop < self.dies_at), np.arange(done + 1, stop + 1)
+
+
+def _drive(fake, total, notify=None, every=4):
+    return optim.drive(fake.run, (0, True), total, steps_run=lambda s: s[0],
+                       alive=lambda s: s[1], take=lambda h, ran: h[:ran], notify=notify,
+                       callback_every=every)
+
+
+def test_drive_chunks_end_at_callback_points_and_notify_once_at_the_end():
+    seen, fake = [], _FakeLoop()
+    out = _drive(fake, 10, notify=lambda s, done: seen.append(done))
+    assert fake.chunks == [4, 4, 2] and seen == [4, 8, 10]
+    assert out.steps == 10 and not out.interrupted
+    assert np.concatenate(out.history).tolist() == list(range(1, 11))
+    fake = _FakeLoop()
+    out = _drive(fake, 2 * optim.MAX_CHUNK_STEPS + 1)  # no callback: the longest chunks
+    assert fake.chunks == [optim.MAX_CHUNK_STEPS, optim.MAX_CHUNK_STEPS, 1]
+
+
+def test_drive_stops_on_false_and_on_a_dead_state():
+    seen, fake = [], _FakeLoop()
+    out = _drive(fake, 20, notify=lambda s, done: seen.append(done) or done < 8)
+    assert out.interrupted and out.steps == 8 and seen == [4, 8]  # no extra final call
+    seen, fake = [], _FakeLoop(dies_at=6)
+    out = _drive(fake, 20, notify=lambda s, done: seen.append(done))
+    assert not out.interrupted and out.steps == 6 and seen == [4, 6]  # the end is notified
+    assert np.concatenate(out.history).tolist() == list(range(1, 7))
+    seen = []
+    out = optim.drive(_FakeLoop().run, (0, False), 5, steps_run=lambda s: s[0],
+                      alive=lambda s: s[1], take=lambda h, ran: h[:ran],
+                      notify=lambda s, done: seen.append(done))
+    assert out.steps == 0 and out.history == [] and seen == [0]
