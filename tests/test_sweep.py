@@ -118,6 +118,22 @@ def test_map_settings_equals_loop(batch):
     np.testing.assert_allclose(got, expected, rtol=1e-6)
 
 
+def test_one_setting_runs_unbatched():
+    """K = 1 calls f itself (no vmap, no scan): the step loop keeps its real conds."""
+    xs = (np.full((1,), 3.0, np.float32), np.ones((1, 2), np.float32))
+
+    def f(a, b):
+        return jax.lax.while_loop(lambda c: c[0] < a, lambda c: (c[0] + 1, c[1] * 1.5),
+                                  (jnp.zeros((), jnp.float32), b))[1]
+
+    jaxpr = jax.make_jaxpr(lambda x: sw.map_settings(f, x, 1))(xs)
+    (loop,) = [e for e in jaxpr.jaxpr.eqns if e.primitive.name == "while"]
+    assert [v.aval.shape for v in loop.outvars] == [(), (2,)]  # vmapped: (1,), (1, 2)
+    assert not any(e.primitive.name == "scan" for e in jaxpr.jaxpr.eqns)
+    got = jax.jit(lambda x: sw.map_settings(f, x, 1))(xs)
+    np.testing.assert_allclose(got, np.ones((1, 2)) * 1.5 ** 3, rtol=1e-6)
+
+
 def test_auto_batch_size(monkeypatch):
     cpu = jax.devices("cpu")[0]
     free = sw.free_memory_bytes(cpu)
