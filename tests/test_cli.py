@@ -23,7 +23,7 @@ from weight_files import write_keras_h5
 
 import jaxstyle
 import jaxstyle.weights
-from jaxstyle import cli
+from jaxstyle import cli, cli_run
 from jaxstyle.config import StyleConfig
 
 REPO = Path(__file__).resolve().parents[1]
@@ -183,7 +183,7 @@ def test_debug_shows_the_traceback(files, tmp_path, capsys):
 
 
 def test_step_path():
-    assert cli.step_path(Path("a/out.png"), 20) == Path("a/out_20.png")
+    assert cli_run.step_path(Path("a/out.png"), 20) == Path("a/out_20.png")
 
 
 # --------------------------------------------------------------------------- weights, files
@@ -525,17 +525,17 @@ class FakeTerminal(io.StringIO):
 def test_progress_bar_on_a_terminal_and_lines_otherwise():
     losses = {"total": 12.5, "content": 2.0, "style": 0.01, "tv": 3.0}
     tty = FakeTerminal()
-    bar = cli.Reporter(4, print_every=1, quiet=False, stream=tty)
+    bar = cli_run.Reporter(4, print_every=1, quiet=False, stream=tty)
     bar.update(2, losses)
     bar.update(4, losses)
     bar.close()
     text = tty.getvalue()
     assert "4/4" in text and "total 12.5" in text and "\r" in text  # a redrawn tqdm bar
     plain = io.StringIO()
-    lines = cli.Reporter(6, print_every=3, quiet=False, stream=plain)
+    lines = cli_run.Reporter(6, print_every=3, quiet=False, stream=plain)
     for step in range(1, 7):
         lines.update(step, losses)
     assert [ln.split()[1] for ln in plain.getvalue().splitlines()] == ["3/6", "6/6"]
     quiet = FakeTerminal()
-    cli.Reporter(4, print_every=1, quiet=True, stream=quiet).update(4, losses)
+    cli_run.Reporter(4, print_every=1, quiet=True, stream=quiet).update(4, losses)
     assert quiet.getvalue() == ""
