@@ -653,15 +653,16 @@ def markdown(report: dict) -> str:
     """The short tables: per-size objective, optimizer runs, sweeps."""
     gb = 1.0 / 2**30
     lines = [
-        "| size | compile cold | 2nd process: ready (overhead, compile) | step | PyTorch step "
+        "| size | compile cold | 2nd process: ready (overhead, compile) | PyTorch ready "
+        "| step | PyTorch step "
         "| jax/torch | peak RSS jax cold/warm | peak RSS torch | GFLOP/step | GFLOP/s "
         "| % matmul peak |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for row in report["objective"]:
         cold, warm, pt = row["cold"], row["warm"], row.get("pytorch", {})
         if "error" in cold:
-            lines.append(f"| {row['size']} | error: {cold['error']} |" + " |" * 9)
+            lines.append(f"| {row['size']} | error: {cold['error']} |" + " |" * 10)
             continue
         mem_c = cold.get("device_memory", {}).get("peak_bytes_in_use") or cold["peak_rss_bytes"]
         mem_w = warm.get("device_memory", {}).get("peak_bytes_in_use") or warm.get(
@@ -669,7 +670,7 @@ def markdown(report: dict) -> str:
         lines.append(
             f"| {row['size']} | {_fmt(cold['compile_s'])} s "
             f"| {_fmt(warm.get('ready_s'))} s ({_fmt(warm.get('startup_overhead_s'))} s, "
-            f"{_fmt(warm.get('compile_s'))} s) "
+            f"{_fmt(warm.get('compile_s'))} s) | {_fmt(pt.get('ready_s'))} s "
             f"| {_fmt(row.get('step_s'), '.3f')} s | {_fmt(pt.get('step_s'), '.3f')} s "
             f"| {_fmt(row.get('ratio_jax_over_torch'))} "
             f"| {_fmt(mem_c, '.2f', gb)}/{_fmt(mem_w, '.2f', gb)} GiB "
