@@ -695,7 +695,7 @@ def sweep(
     init_jit, chunk_jit = _programs(mesh, spec, opt, batch, optim.MAX_CHUNK_STEPS)
     n0 = np.int32(0)
     init_fn, init_s = optim.aot_compile(init_jit, {}, params, targets, lws, image0)
-    state_shape = jax.eval_shape(init_jit, params, targets, lws, image0)
+    state_shape = optim.output_shapes(init_fn)
     state_shape = jax.tree.map(
         lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=NamedSharding(mesh, P(AXIS))),
         state_shape)
