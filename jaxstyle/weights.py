@@ -8,8 +8,9 @@ Sources (detected by content, not by extension):
 - torchvision state dicts (`.pth`/`.pt`): `features.N.weight` (OIHW) and `features.N.bias`;
   the classifier is ignored. Convention "torch" (RGB [0, 1], ImageNet mean/std). Read with
   `torch.load(weights_only=True)` when torch is installed, otherwise with a restricted reader
-  of PyTorch's zip format that allows only the globals a tensor state dict needs: pickled code
-  is never executed.
+  of PyTorch's formats (the zip format, and the legacy pre-1.6 format of torchvision's own
+  vgg19-dcbb9e9d.pth) that allows only the globals a tensor state dict needs: pickled code is
+  never executed.
 - jaxstyle `.npz`: flat keys `conv1_1/kernel`, `conv1_1/bias`, ... and a 0-d string array
   `convention`; loaded with `allow_pickle=False`.
 
@@ -35,7 +36,7 @@ import urllib.request
 import zipfile
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -398,11 +399,7 @@ def _read_torch(path: Path, *, zip_format: bool) -> dict[str, np.ndarray]:
     elif zip_format:
         state = _restricted_torch_load(path)
     else:
-        raise WeightsError(
-            f"{path} is in PyTorch's legacy (pre-1.6) serialization format, which needs torch "
-            "to read safely: pip install torch (the CPU build is enough), or convert it once "
-            "where torch is installed: python cli.py convert FILE vgg19.npz"
-        )
+        state = _restricted_legacy_torch_load(path)
     if not isinstance(state, Mapping):
         raise WeightsError(f"{path}: expected a state dict (a mapping), got {type(state).__name__}")
     flat: dict[str, np.ndarray] = {}
@@ -512,18 +509,26 @@ class _RestrictedUnpickler(pickle.Unpickler):
     """Unpickles a PyTorch state dict without torch and without running pickled code.
 
     find_class admits only the globals a tensor state dict uses, mapped to NumPy stand-ins;
-    any other global is refused. Storages are raw little- (or big-) endian bytes at
-    `<archive>/data/<key>`, read by persistent_load.
+    any other global is refused. persistent_load turns each storage record into a 1-D array
+    through `storage_data(key, dtype, numel)`; `rebuild` makes a tensor of a storage (default:
+    an array copied out of it at once; the legacy format defers this, its storages follow the
+    pickle).
     """
 
-    def __init__(self, file, archive: zipfile.ZipFile, prefix: str, byteorder: str):
+    def __init__(self, file, byteorder: str,
+                 storage_data: Callable[[str, np.dtype, int], np.ndarray],
+                 rebuild: Callable[..., Any] | None = None):
         super().__init__(file)
-        self._archive, self._prefix, self._byteorder = archive, prefix, byteorder
+        self._byteorder, self._storage_data = byteorder, storage_data
+        self._rebuild = rebuild or _rebuild_tensor_v2
         self._storages: dict[str, np.ndarray] = {}
 
     def find_class(self, module: str, name: str):
         if (module, name) == ("torch._utils", "_rebuild_tensor_v2"):
-            return _rebuild_tensor_v2
+            return self._rebuild
+        if (module, name) == ("torch._utils", "_rebuild_tensor"):  # torch < 0.4
+            return lambda storage, offset, size, stride: self._rebuild(
+                storage, offset, size, stride, False, None)
         if (module, name) == ("collections", "OrderedDict"):
             return collections.OrderedDict
         if module == "torch" and name in _STORAGE_DTYPES:
@@ -531,24 +536,27 @@ class _RestrictedUnpickler(pickle.Unpickler):
         raise pickle.UnpicklingError(f"forbidden global {module}.{name}")
 
     def persistent_load(self, pid):
-        if not (isinstance(pid, tuple) and len(pid) == 5 and pid[0] == "storage"):
+        # Zip format: ("storage", type, key, location, numel). Legacy format: the same plus
+        # view metadata, None or (view key, offset, numel) for a slice of the storage.
+        if not (isinstance(pid, tuple) and len(pid) in (5, 6) and pid[0] == "storage"):
             raise pickle.UnpicklingError(f"unsupported persistent id {pid!r:.80}")
-        _, storage_type, key, _location, numel = pid
-        if not isinstance(storage_type, _StorageType) or not isinstance(numel, int):
+        _, storage_type, key, _location, numel = pid[:5]
+        view = pid[5] if len(pid) == 6 else None
+        if not isinstance(storage_type, _StorageType) or not isinstance(numel, int) or numel < 0:
             raise pickle.UnpicklingError(f"malformed storage record {pid!r:.80}")
         key = str(key)
         if key not in self._storages:
-            dtype = storage_type.dtype(self._byteorder)
-            try:
-                raw = self._archive.read(f"{self._prefix}data/{key}")
-            except KeyError:
-                raise pickle.UnpicklingError(f"storage {key} is missing from the archive") from None
-            if len(raw) != numel * dtype.itemsize:
-                raise pickle.UnpicklingError(
-                    f"storage {key} holds {len(raw)} bytes, expected {numel} x {dtype.itemsize}"
-                )
-            self._storages[key] = np.frombuffer(raw, dtype)
-        return self._storages[key]
+            self._storages[key] = self._storage_data(key, storage_type.dtype(self._byteorder),
+                                                     numel)
+        storage = self._storages[key]
+        if view is None:
+            return storage
+        ok = (isinstance(view, tuple) and len(view) == 3
+              and all(isinstance(v, int) and v >= 0 for v in view[1:])
+              and view[1] + view[2] <= storage.size)
+        if not ok:
+            raise pickle.UnpicklingError(f"malformed storage view {view!r:.80}")
+        return storage[view[1]:view[1] + view[2]]  # a view: legacy data is filled in later
 
 
 def _restricted_torch_load(path: Path) -> Any:
@@ -563,15 +571,112 @@ def _restricted_torch_load(path: Path) -> Any:
                 order = z.read(prefix + "byteorder").decode()
             if order not in ("little", "big"):
                 raise pickle.UnpicklingError(f"unknown byteorder {order!r}")
+
+            def storage_data(key: str, dtype: np.dtype, numel: int) -> np.ndarray:
+                try:
+                    raw = z.read(f"{prefix}data/{key}")
+                except KeyError:
+                    raise pickle.UnpicklingError(
+                        f"storage {key} is missing from the archive") from None
+                if len(raw) != numel * dtype.itemsize:
+                    raise pickle.UnpicklingError(
+                        f"storage {key} holds {len(raw)} bytes, expected {numel} x "
+                        f"{dtype.itemsize}")
+                return np.frombuffer(raw, dtype)
+
             with z.open(pkl) as f:
-                return _RestrictedUnpickler(f, z, prefix, "<" if order == "little" else ">").load()
+                return _RestrictedUnpickler(f, "<" if order == "little" else ">",
+                                            storage_data).load()
     except pickle.UnpicklingError as e:
-        raise WeightsError(
-            f"{path}: refused to load this PyTorch file without torch ({e}); a VGG19 state dict "
-            "holds only tensors. Install torch to read other files with torch.load(weights_only)"
-        ) from e
+        raise _refused(path, e) from e
     except (zipfile.BadZipFile, OSError, EOFError, ValueError, TypeError, AttributeError) as e:
         raise WeightsError(f"{path} is a corrupt PyTorch checkpoint: {e}") from e
+
+
+# PyTorch's legacy (pre-1.6) `torch.save` layout: four pickles, then the raw storages.
+_LEGACY_MAGIC = 0x1950A86A20F9469CFC6C
+_LEGACY_PROTOCOL = 1001
+
+
+class _PlainUnpickler(pickle.Unpickler):
+    """For the legacy format's header pickles: numbers, strings, dicts, lists; no globals."""
+
+    def find_class(self, module: str, name: str):
+        raise pickle.UnpicklingError(f"forbidden global {module}.{name}")
+
+
+class _DeferredTensor(NamedTuple):
+    """A legacy-format tensor record, made into an array once its storage has been read."""
+
+    storage: Any
+    offset: Any
+    size: Any
+    stride: Any
+
+
+def _restricted_legacy_torch_load(path: Path) -> Any:
+    """torch.load for tensor state dicts in the legacy format, with NumPy arrays as tensors.
+
+    Layout (torch.serialization._legacy_save): pickles of the magic number, the protocol
+    version and {"little_endian": bool, ...}; the object pickle, whose storage records
+    ("storage", type, key, location, numel, view) carry no data; a pickle of the storage
+    keys; then for each key in that order an int64 element count and the raw elements.
+    """
+
+    def deferred(storage, offset, size, stride, requires_grad, hooks, metadata=None):
+        return _DeferredTensor(storage, offset, size, stride)
+
+    def materialize(obj: Any) -> Any:
+        if isinstance(obj, _DeferredTensor):
+            return _rebuild_tensor_v2(obj.storage, obj.offset, obj.size, obj.stride, False, None)
+        if isinstance(obj, dict):
+            out = type(obj)() if isinstance(obj, collections.OrderedDict) else {}
+            out.update((k, materialize(v)) for k, v in obj.items())
+            return out
+        if isinstance(obj, (list, tuple)):
+            return type(obj)(materialize(v) for v in obj)
+        return obj
+
+    buffers: dict[str, np.ndarray] = {}
+
+    def storage_data(key: str, dtype: np.dtype, numel: int) -> np.ndarray:
+        buffers[key] = np.zeros(numel, dtype)
+        return buffers[key]
+
+    try:
+        with open(path, "rb") as f:
+            magic = _PlainUnpickler(f).load()
+            protocol = _PlainUnpickler(f).load()
+            info = _PlainUnpickler(f).load()
+            if magic != _LEGACY_MAGIC or protocol != _LEGACY_PROTOCOL or not isinstance(
+                    info, dict):
+                raise pickle.UnpicklingError("not a PyTorch checkpoint (no legacy header)")
+            order = "little" if info.get("little_endian", True) else "big"
+            state = _RestrictedUnpickler(f, "<" if order == "little" else ">", storage_data,
+                                         rebuild=deferred).load()
+            keys = _PlainUnpickler(f).load()
+            if not (isinstance(keys, list) and sorted(map(str, keys)) == sorted(buffers)):
+                raise ValueError("its storage list does not match its tensors")
+            for key in map(str, keys):
+                buf = buffers[key]
+                numel = int.from_bytes(f.read(8), order, signed=True)
+                if numel != buf.size:
+                    raise ValueError(f"storage {key} has {numel} elements, expected {buf.size}")
+                raw = buf.view(np.uint8)
+                if f.readinto(memoryview(raw)) != raw.size:
+                    raise EOFError(f"storage {key} is cut short")
+        return materialize(state)
+    except pickle.UnpicklingError as e:
+        raise _refused(path, e) from e
+    except (OSError, EOFError, ValueError, TypeError, AttributeError, KeyError) as e:
+        raise WeightsError(f"{path} is a corrupt PyTorch checkpoint: {e}") from e
+
+
+def _refused(path: Path, e: Exception) -> WeightsError:
+    return WeightsError(
+        f"{path}: refused to load this PyTorch file without torch ({e}); a VGG19 state dict "
+        "holds only tensors. Install torch to read other files with torch.load(weights_only)"
+    )
 
 
 # ---------------------------------------------------------------------------------------------

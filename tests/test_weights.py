@@ -66,6 +66,9 @@ def files(tmp_path_factory, weights):
         ),
         "jaxstyle.npz": lambda p: wf.write_npz(p, weights.params, "caffe"),
         "written.pth": lambda p: wf.write_torch_zip(p, weights.params, classifier=True),
+        "written_legacy.pth": lambda p: wf.write_torch_legacy(p, weights.params),
+        "written_legacy_0_3.pth": lambda p: wf.write_torch_legacy(p, weights.params,
+                                                                   before_0_4=True),
         "strided.pth": lambda p: wf.write_torch_zip(p, weights.params, transposed_view=True),
         "torch_save.pth": lambda p: wf.write_torch_with_torch(p, weights.params, classifier=True),
         "torch_legacy.pth": lambda p: wf.write_torch_with_torch(p, weights.params, legacy=True),
@@ -110,19 +113,23 @@ def test_keras_and_npz_load_identically(files, ref, name):
     [
         "written.pth",
         "strided.pth",
+        "written_legacy.pth",
+        "written_legacy_0_3.pth",
         pytest.param("torch_save.pth", marks=needs_torch),
+        pytest.param("torch_legacy.pth", marks=needs_torch),
     ],
 )
-def test_torch_zip_restricted_reader_without_torch(files, ref, no_torch, name):
+def test_torch_restricted_reader_without_torch(files, ref, no_torch, name):
     w = jaxstyle.load_vgg19(files(name))
     assert w.convention == "torch"
     assert_same_params(w.params, ref)
 
 
 @needs_torch
-@pytest.mark.parametrize("name", ["torch_save.pth", "torch_legacy.pth", "written.pth"])
+@pytest.mark.parametrize("name", ["torch_save.pth", "torch_legacy.pth", "written.pth",
+                                  "written_legacy.pth"])
 def test_torch_files_with_torch_load(files, ref, name):
-    # written.pth through torch.load also proves the test writer makes what torch reads.
+    # written*.pth through torch.load also proves the test writers make what torch reads.
     w = jaxstyle.load_vgg19(files(name))
     assert w.convention == "torch"
     assert_same_params(w.params, ref)
@@ -295,7 +302,7 @@ def test_keras_file_without_layer_names(tmp_path):
 
 
 def test_truncated_files(tmp_path, files, no_torch):
-    for name in ["jaxstyle.npz", "written.pth", "keras_W_1.h5"]:
+    for name in ["jaxstyle.npz", "written.pth", "written_legacy.pth", "keras_W_1.h5"]:
         data = files(name).read_bytes()
         path = tmp_path / name
         path.write_bytes(data[: len(data) // 2])
@@ -341,11 +348,20 @@ def test_pickle_with_forbidden_global_is_refused_not_run(tmp_path, weights, monk
     assert not marker.exists()
 
 
-def test_legacy_torch_file_without_torch_says_what_is_needed(tmp_path, no_torch):
+def test_legacy_pickle_with_forbidden_global_is_refused_not_run(tmp_path, weights, no_torch):
+    marker = tmp_path / "pwned"
+    payload = wf.evil("os", "system", f"touch {marker}")
+    path = wf.write_torch_legacy(tmp_path / "evil.pth", weights.params, extra={"x": payload})
+    with pytest.raises(ValueError, match=r"evil.pth: refused.*os.system"):
+        jaxstyle.load_vgg19(path)
+    assert not marker.exists()
+
+
+def test_legacy_header_alone_is_corrupt(tmp_path, no_torch):
     path = tmp_path / "vgg19-dcbb9e9d.pth"
     # The legacy format opens with the pickled magic number 0x1950a86a20f9469cfc6c.
     path.write_bytes(b"\x80\x02\x8a\nl\xfc\x9cF\xf9 j\xa8P\x19.\x80\x02M\xe9\x03.")
-    with pytest.raises(ValueError, match=r"vgg19-dcbb9e9d.pth .*legacy.*pip install torch"):
+    with pytest.raises(ValueError, match=r"vgg19-dcbb9e9d.pth is a corrupt PyTorch checkpoint"):
         jaxstyle.load_vgg19(path)
 
 

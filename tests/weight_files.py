@@ -140,10 +140,14 @@ class _Storage:
 class _Tensor:
     """Pickles as torch does: _rebuild_tensor_v2(storage, offset, size, stride, grad, hooks)."""
 
-    def __init__(self, storage: _Storage, shape, strides):
+    def __init__(self, storage: _Storage, shape, strides, *, before_0_4: bool = False):
         self.storage, self.shape, self.strides = storage, tuple(shape), tuple(strides)
+        self.before_0_4 = before_0_4  # torch < 0.4: _rebuild_tensor(storage, offset, size, stride)
 
     def __reduce__(self):
+        if self.before_0_4:
+            return (_Global("torch._utils", "_rebuild_tensor"),
+                    (self.storage, 0, self.shape, self.strides))
         return (
             _Global("torch._utils", "_rebuild_tensor_v2"),
             (self.storage, 0, self.shape, self.strides, False, collections.OrderedDict()),
@@ -162,10 +166,13 @@ class _Evil:
 
 class _TorchPickler(pickle._Pickler):  # the pure-Python pickler lets us emit GLOBAL directly
     dispatch = pickle._Pickler.dispatch.copy()
+    legacy = False  # the legacy format's storage records carry a sixth field (a view or None)
 
     def persistent_id(self, obj):
         if isinstance(obj, _Storage):
-            return ("storage", _Global("torch", "FloatStorage"), obj.key, "cpu", obj.array.size)
+            record = ("storage", _Global("torch", "FloatStorage"), obj.key, "cpu",
+                      obj.array.size)
+            return (*record, None) if self.legacy else record
         return None
 
     def _save_marker(self, obj):
@@ -212,6 +219,43 @@ def write_torch_zip(
         for name, data in records.items():
             z.writestr(name, data)
         z.writestr("archive/version", "3\n")
+    return Path(path)
+
+
+class _LegacyPickler(_TorchPickler):
+    legacy = True
+
+
+def write_torch_legacy(path, params, *, extra=None, before_0_4=False) -> Path:
+    """PyTorch's legacy (pre-1.6) `torch.save` layout written without torch.
+
+    Pickles (protocol 2) of the magic number 0x1950a86a20f9469cfc6c, the protocol version
+    1001 and the system info; the state dict pickle with storage records ("storage",
+    torch.FloatStorage, key, "cpu", numel, None); the pickled list of storage keys; then per
+    key, in that order, the element count as little-endian int64 and the raw float32 data.
+    extra: more {key: object} entries of the state dict (e.g. an _Evil). before_0_4: tensors
+    as torch < 0.4 pickled them (torchvision's vgg19-dcbb9e9d.pth dates from 2017).
+    """
+    state = collections.OrderedDict()
+    storages = {}
+    for k, (key, value) in enumerate(torch_state_dict_arrays(params).items()):
+        storage = _Storage(f"9{k:04d}", np.ascontiguousarray(value, "<f4"))
+        storages[storage.key] = storage
+        state[key] = _Tensor(storage, value.shape, [s // 4 for s in storage.array.strides],
+                             before_0_4=before_0_4)
+    state.update(extra or {})
+    keys = sorted(storages)
+    with open(path, "wb") as f:
+        pickle.dump(0x1950A86A20F9469CFC6C, f, protocol=2)
+        pickle.dump(1001, f, protocol=2)
+        pickle.dump({"protocol_version": 1001, "little_endian": True,
+                     "type_sizes": {"short": 2, "int": 4, "long": 8}}, f, protocol=2)
+        _LegacyPickler(f, protocol=2).dump(state)
+        pickle.dump(keys, f, protocol=2)
+        for key in keys:
+            data = storages[key].array
+            f.write(np.int64(data.size).astype("<i8").tobytes())
+            f.write(data.tobytes())
     return Path(path)
 
 
