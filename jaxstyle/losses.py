@@ -21,7 +21,7 @@ import jax
 import jax.numpy as jnp
 
 from jaxstyle.config import LossWeights, StyleConfig
-from jaxstyle.vgg import VGGWeights, features
+from jaxstyle.vgg import VGGWeights, canonical_layer, features
 
 # Computation dtypes of the network (LossSpec.compute_dtype).
 COMPUTE_DTYPES = ("float32", "bfloat16")
@@ -162,35 +162,55 @@ class Targets(NamedTuple):
     grams: dict[str, jax.Array]
 
 
-@functools.partial(jax.jit, static_argnames=("spec",))
+def content_features(params: Any, image: jax.Array, spec: LossSpec) -> dict[str, jax.Array]:
+    """{layer: (h, w, C) float32} features of an (H, W, 3) image at the content layers: the
+    content targets P when `image` is the content image. The network stops at the deepest
+    content layer."""
+    if not spec.content_layers:
+        return {}
+    feats = features(params, image, layers=spec.content_layers, pooling=spec.pooling,
+                     convention=spec.convention, dtype=spec.dtype)
+    return {name: feats[name].astype(jnp.float32) for name in spec.content_layers}
+
+
+def _pixels_at(layer: str, hw: Sequence[int]) -> int:
+    """M = h * w of `layer`'s feature map for an (H, W) input: each pooling before it halves
+    (VALID 2x2, stride 2: floor)."""
+    name = canonical_layer(layer)
+    pools = int(name[4]) - (0 if name.startswith("pool") else 1)
+    h, w = hw
+    for _ in range(pools):
+        h, w = h // 2, w // 2
+    return h * w
+
+
+@functools.partial(jax.jit, static_argnames=("spec", "with_content"))
 def compute_targets(
     params: Any,
     content: jax.Array,
     styles: Sequence[jax.Array],
     blend_weights: jax.Array,
     spec: LossSpec,
+    with_content: bool = True,
 ) -> Targets:
     """Targets for a content image (H, W, 3) and style images [(Hk, Wk, 3)], all RGB [0, 1].
 
     blend_weights: (K,) b_k summing to 1. The content image's feature sizes set M.
+    with_content=False leaves Targets.content empty ({}): for a run that starts at the content
+    image, whose first evaluation computes those features anyway (`optim.init_at_content`).
     """
-    content_feats = spec.features(params, content)
-    content_targets = {name: content_feats[name].astype(jnp.float32)
-                       for name in spec.content_layers}
+    content_targets = content_features(params, content, spec) if with_content else {}
     grams = {}
-    if spec.style_layers:
-        # M of the generated image at each style layer (it has the content image's size).
-        m_image = {name: content_feats[name].shape[0] * content_feats[name].shape[1]
-                   for name in spec.style_layers}
-        for k, style in enumerate(styles):
-            style_feats = features(params, style, layers=spec.style_layers,
-                                   pooling=spec.pooling, convention=spec.convention,
-                                   dtype=spec.dtype)
-            for name in spec.style_layers:
-                f = style_feats[name]
-                scale = m_image[name] / (f.shape[0] * f.shape[1])
-                g = blend_weights[k] * scale * gram_matrix(f)
-                grams[name] = g if k == 0 else grams[name] + g
+    # M of the generated image at each style layer (it has the content image's size).
+    m_image = {name: _pixels_at(name, content.shape[:2]) for name in spec.style_layers}
+    for k, style in enumerate(styles if spec.style_layers else []):
+        style_feats = features(params, style, layers=spec.style_layers, pooling=spec.pooling,
+                               convention=spec.convention, dtype=spec.dtype)
+        for name in spec.style_layers:
+            f = style_feats[name]
+            scale = m_image[name] / (f.shape[0] * f.shape[1])
+            g = blend_weights[k] * scale * gram_matrix(f)
+            grams[name] = g if k == 0 else grams[name] + g
     return Targets(content_targets, grams)
 
 
@@ -216,9 +236,11 @@ def total_loss(
 
 
 def prepare_targets(
-    weights: VGGWeights, content: Any, styles: Any, config: StyleConfig
+    weights: VGGWeights, content: Any, styles: Any, config: StyleConfig, *,
+    with_content: bool = True,
 ) -> tuple[LossSpec, Targets]:
-    """Validate the images, build the static spec and compute the shared targets once."""
+    """Validate the images, build the static spec and compute the shared targets once
+    (without the content features when with_content=False: see `compute_targets`)."""
     content = _as_image(content, "content image")
     if isinstance(styles, (list, tuple)):
         styles = list(styles)
@@ -229,7 +251,7 @@ def prepare_targets(
     styles = [_as_image(s, f"style image {k}") for k, s in enumerate(styles)]
     blend = jnp.asarray(config.normalized_blend_weights(len(styles)), jnp.float32)
     spec = LossSpec.from_config(config, weights.convention)
-    return spec, compute_targets(weights.params, content, styles, blend, spec)
+    return spec, compute_targets(weights.params, content, styles, blend, spec, with_content)
 
 
 def objective(

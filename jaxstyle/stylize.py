@@ -50,7 +50,8 @@ class Result:
                   ahead-of-time lowering + compilation of the init and chunk programs (0 when
                   reused from an earlier call); the targets are computed meanwhile, and
                   targets_s is the rest of the setup (start until ready to step, minus
-                  compile_s); steps_s includes the initial evaluation.
+                  compile_s); steps_s includes the initial evaluation (which, from the
+                  content init, also yields the content targets).
     stopped:      None (all iterations ran), "interrupted" (the callback returned False) or
                   "nonfinite" (a NaN or inf loss or gradient).
     config:       the StyleConfig used.
@@ -141,16 +142,24 @@ def stylize(
                                        else loss_weights)
     image0 = initial_image(config, content, style_list)
 
+    # Starting at the content image, the initial evaluation computes the content targets too
+    # (one forward pass of the content image fewer: `optim.init_at_content`).
+    at_content = isinstance(config.init, str) and config.init == "content"
     # The targets are dispatched, not awaited: the programs compile (from their shapes)
     # while the device computes them.
-    spec, targets = prepare_targets(weights, content, style_list, config)
+    spec, targets = prepare_targets(weights, content, style_list, config,
+                                    with_content=not at_content)
     opt = optim.OptimSpec.from_config(config)
     init_fn, chunk_fn, compile_s = optim.compile_programs(
-        weights.params, targets, loss_weights, image0, spec=spec, optim=opt)
+        weights.params, targets, loss_weights, image0, spec=spec, optim=opt,
+        at_content=at_content)
     jax.block_until_ready(targets)
     t_compiled = time.perf_counter()
 
-    state = init_fn(weights.params, targets, loss_weights, image0)
+    if at_content:
+        targets, state = init_fn(weights.params, targets, loss_weights, image0)
+    else:
+        state = init_fn(weights.params, targets, loss_weights, image0)
     initial = np.asarray(state.losses, np.float64)
     total_steps = config.iterations
 

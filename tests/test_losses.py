@@ -364,3 +364,15 @@ def test_blend_weights_must_match_styles(weights, content_image, style_image):
 def test_bad_image_shape(weights, content_image):
     with pytest.raises(ValueError, match="RGB"):
         jaxstyle.objective(weights, content_image[..., :2], content_image)
+
+
+def test_feature_sizes_by_arithmetic_match_the_network(weights):
+    """compute_targets takes M of each style layer from the image size (no forward pass)."""
+    from jaxstyle.losses import _pixels_at
+    from jaxstyle.vgg import LAYER_NAMES
+
+    image = smooth_image(14, 37, 45)  # odd sizes: VALID pooling floors
+    feats = jaxstyle.extract_features(weights, image, LAYER_NAMES)
+    for name, f in feats.items():
+        assert _pixels_at(name, image.shape[:2]) == f.shape[0] * f.shape[1], name
+    assert _pixels_at("block3_conv1", (37, 45)) == 9 * 11  # Keras alias of relu3_1

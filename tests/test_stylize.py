@@ -297,3 +297,30 @@ def test_drive_stops_on_false_and_on_a_dead_state():
                       alive=lambda s: s[1], take=lambda h, ran: h[:ran],
                       notify=lambda s, done: seen.append(done))
     assert out.steps == 0 and out.history == [] and seen == [0]
+
+
+def test_init_at_content_shares_the_content_forward_pass(weights, images):
+    """The content targets come out of the initial evaluation's own forward pass."""
+    import re
+
+    content, style = images
+    config = jaxstyle.StyleConfig()
+    lw, opt = jaxstyle.LossWeights.of(1.0, 1e3, 0.0), optim.OptimSpec()
+    spec, full = prepare_targets(weights, content, [style], config)
+    _, without = prepare_targets(weights, content, [style], config, with_content=False)
+    assert without.content == {} and without.grams.keys() == full.grams.keys()
+    plain = optim.init_state.lower(weights.params, full, lw, content, spec=spec, optim=opt)
+    shared = optim.init_state_at_content.lower(weights.params, without, lw, content, spec=spec,
+                                               optim=opt)
+
+    def convolutions(lowered):
+        return len(re.findall(r"convolution\(", lowered.compile().as_text()))
+
+    assert convolutions(shared) == convolutions(plain)  # XLA merged the two forward passes
+    targets, state = shared.compile()(weights.params, without, lw, content)
+    for name, p in full.content.items():
+        np.testing.assert_allclose(targets.content[name], p, rtol=1e-5,
+                                   atol=1e-5 * float(np.abs(p).max()))
+    assert float(state.losses[1]) == 0.0  # the content loss at the content image, exactly
+    reference = optim.init_state(weights.params, full, lw, content, spec=spec, optim=opt)
+    np.testing.assert_allclose(state.losses, reference.losses, rtol=1e-4, atol=1e-6)
