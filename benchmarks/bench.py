@@ -16,12 +16,14 @@ Every measurement runs in a fresh subprocess, so peak memory is per size and per
   objective, same weights (written once to an .npz), same thread count; ratio jax / torch.
 - optimizer rows (per size and optimizer, when `jaxstyle.stylize` is importable): a full
   stylize run of --opt-steps iterations (L-BFGS steps include their line-search evaluations),
-  cold and then warm (second process).
+  cold and then warm (second process); the warm one's "ready": process start to the first
+  step (imports, weights, targets, programs from the cache).
 - sweep rows (per optimizer, when `jaxstyle.sweep` is importable): K = 1, 4, 8 settings in one
   sweep call against K sequential `stylize` runs, at --sweep-size.
 
 Prints a Markdown table; --json writes everything measured. Synthetic VGG19 weights
-(`jaxstyle.random_weights`) have the real network's compute.
+(`jaxstyle.random_weights`) have the real network's compute; the images are the README's
+example photos, squashed to size x size.
 """
 
 from __future__ import annotations
