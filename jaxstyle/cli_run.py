@@ -16,12 +16,12 @@ import math
 import os
 import signal
 import sys
-import tempfile
 import threading
 import time
 from pathlib import Path
 from typing import Any
 
+from jaxstyle import files
 from jaxstyle.config import StyleConfig
 from jaxstyle.image import ImageError
 from jaxstyle.weights import WeightsError
@@ -80,24 +80,10 @@ def check_input_file(path: Path, what: str) -> None:
 
 
 def check_file_writable(path: Path, what: str) -> None:
-    """RunError unless a file can be created next to `path` (before any long run).
-
-    Tries a real temporary file in the directory: permission bits alone do not say (root,
-    read-only mounts, quotas).
-    """
-    directory = path.parent if str(path.parent) else Path(".")
-    if path.is_dir():
-        raise RunError(f"{what} {path} is a directory")
-    if not directory.exists():
-        raise RunError(f"{what} {path}: directory {directory} does not exist")
-    if not directory.is_dir():
-        raise RunError(f"{what} {path}: {directory} is not a directory")
-    try:
-        with tempfile.NamedTemporaryFile(dir=directory, prefix=".jaxstyle-check-"):
-            pass
-    except OSError as err:
-        raise RunError(f"{what} {path}: cannot write in {directory}: "
-                       f"{err.strerror or err}") from None
+    """RunError unless a file can be created at `path` (before any long run)."""
+    problem = files.target_problem(path)
+    if problem:
+        raise RunError(f"{what} {path}: {problem}")
 
 
 def step_path(output: Path, step: int) -> Path:
@@ -428,7 +414,7 @@ def _run_on_device(config: StyleConfig, opts: RunOptions, device, t_start: float
     if opts.json_path is not None:
         summary = run_summary(settings, result, timings, device, opts, saved_steps, status,
                               wrote_output=not nothing_to_save)
-        write_json_atomic(opts.json_path, summary)
+        files.write_json(opts.json_path, summary, sort_keys=True)
 
     steps_done = result.steps
     if result.stopped == "nonfinite":
@@ -483,7 +469,7 @@ def run_summary(settings: dict, result, timings: dict, device, opts: RunOptions,
 
     history = result.history
     # Non-finite values (a "nonfinite" run's last step) become null: JSON has no NaN.
-    final_losses = {k: _finite_or_none(np.asarray(v)[-1]) for k, v in history.items() if len(v)}
+    final_losses = {k: files.json_number(np.asarray(v)[-1]) for k, v in history.items() if len(v)}
     return {
         "status": status,
         "settings": settings,
@@ -492,33 +478,14 @@ def run_summary(settings: dict, result, timings: dict, device, opts: RunOptions,
         "steps": int(result.steps),
         "message": result.message,
         "best_step": int(result.best_step),
-        "best_loss": _finite_or_none(result.best_loss),
-        "initial_losses": {k: _finite_or_none(v) for k, v in result.initial_losses.items()},
+        "best_loss": files.json_number(result.best_loss),
+        "initial_losses": {k: files.json_number(v) for k, v in result.initial_losses.items()},
         "final_losses": final_losses,
         "timings": timings,
         "device": {"platform": device.platform, "kind": device.device_kind,
                    "count": jax.device_count(device.platform)},
         "jax": jax.__version__,
     }
-
-
-def _finite_or_none(value) -> float | None:
-    value = float(value)
-    return value if math.isfinite(value) else None
-
-
-def write_json_atomic(path: Path, data: dict) -> None:
-    """Write JSON to a temporary file next to `path`, then rename it over `path`."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent if str(path.parent) else ".",
-                               prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(data, f, indent=2, sort_keys=True, allow_nan=False)
-            f.write("\n")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _run_sweep(config: StyleConfig, opts: RunOptions, content, styles, weights, finish,
@@ -578,7 +545,7 @@ def _run_sweep(config: StyleConfig, opts: RunOptions, content, styles, weights, 
                                        extra=extra)
     timings["total_s"] = time.perf_counter() - t_start
     manifest["timings"] = dict(timings)  # now including the writing: the manifest again
-    write_json_atomic(Path(manifest["files"]["manifest"]), manifest)
+    files.write_json(Path(manifest["files"]["manifest"]), manifest, sort_keys=True)
     failed = [label for label, bad in zip(result.labels, result.nonfinite, strict=True) if bad]
     if failed:
         print(f"{PROG}: warning: loss became non-finite for {', '.join(failed)}; wrote their "

@@ -7,7 +7,7 @@ only place that sees files, uint8/uint16 samples, Pillow modes, alpha and EXIF o
   checked on the header before anything is decoded, EXIF orientation applied, every Pillow mode
   converted at its full precision, and one-line `ImageError`s that name the file.
 - `resize_to`, `resize_max_side`, `style_size_for`: Lanczos resampling done in float32.
-- `save_image`, `check_writable`: atomic writes (temporary file + `os.replace`), settings in
+- `save_image`, `check_writable`: atomic writes (`jaxstyle.files`), settings in
   PNG text chunks.
 - Colour preservation (Gatys, Bethge, Hertzmann, Shechtman 2016, "Preserving Color in Neural
   Artistic Style Transfer", arXiv 1606.05897): `match_color_histogram` (section 2.1),
@@ -19,18 +19,18 @@ only place that sees files, uint8/uint16 samples, Pillow modes, alpha and EXIF o
 from __future__ import annotations
 
 import contextlib
-import errno
 import json
 import math
 import os
-import secrets
 import warnings
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont, ImageOps, PngImagePlugin, UnidentifiedImageError
+
+from jaxstyle import files
 
 __all__ = [
     "COLOR_MODES",
@@ -471,66 +471,16 @@ def _output_format(path: Path) -> str:
 def check_writable(path: PathLike) -> Path:
     """Fail fast, before a long run, if `save_image(path, ...)` could not write `path`.
 
-    Checks the extension, that `path` is not a directory, that its directory exists, and
-    that a file can really be created there (a temporary file, removed at once: permission
-    bits alone do not say, for root, read-only mounts or quotas). Returns `path` as a Path;
-    raises ImageError otherwise.
+    Checks the extension, then `files.target_problem` (not a directory, the directory exists,
+    a temporary file can really be created there). Returns `path` as a Path; raises
+    ImageError otherwise.
     """
     path = Path(path)
     _output_format(path)
-    _check_target(path)
-    try:
-        with _temporary_file(path):
-            pass
-    except OSError as err:
-        raise _write_error(path, err) from None
+    problem = files.target_problem(path)
+    if problem:
+        raise ImageError(path, problem)
     return path
-
-
-def _check_target(path: Path) -> None:
-    if path.is_dir():
-        raise ImageError(path, "is a directory; give a file name for the output")
-    directory = path.parent
-    if not directory.exists():
-        raise ImageError(path, f"directory {directory} does not exist")
-    if not directory.is_dir():
-        raise ImageError(path, f"{directory} is not a directory")
-
-
-def _write_error(path: Path, err: OSError) -> ImageError:
-    if isinstance(err, PermissionError) or err.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
-        return ImageError(path, f"cannot write in {path.parent}: {err.strerror or err}")
-    if err.errno == errno.ENOSPC:
-        return ImageError(path, "no space left on the device")
-    return ImageError(path, f"cannot write: {err.strerror or err}")
-
-
-@contextlib.contextmanager
-def _temporary_file(path: Path) -> Iterator[tuple[Path, IO[bytes]]]:
-    """A new file next to `path` (same directory, so os.replace is atomic); removed on exit
-    unless renamed. Created with mode 0o666 minus the umask, like a plain open()."""
-    tmp = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            yield tmp, f
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-
-
-def _atomic_write(path: Path, write: Callable[[IO[bytes]], None]) -> None:
-    """Write through `write(file)` to a temporary file, fsync it, rename it over `path`.
-
-    Readers see the old file or the complete new one, never a partial one; the temporary
-    file is removed on any failure, Ctrl-C included.
-    """
-    with _temporary_file(path) as (tmp, f):
-        write(f)
-        f.flush()
-        os.fsync(f.fileno())
-        f.close()
-        os.replace(tmp, path)
 
 
 def to_uint8(image: np.ndarray) -> np.ndarray:
@@ -569,14 +519,16 @@ def save_image(
     options = dict(_SAVE_OPTIONS.get(fmt, {}))
     if metadata:
         options.update(_metadata_options(path, fmt, metadata))
-    _check_target(path)
+    problem = files.target_problem(path, probe=False)
+    if problem:
+        raise ImageError(path, problem)
     pil = Image.fromarray(np.ascontiguousarray(arr))
     try:
-        _atomic_write(path, lambda f: pil.save(f, format=fmt, **options))
+        files.atomic_write(path, lambda f: pil.save(f, format=fmt, **options))
     except OSError as err:
         if err.errno is None:  # Pillow's encoder, not the file system
             raise ImageError(path, f"cannot encode as {fmt}: {err}") from None
-        raise _write_error(path, err) from None
+        raise ImageError(path, files.os_error_problem(path, err)) from None
     except ValueError as err:
         raise ImageError(path, f"cannot encode as {fmt}: {err}") from None
     return path

@@ -63,7 +63,6 @@ from __future__ import annotations
 import dataclasses
 import functools
 import itertools
-import math
 import os
 import time
 from collections.abc import Callable, Sequence
@@ -75,7 +74,7 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from jaxstyle import optim
+from jaxstyle import files, optim
 from jaxstyle.config import LossWeights, StyleConfig
 from jaxstyle.image import as_rgb_float32
 from jaxstyle.losses import prepare_targets
@@ -543,9 +542,9 @@ class SweepResult:
                 "tv_weight": float(self.loss_weights.tv[i]),
                 "row": i // self.grid.shape[1],
                 "col": i % self.grid.shape[1],
-                "best_loss": _json_float(self.best_losses[i]),
+                "best_loss": files.json_number(self.best_losses[i]),
                 "best_step": int(self.best_steps[i]),
-                "final_losses": {k: _json_float(v[i, -1]) if v.shape[1] else None
+                "final_losses": {k: files.json_number(v[i, -1]) if v.shape[1] else None
                                  for k, v in self.histories.items()},
                 "nonfinite": bool(self.nonfinite[i]),
             })
@@ -594,8 +593,6 @@ def save_sweep(
     Returns the manifest: `SweepResult.manifest()` plus "files" (the sheet, each setting's
     "file") and `extra`.
     """
-    import json
-    import tempfile
     from pathlib import Path
 
     from jaxstyle.image import save_image
@@ -614,22 +611,8 @@ def save_sweep(
         entry["file"] = str(path)
     manifest["files"] = {"sheet": str(paths["sheet"]), "manifest": str(manifest_file)}
     manifest.update(extra or {})
-    fd, tmp = tempfile.mkstemp(dir=manifest_file.parent, prefix=f".{manifest_file.name}.",
-                               suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(manifest, f, indent=2, allow_nan=False)
-            f.write("\n")
-        os.replace(tmp, manifest_file)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    files.write_json(manifest_file, manifest)
     return manifest
-
-
-def _json_float(x: float) -> float | None:
-    x = float(x)
-    return x if math.isfinite(x) else None
 
 
 def sweep(

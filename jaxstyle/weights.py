@@ -29,7 +29,6 @@ import http.client
 import os
 import pickle
 import re
-import tempfile
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -42,6 +41,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxstyle import files
 from jaxstyle.vgg import CONV_NAMES, CONVENTIONS, VGG19, VGGWeights
 
 # The default weights: Keras' VGG19 notop file (the Oxford Caffe weights, converted). The MD5
@@ -146,19 +146,10 @@ def save_weights(weights: VGGWeights, dest: str | os.PathLike) -> Path:
     arrays["convention"] = np.array(str(weights.convention))
     _check_params({k: v for k, v in arrays.items() if k != "convention"}, dest, "refusing to write")
     try:
-        fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".tmp")
+        # A file object: numpy does not append ".npz" to the name.
+        files.atomic_write(dest, lambda f: np.savez(f, **arrays))
     except OSError as e:
         raise WeightsError(f"cannot write {dest}: {e.strerror or e}") from e
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, **arrays)  # a file object: numpy does not append ".npz" to the name
-        os.replace(tmp, dest)
-    except BaseException as e:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        if isinstance(e, OSError):
-            raise WeightsError(f"cannot write {dest}: {e.strerror or e}") from e
-        raise
     return dest
 
 
@@ -729,30 +720,31 @@ def _cached_download(url: str, filename: str, md5: str | None, cache_dir, progre
         if _checksum_error(dest, filename, md5) is None:
             return dest
         dest.unlink()  # a damaged cache entry is never used
-    try:
-        directory.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{filename}.", suffix=".part")
-    except OSError as e:
-        raise WeightsError(
-            _download_help(url, dest, md5, f"cannot write to {directory}: {e}")
-        ) from e
-    try:
-        with os.fdopen(fd, "wb") as out:
-            _stream(url, out, progress)
-        mismatch = _checksum_error(Path(tmp), filename, md5)
-        if mismatch:
+    # The temporary file is removed on leaving, unless renamed: never a partial download
+    # behind, not even on Ctrl-C.
+    with contextlib.ExitStack() as cleanup:
+        try:
+            directory.mkdir(parents=True, exist_ok=True)
+            tmp, out = cleanup.enter_context(files.temporary_file(dest))
+        except OSError as e:
             raise WeightsError(
-                _download_help(url, dest, md5, f"checksum mismatch ({mismatch}); discarded")
-            )
-        os.replace(tmp, dest)
-    except BaseException as e:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)  # never leave a partial download behind, not even on Ctrl-C
-        if isinstance(e, urllib.error.HTTPError):
-            e.close()  # it holds the response's socket
-        if isinstance(e, (OSError, http.client.HTTPException)):
-            raise WeightsError(_download_help(url, dest, md5, _reason(e))) from e
-        raise
+                _download_help(url, dest, md5, f"cannot write to {directory}: {e}")
+            ) from e
+        try:
+            _stream(url, out, progress)
+            out.close()
+            mismatch = _checksum_error(tmp, filename, md5)
+            if mismatch:
+                raise WeightsError(
+                    _download_help(url, dest, md5, f"checksum mismatch ({mismatch}); discarded")
+                )
+            os.replace(tmp, dest)
+        except BaseException as e:
+            if isinstance(e, urllib.error.HTTPError):
+                e.close()  # it holds the response's socket
+            if isinstance(e, (OSError, http.client.HTTPException)):
+                raise WeightsError(_download_help(url, dest, md5, _reason(e))) from e
+            raise
     return dest
 
 

@@ -1,0 +1,97 @@
+"""Writing files so that nobody ever reads half of one: jaxstyle's one atomic writer.
+
+Images (`image.save_image`), converted weights (`weights.save_weights`), sweep manifests and
+the command line's JSON summaries all go through `atomic_write`: a temporary file next to the
+target (same directory, so the rename is atomic), fsynced, renamed over the target with
+`os.replace`, removed on any failure, Ctrl-C included. It is created with mode 0o666 minus the
+umask, like a plain open() (`tempfile.mkstemp`'s 0o600 would leave a summary unreadable where
+the images beside it are readable).
+
+`target_problem` is the matching check before a long run: a sentence saying why a path could
+not be written, or None.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import json
+import math
+import os
+import secrets
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import IO, Any
+
+
+@contextlib.contextmanager
+def temporary_file(path: Path) -> Iterator[tuple[Path, IO[bytes]]]:
+    """A new file next to `path`, open for binary writing; removed on exit unless renamed."""
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            yield tmp, f
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+
+
+def atomic_write(path: Path, write: Callable[[IO[bytes]], None]) -> None:
+    """Write through `write(file)` to a temporary file, fsync it, rename it over `path`.
+
+    Readers see the old file or the complete new one, never a partial one.
+    """
+    with temporary_file(Path(path)) as (tmp, f):
+        write(f)
+        f.flush()
+        os.fsync(f.fileno())
+        f.close()
+        os.replace(tmp, path)
+
+
+def write_json(path: Path, data: Any, *, sort_keys: bool = False) -> None:
+    """`data` as indented JSON plus a newline, atomically. NaN/inf raise ValueError (JSON has
+    none: map them with `json_number` first)."""
+    text = json.dumps(data, indent=2, sort_keys=sort_keys, allow_nan=False) + "\n"
+    atomic_write(Path(path), lambda f: f.write(text.encode()))
+
+
+def json_number(value: Any) -> float | None:
+    """float(value), or None (JSON null) for NaN and inf."""
+    value = float(value)
+    return value if math.isfinite(value) else None
+
+
+def target_problem(path: Path, *, probe: bool = True) -> str | None:
+    """Why `path` could not be written, as a sentence (None if it can).
+
+    Checks that it is not a directory and that its directory exists; with `probe`, also
+    creates (and removes) a real temporary file there: permission bits alone do not say, for
+    root, read-only mounts or quotas.
+    """
+    path = Path(path)
+    if path.is_dir():
+        return "is a directory; give a file name for the output"
+    directory = path.parent
+    if not directory.exists():
+        return f"directory {directory} does not exist"
+    if not directory.is_dir():
+        return f"{directory} is not a directory"
+    if not probe:
+        return None
+    try:
+        with temporary_file(path):
+            pass
+    except OSError as err:
+        return os_error_problem(path, err)
+    return None
+
+
+def os_error_problem(path: Path, err: OSError) -> str:
+    """A short sentence for an OSError met while writing `path`."""
+    if isinstance(err, PermissionError) or err.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        return f"cannot write in {Path(path).parent}: {err.strerror or err}"
+    if err.errno == errno.ENOSPC:
+        return "no space left on the device"
+    return f"cannot write: {err.strerror or err}"
