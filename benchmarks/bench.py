@@ -32,7 +32,6 @@ import argparse
 import json
 import os
 import platform
-import resource
 import shutil
 import statistics
 import subprocess
@@ -43,6 +42,7 @@ import time
 _T0 = time.perf_counter()  # process start, for the warm-start measurement
 
 import numpy as np  # noqa: E402
+from procmem import peak_rss_bytes  # noqa: E402  (benchmarks/, beside this file)
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 MARKER = "BENCH_JSON "
@@ -121,17 +121,6 @@ def objective_flops(height: int, width: int, *, style_layers=DEFAULT_STYLE,
 
 # ------------------------------------------------------------------------------ helpers
 
-
-def peak_rss_bytes() -> int:
-    """Resident-set high-water mark of this process (VmHWM, else ru_maxrss)."""
-    try:
-        with open("/proc/self/status") as fh:
-            for line in fh:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
 def _emit(result: dict) -> int:

@@ -47,6 +47,7 @@ import sys
 import time
 
 import numpy as np
+from procmem import mem_available, proc_status  # benchmarks/, beside this file
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
@@ -58,22 +59,6 @@ MARGIN_BYTES = 1.5 * GIB
 
 # ------------------------------------------------------------------------------ helpers
 
-
-def proc_status(key: str) -> int:
-    """A /proc/self/status entry in bytes (VmHWM: peak RSS, VmRSS: current RSS)."""
-    with open("/proc/self/status") as fh:
-        for line in fh:
-            if line.startswith(key + ":"):
-                return int(line.split()[1]) * 1024
-    raise KeyError(key)
-
-
-def mem_available() -> int:
-    with open("/proc/meminfo") as fh:
-        for line in fh:
-            if line.startswith("MemAvailable:"):
-                return int(line.split()[1]) * 1024
-    raise KeyError("MemAvailable")
 
 
 def smooth_image(seed: int, height: int, width: int) -> np.ndarray:

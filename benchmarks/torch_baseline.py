@@ -26,13 +26,13 @@ _T0 = time.perf_counter()  # process start (near enough), for the time to the fi
 import argparse  # noqa: E402
 import json  # noqa: E402
 import os  # noqa: E402
-import resource  # noqa: E402
 import statistics  # noqa: E402
 import sys  # noqa: E402
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 import torch.nn.functional as tf  # noqa: E402
+from procmem import peak_rss_bytes  # noqa: E402  (benchmarks/, beside this file)
 
 # VGG19's convolutions in forward order, with the pooling after each block's last one.
 BLOCK_DEPTHS = (2, 2, 4, 4, 4)
@@ -150,17 +150,6 @@ class TorchObjective:
         total.backward()
         return float(total.detach()), x.grad.numpy()
 
-
-def peak_rss_bytes() -> int:
-    """This process's resident-set high-water mark (VmHWM; ru_maxrss where /proc is absent)."""
-    try:
-        with open("/proc/self/status") as fh:
-            for line in fh:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
 def synthetic_problem(size: int, seed: int = 0):

@@ -18,6 +18,7 @@ import jaxstyle
 from jaxstyle.losses import LossSpec, Targets, prepare_targets, total_loss
 
 BENCH_DIR = Path(__file__).resolve().parents[1] / "benchmarks"
+sys.path.insert(0, str(BENCH_DIR))  # the scripts import their helper module procmem
 
 
 def _load(name):
