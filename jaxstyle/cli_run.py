@@ -309,7 +309,7 @@ def _run_on_device(config: StyleConfig, opts: RunOptions, device, t_start: float
 
     import jaxstyle
     from jaxstyle import image as image_io
-    from jaxstyle.pyramid import scale_shape, stage_iterations
+    from jaxstyle.pyramid import stage_iterations
 
     timings: dict[str, float] = {}
 
@@ -318,7 +318,8 @@ def _run_on_device(config: StyleConfig, opts: RunOptions, device, t_start: float
     try:
         content = image_io.load_image(opts.content, max_side=opts.image_size)
         if config.scales:  # a pyramid ends at its last scale, up or down
-            content = image_io.resize_to(content, scale_shape(content.shape, config.scales[-1]))
+            content = image_io.resize_to(content, image_io.scale_shape(content.shape,
+                                                                        config.scales[-1]))
         styles = []
         for path in opts.styles:
             style = image_io.load_image(path)

@@ -21,7 +21,7 @@ import jax
 import jax.numpy as jnp
 
 from jaxstyle.config import LossWeights, StyleConfig
-from jaxstyle.vgg import VGGWeights, canonical_layer, features
+from jaxstyle.vgg import VGGWeights, features, pools_before
 
 # Computation dtypes of the network (LossSpec.compute_dtype).
 COMPUTE_DTYPES = ("float32", "bfloat16")
@@ -176,10 +176,8 @@ def content_features(params: Any, image: jax.Array, spec: LossSpec) -> dict[str,
 def _pixels_at(layer: str, hw: Sequence[int]) -> int:
     """M = h * w of `layer`'s feature map for an (H, W) input: each pooling before it halves
     (VALID 2x2, stride 2: floor)."""
-    name = canonical_layer(layer)
-    pools = int(name[4]) - (0 if name.startswith("pool") else 1)
     h, w = hw
-    for _ in range(pools):
+    for _ in range(pools_before(layer)):
         h, w = h // 2, w // 2
     return h * w
 

@@ -35,7 +35,7 @@ import numpy as np
 from jaxstyle.config import LossWeights, StyleConfig
 from jaxstyle.image import as_rgb_float32, resize_to, scale_shape, style_size_for
 from jaxstyle.stylize import Progress, Result, stylize
-from jaxstyle.vgg import VGGWeights, canonical_layer, layer_depth
+from jaxstyle.vgg import VGGWeights, layer_depth, pools_before
 
 
 @dataclasses.dataclass(frozen=True)
@@ -203,10 +203,8 @@ def _combine(stages: list[Result], config: StyleConfig, shapes, style_shapes, *,
 
 def min_side(config: StyleConfig) -> int:
     """The smallest image side whose features reach the deepest loss layer (2 ** pools)."""
-    layers = [canonical_layer(n) for n in (*config.content_layers, *config.style_layers)]
-    deepest = max(layers, key=layer_depth)
-    pools = int(deepest[4]) - (0 if deepest.startswith("pool") else 1)
-    return 2**pools
+    deepest = max((*config.content_layers, *config.style_layers), key=layer_depth)
+    return 2 ** pools_before(deepest)
 
 
 def _check_stage_sizes(config: StyleConfig, stage: int, shape, style_shapes) -> None:
@@ -219,5 +217,4 @@ def _check_stage_sizes(config: StyleConfig, stage: int, shape, style_shapes) -> 
                 f"the least the loss layers need; raise the smallest scale or style_scale")
 
 
-__all__ = ["PyramidResult", "StageProgress", "min_side", "scale_shape", "stage_iterations",
-           "stylize_pyramid"]
+__all__ = ["PyramidResult", "StageProgress", "min_side", "stage_iterations", "stylize_pyramid"]

@@ -72,6 +72,13 @@ def layer_depth(name: str) -> int:
     return _LAYER_INDEX[canonical_layer(name)]
 
 
+def pools_before(name: str) -> int:
+    """How many 2x2 poolings (each halving the feature map, floor) a layer's output has been
+    through: b - 1 for conv{b}_i / relu{b}_i, b for pool{b}."""
+    name = canonical_layer(name)
+    return int(name[4]) - (0 if name.startswith("pool") else 1)
+
+
 class VGG19(nn.Module):
     """VGG19's 16 convolutions and 5 poolings (no classifier), returning named activations.
 

@@ -12,8 +12,8 @@ import pytest
 from conftest import smooth_image
 
 import jaxstyle
-from jaxstyle.image import resize_max_side, resize_to
-from jaxstyle.pyramid import min_side, scale_shape
+from jaxstyle.image import resize_max_side, resize_to, scale_shape
+from jaxstyle.pyramid import min_side
 from jaxstyle.runtime import count_compiles
 
 SCALES = (32, 64)
