@@ -66,6 +66,7 @@ import itertools
 import os
 import time
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 import jax
@@ -76,14 +77,13 @@ from jax.sharding import PartitionSpec as P
 
 from jaxstyle import files, optim
 from jaxstyle.config import LossWeights, StyleConfig
-from jaxstyle.image import as_rgb_float32
+from jaxstyle.image import as_rgb_float32, save_image
 from jaxstyle.losses import prepare_targets
 from jaxstyle.stylize import initial_image
 from jaxstyle.vgg import VGGWeights
 
 AXIS = "settings"
 FIELDS = LossWeights._fields  # ("content", "style", "tv")
-_SHORT = {"content": "c", "style": "s", "tv": "tv"}
 _SYMBOL = {"content": "alpha", "style": "beta", "tv": "gamma"}
 
 
@@ -564,8 +564,6 @@ class SweepResult:
 def sweep_paths(output: str | os.PathLike, labels: Sequence[str]) -> dict[str, Any]:
     """Where `save_sweep` writes, for an output path OUT.png: the contact sheet at OUT.png,
     setting i at OUT_<label_i>.png (e.g. OUT_c1_s1e3_tv0.png), the manifest at OUT.json."""
-    from pathlib import Path
-
     out = Path(output)
     return {
         "sheet": out,
@@ -593,10 +591,6 @@ def save_sweep(
     Returns the manifest: `SweepResult.manifest()` plus "files" (the sheet, each setting's
     "file") and `extra`.
     """
-    from pathlib import Path
-
-    from jaxstyle.image import save_image
-
     paths = sweep_paths(output, result.labels)
     manifest_file = Path(manifest_path) if manifest_path is not None else paths["manifest"]
     images = [np.asarray(transform(im) if transform else im, np.float32)
