@@ -541,12 +541,12 @@ def _run_sweep(config: StyleConfig, opts: RunOptions, content, styles, weights, 
                              tv_weight=float(result.loss_weights.tv[i]))
         return {"jaxstyle": json.dumps(run, sort_keys=True)}
 
+    # The whole command's phases (image and weight loading too), up to writing the files.
+    timings["total_s"] = time.perf_counter() - t_start
+    extra["timings"] = dict(timings)
     manifest = sweep_module.save_sweep(result, opts.output, manifest_path=opts.json_path,
                                        transform=finish, metadata=image_metadata, title=title,
                                        extra=extra)
-    timings["total_s"] = time.perf_counter() - t_start
-    manifest["timings"] = dict(timings)  # now including the writing: the manifest again
-    files.write_json(Path(manifest["files"]["manifest"]), manifest, sort_keys=True)
     failed = [label for label, bad in zip(result.labels, result.nonfinite, strict=True) if bad]
     if failed:
         print(f"{PROG}: warning: loss became non-finite for {', '.join(failed)}; wrote their "
