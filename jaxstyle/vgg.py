@@ -327,7 +327,7 @@ def random_weights(seed: int = 0, convention: str = "caffe") -> VGGWeights:
         if name == "conv1_1":
             std /= input_scale
         params[name] = {
-            "kernel": jnp.asarray(rng.normal(0, std, shapes["kernel"]).astype(np.float32)),
-            "bias": jnp.asarray(rng.normal(0, 0.01, shapes["bias"]).astype(np.float32)),
+            "kernel": rng.normal(0, std, shapes["kernel"]).astype(np.float32),
+            "bias": rng.normal(0, 0.01, shapes["bias"]).astype(np.float32),
         }
-    return VGGWeights(params, convention, source=f"random(seed={seed})")
+    return VGGWeights(jax.device_put(params), convention, source=f"random(seed={seed})")

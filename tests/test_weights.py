@@ -13,6 +13,8 @@ import sys
 import threading
 import urllib.error
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 import scipy.signal
@@ -238,9 +240,13 @@ def test_expected_shapes_come_from_the_model():
     assert shapes["conv1_1/kernel"] == (3, 3, 3, 64)
     assert shapes["conv3_2/kernel"] == (3, 3, 256, 256)
     assert shapes["conv5_4/bias"] == (512,)
+    # The table the loader checks files against is the Flax module's own params.
+    abstract = jax.eval_shape(VGG19(layers=("pool5",)).init, jax.random.key(0),
+                              jax.ShapeDtypeStruct((1, 32, 32, 3), jnp.float32))["params"]
     assert shapes == {
-        f"{n}/{k}": s for n, d in jaxstyle.vgg.param_shapes().items() for k, s in d.items()
+        f"{n}/{k}": tuple(a.shape) for n, d in abstract.items() for k, a in d.items()
     }
+    assert list(shapes) == [f"{n}/{k}" for n in jaxstyle.vgg.CONV_NAMES for k in ("kernel", "bias")]
 
 
 def test_torch_index_matches_torchvision_sequence():
