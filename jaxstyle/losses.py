@@ -19,6 +19,7 @@ from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from jaxstyle.config import LossWeights, StyleConfig
 from jaxstyle.vgg import VGGWeights, features, pools_before
@@ -247,7 +248,7 @@ def prepare_targets(
     if not styles and config.style_layers:
         raise ValueError("at least one style image is needed when style layers are set")
     styles = [_as_image(s, f"style image {k}") for k, s in enumerate(styles)]
-    blend = jnp.asarray(config.normalized_blend_weights(len(styles)), jnp.float32)
+    blend = jax.device_put(np.asarray(config.normalized_blend_weights(len(styles)), np.float32))
     spec = LossSpec.from_config(config, weights.convention)
     return spec, compute_targets(weights.params, content, styles, blend, spec, with_content)
 
@@ -284,7 +285,12 @@ class _SpecLoss:
 
 
 def _as_image(image: Any, what: str) -> jax.Array:
-    arr = jnp.asarray(image, jnp.float32)
+    # device_put for host arrays: jnp.asarray compiles a conversion program per new shape
+    # (~10 ms each, on the way to every run's first step).
+    if isinstance(image, jax.Array):
+        arr = jnp.asarray(image, jnp.float32)  # no copy when it is float32 already
+    else:
+        arr = jax.device_put(np.asarray(image, np.float32))
     if arr.ndim != 3 or arr.shape[-1] != 3:
         raise ValueError(f"{what} must be an (H, W, 3) RGB array, got shape {arr.shape}")
     return arr

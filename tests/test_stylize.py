@@ -148,9 +148,9 @@ def poisoned(weights):
 
 
 def test_nonfinite_at_start_returns_the_initial_image(weights, images, lbfgs_run):
+    bad = poisoned(weights)
     with count_compiles() as events:
-        result = jaxstyle.stylize(*images, weights=poisoned(weights),
-                                  config=make_config("lbfgs"))
+        result = jaxstyle.stylize(*images, weights=bad, config=make_config("lbfgs"))
     assert events == []
     assert result.stopped == "nonfinite"
     assert "non-finite at the initial image" in result.message
