@@ -21,6 +21,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxstyle import executables
 from jaxstyle.config import LossWeights, StyleConfig
 from jaxstyle.vgg import VGGWeights, features, pools_before
 
@@ -250,7 +251,10 @@ def prepare_targets(
     styles = [_as_image(s, f"style image {k}") for k, s in enumerate(styles)]
     blend = jax.device_put(np.asarray(config.normalized_blend_weights(len(styles)), np.float32))
     spec = LossSpec.from_config(config, weights.convention)
-    return spec, compute_targets(weights.params, content, styles, blend, spec, with_content)
+    targets_fn, _ = executables.aot_compile(compute_targets,
+                                            dict(spec=spec, with_content=with_content),
+                                            weights.params, content, styles, blend)
+    return spec, targets_fn(weights.params, content, styles, blend)
 
 
 def objective(

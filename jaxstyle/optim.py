@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import time
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
@@ -39,6 +38,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from jaxstyle import executables
 from jaxstyle.config import LossWeights, StyleConfig
 from jaxstyle.losses import LossSpec, Targets, content_features, total_loss
 
@@ -355,56 +355,13 @@ run_chunk = jax.jit(chunk, static_argnames=("spec", "optim", "max_steps"),
                     donate_argnames=("state",))
 
 
-# Ahead-of-time compiled programs, keyed by function, static arguments and the abstract
-# signature of the traced arguments: compile time is measured exactly (lowering + XLA), and a
-# later call with the same shapes (any loss weights, step count or callback interval) reuses
-# the executable. Bounded, oldest dropped first.
-_COMPILED: dict[Any, Any] = {}
-_COMPILED_MAX = 32
-
-
-def _signature(args: Any) -> Any:
-    leaves, treedef = jax.tree.flatten(args)
-    return treedef, tuple(
-        (tuple(np.shape(a)), str(a.dtype), bool(getattr(a, "weak_type", False)),
-         a.sharding if isinstance(a, jax.Array) else getattr(a, "sharding", None))
-        for a in leaves)
-
-
-def aot_compile(jitted: Any, static: dict[str, Any], *args: Any) -> tuple[Any, float]:
-    """(compiled executable, seconds spent lowering and compiling it; 0.0 when cached).
-
-    jitted: a `jax.jit`-wrapped function; static: its static keyword arguments; args: its
-    traced positional arguments (arrays or `jax.ShapeDtypeStruct`s). Call the result with
-    the traced arguments only: `compiled(*args)`.
-    """
-    key = (jitted, tuple(sorted(static.items())), _signature(args))
-    if key in _COMPILED:
-        return _COMPILED[key], 0.0
-    t = time.perf_counter()
-    compiled = jitted.lower(*args, **static).compile()
-    seconds = time.perf_counter() - t
-    if len(_COMPILED) >= _COMPILED_MAX:
-        _COMPILED.pop(next(iter(_COMPILED)))
-    _COMPILED[key] = compiled
-    return compiled, seconds
-
-
-def output_shapes(compiled: Any) -> Any:
-    """The pytree of `jax.ShapeDtypeStruct`s (shape, dtype) a compiled executable returns.
-
-    Read from the executable, not from `jax.eval_shape`, which would trace the function again
-    (0.25-0.3 s for the init program at any size: a third of a warm start's tracing).
-    """
-    return jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype), compiled.out_info)
-
-
 def compile_programs(params: Any, targets: Targets, loss_weights: LossWeights,
                      image: Any, *, spec: LossSpec, optim: OptimSpec,
                      max_steps: int = MAX_CHUNK_STEPS, at_content: bool = False
                      ) -> tuple[Any, Any, float]:
     """(init_fn, chunk_fn, compile seconds): the ahead-of-time compiled `init_state` and
-    `run_chunk` for these argument shapes, cached (0.0 seconds when reused).
+    `run_chunk` for these argument shapes (`executables.aot_compile`: cached in the process,
+    0.0 seconds when reused, and read from the on-disk store when it is on).
 
     init_fn(params, targets, loss_weights, image) -> StepState, or with at_content=True
         (`init_at_content`: targets without content features, image the content image)
@@ -413,13 +370,13 @@ def compile_programs(params: Any, targets: Targets, loss_weights: LossWeights,
     state is donated: do not use it after the call. n_steps: an int32 scalar.
     """
     init_jit = init_state_at_content if at_content else init_state
-    init_fn, init_s = aot_compile(init_jit, dict(spec=spec, optim=optim), params, targets,
-                                  loss_weights, image)
+    init_fn, init_s = executables.aot_compile(init_jit, dict(spec=spec, optim=optim), params,
+                                              targets, loss_weights, image)
     if at_content:
-        targets, state = output_shapes(init_fn)
+        targets, state = executables.output_shapes(init_fn)
     else:
-        state = output_shapes(init_fn)
-    chunk_fn, chunk_s = aot_compile(
+        state = executables.output_shapes(init_fn)
+    chunk_fn, chunk_s = executables.aot_compile(
         run_chunk, dict(spec=spec, optim=optim, max_steps=max_steps), params, targets,
         loss_weights, state, jax.ShapeDtypeStruct((), jnp.int32))
     return init_fn, chunk_fn, init_s + chunk_s

@@ -4,7 +4,9 @@ Both are opt-in calls for programs (the CLI, benchmarks), never made on `import 
 library must not change its host program's JAX configuration behind its back.
 
 - `enable_compile_cache()`: compiled programs are written to disk and reused by later processes
-  with the same shapes, so a second run starts stepping without recompiling. On by default in
+  with the same shapes, so a second run starts stepping without recompiling: JAX's persistent
+  XLA cache for every program, and `jaxstyle.executables` for the targets, init and step
+  programs of `stylize` and pyramids (read back without even tracing them). On by default in
   the CLI; off with `JAXSTYLE_NO_COMPILE_CACHE=1` or `--no-compile-cache`.
 - `count_compiles()`: a context manager listing the XLA compilations inside it (to prove
   that new loss weights, step counts or callback intervals reuse the compiled programs).
@@ -24,9 +26,14 @@ from pathlib import Path
 
 import jax
 
+from jaxstyle import executables
+
 # Environment variables (the CLI's flags map onto the same switches).
 NO_CACHE_ENV = "JAXSTYLE_NO_COMPILE_CACHE"
 HOME_ENV = "JAXSTYLE_HOME"
+# Inside the XLA cache directory: jaxstyle's stored step programs (`jaxstyle.executables`).
+# JAX's own cache only manages the top-level "*-cache" files there, so a subdirectory is safe.
+PROGRAMS_SUBDIR = "jaxstyle-programs"
 
 # XLA CPU flags for the style-transfer objective (measurements in set_xla_cpu_flags).
 CPU_FLAGS: tuple[str, ...] = (
@@ -55,7 +62,8 @@ def default_cache_dir() -> Path:
 
 def enable_compile_cache(path: str | os.PathLike | None = None, *, enabled: bool = True
                          ) -> Path | None:
-    """Turn on JAX's persistent compilation cache; returns the cache directory, or None if off.
+    """Turn on JAX's persistent compilation cache and jaxstyle's program store (in its
+    PROGRAMS_SUBDIR); returns the cache directory, or None if off.
 
     path: the directory (created if missing); default `default_cache_dir()`. A cache directory
     the user already configured through JAX (`JAX_COMPILATION_CACHE_DIR` or
@@ -69,6 +77,7 @@ def enable_compile_cache(path: str | os.PathLike | None = None, *, enabled: bool
     Call it before the first compilation: JAX opens the cache directory once per process.
     """
     if not enabled or _env_true(NO_CACHE_ENV):
+        executables.disable()
         return None
     configured = jax.config.jax_compilation_cache_dir
     if path is None and configured:
@@ -80,6 +89,7 @@ def enable_compile_cache(path: str | os.PathLike | None = None, *, enabled: bool
         jax.config.update("jax_compilation_cache_dir", str(cache_dir))
     jax.config.update("jax_enable_compilation_cache", True)
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+    executables.enable(cache_dir / PROGRAMS_SUBDIR)
     return cache_dir
 
 

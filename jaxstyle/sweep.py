@@ -75,7 +75,7 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from jaxstyle import files, optim
+from jaxstyle import executables, files, optim
 from jaxstyle.config import LossWeights, StyleConfig
 from jaxstyle.image import as_rgb_float32, save_image
 from jaxstyle.losses import prepare_targets
@@ -671,12 +671,12 @@ def sweep(
 
     init_jit, chunk_jit = _programs(mesh, spec, opt, batch, optim.MAX_CHUNK_STEPS)
     n0 = np.int32(0)
-    init_fn, init_s = optim.aot_compile(init_jit, {}, params, targets, lws, image0)
-    state_shape = optim.output_shapes(init_fn)
+    init_fn, init_s = executables.aot_compile(init_jit, {}, params, targets, lws, image0)
+    state_shape = executables.output_shapes(init_fn)
     state_shape = jax.tree.map(
         lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=NamedSharding(mesh, P(AXIS))),
         state_shape)
-    chunk_fn, chunk_s = optim.aot_compile(chunk_jit, {}, params, targets, lws, state_shape, n0)
+    chunk_fn, chunk_s = executables.aot_compile(chunk_jit, {}, params, targets, lws, state_shape, n0)
     jax.block_until_ready(targets)
     t_compiled = time.perf_counter()
 

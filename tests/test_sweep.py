@@ -329,7 +329,7 @@ SHARDED = textwrap.dedent("""
     import jaxstyle
     import importlib
     sw = importlib.import_module("jaxstyle.sweep")
-    from jaxstyle.optim import _COMPILED
+    from jaxstyle.executables import _COMPILED
 
     assert len(jax.devices()) == 4
     w = jaxstyle.random_weights(0)
