@@ -676,7 +676,8 @@ def sweep(
     state_shape = jax.tree.map(
         lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=NamedSharding(mesh, P(AXIS))),
         state_shape)
-    chunk_fn, chunk_s = executables.aot_compile(chunk_jit, {}, params, targets, lws, state_shape, n0)
+    chunk_fn, chunk_s = executables.aot_compile(chunk_jit, {}, params, targets, lws,
+                                                state_shape, n0)
     jax.block_until_ready(targets)
     t_compiled = time.perf_counter()
 

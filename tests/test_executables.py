@@ -16,6 +16,7 @@ import jaxstyle
 from jaxstyle import executables, optim
 from jaxstyle.losses import prepare_targets
 
+
 class LowerSpy:
     """Stands in for a jitted program in `optim` and counts its lowerings (JAX's in-process
     caches hide retracing from its monitoring events, so misses are counted here)."""
