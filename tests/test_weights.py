@@ -439,7 +439,7 @@ def test_download_verifies_caches_and_then_stays_offline(default_from, tmp_path,
     assert_same_params(w.params, ref)
     cached = cache / W.DEFAULT_FILENAME
     assert w.source == str(cached)
-    assert os.listdir(cache) == [W.DEFAULT_FILENAME]
+    assert sorted(os.listdir(cache)) == [f".{W.DEFAULT_FILENAME}.verified", W.DEFAULT_FILENAME]
     size = cached.stat().st_size
     assert _Handler.hits[hits:] == ["/notop.h5"] and url.endswith("/notop.h5")
     assert calls[0] == (0, size) and calls[-1] == (size, size)
@@ -450,6 +450,38 @@ def test_download_verifies_caches_and_then_stays_offline(default_from, tmp_path,
     again = jaxstyle.load_vgg19(progress=lambda *a: calls.append(a))
     assert_same_params(again.params, ref)
     assert len(_Handler.hits) == hits + 1 and calls[-1] == (size, size)
+
+
+def test_verified_cache_is_not_hashed_again_until_it_changes(default_from, tmp_path, ref,
+                                                              monkeypatch):
+    default_from()
+    jaxstyle.load_vgg19(cache_dir=tmp_path)  # downloaded, verified, stamped
+    cached = tmp_path / W.DEFAULT_FILENAME
+    hashed = []
+    real_check, real_open = W._checksum_error, W._urlopen
+    monkeypatch.setattr(W, "_checksum_error", lambda *a: hashed.append(a) or real_check(*a))
+    monkeypatch.setattr(W, "_urlopen", _no_network)
+
+    assert_same_params(jaxstyle.load_vgg19(cache_dir=tmp_path).params, ref)
+    assert hashed == []  # unchanged since verified: the stamp stands for the MD5
+    st = cached.stat()
+    os.utime(cached, ns=(st.st_atime_ns, st.st_mtime_ns + 1_000_000))  # rewritten, same bytes
+    jaxstyle.load_vgg19(cache_dir=tmp_path)
+    assert len(hashed) == 1  # hashed again, passed, stamped again
+    jaxstyle.load_vgg19(cache_dir=tmp_path)
+    assert len(hashed) == 1
+
+    # Damaged in place (same size, new mtime): hashed, rejected, and fetched again.
+    data = bytearray(cached.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    cached.write_bytes(bytes(data))
+    monkeypatch.setattr(W, "_urlopen", real_open)
+    assert_same_params(jaxstyle.load_vgg19(cache_dir=tmp_path).params, ref)
+    assert len(hashed) == 3  # the damaged file, then the new download
+    # A stamp for another checksum (a new published file) does not vouch for this one.
+    monkeypatch.setattr(W, "DEFAULT_MD5", "0" * 32)
+    with pytest.raises(W.WeightsError, match="checksum mismatch"):
+        jaxstyle.load_vgg19(cache_dir=tmp_path)
 
 
 def test_wrong_checksum_leaves_nothing(default_from, tmp_path):
