@@ -24,8 +24,10 @@ Anything that could change the traced program changes the key, so a stale execut
 never used: an edit to jaxstyle, an upgrade, another flag all miss and compile afresh (that
 entry is then written next to the old one; delete the directory to reclaim the space, about
 1.6 MB per image size and optimizer at 512 px). An unreadable or incompatible entry is
-treated as a miss and rewritten. Programs of functions without a module-level name (the
-sweep's shard_map closures, which capture their mesh) are not stored: JAX's cache serves them.
+treated as a miss and rewritten. Only single-device programs are stored, each read back for
+its own device (PJRT would otherwise load it for every device of the backend); programs of
+functions without a module-level name (the sweep's shard_map closures, which capture their
+mesh) are not stored either: JAX's cache serves them.
 
 Off unless `enable(directory)` is called; `runtime.enable_compile_cache` does that, with
 `<XLA cache dir>/jaxstyle-programs`, so the CLI's --no-compile-cache and
@@ -52,7 +54,7 @@ from jaxstyle import files
 
 SUFFIX = ".jaxexe"
 # Bumped when the entry layout changes.
-_FORMAT = 1
+_FORMAT = 2
 
 _directory: Path | None = None
 
@@ -153,22 +155,31 @@ def load(key: str) -> Any | None:
     except OSError:
         return None
     try:
-        fmt, serialized, in_tree, out_tree = pickle.loads(blob)
+        fmt, (platform, device_id), serialized, in_tree, out_tree = pickle.loads(blob)
         if fmt != _FORMAT:
             return None
-        return serialize_executable.deserialize_and_load(serialized, in_tree, out_tree)
+        device = next(d for d in jax.devices(platform) if d.id == device_id)
+        # Its one device, named: by default it would be given all of the backend's devices
+        # and fail on a machine with several.
+        return serialize_executable.deserialize_and_load(
+            serialized, in_tree, out_tree, backend=device.client, execution_devices=[device])
     except Exception:  # noqa: BLE001 - a corrupt or foreign entry is a miss, then rewritten
         return None
 
 
 def save(key: str, compiled: Any) -> bool:
-    """Write `compiled` under `key`; False when the store is off or the write failed (a
-    read-only cache directory must not stop a run)."""
+    """Write `compiled` under `key`; False when the store is off, the program spans several
+    devices, or the write failed (a read-only cache directory must not stop a run)."""
     if _directory is None:
         return False
     try:
+        devices = {d for s in jax.tree.leaves(compiled.input_shardings) for d in s.device_set}
+        if len(devices) != 1:
+            return False  # only single-device programs (multi-device ones: JAX's cache)
+        (device,) = devices
         serialized, in_tree, out_tree = serialize_executable.serialize(compiled)
-        blob = pickle.dumps((_FORMAT, serialized, in_tree, out_tree))
+        blob = pickle.dumps((_FORMAT, (device.platform, device.id), serialized, in_tree,
+                             out_tree))
         _directory.mkdir(parents=True, exist_ok=True)
         files.atomic_write(_directory / (key + SUFFIX), lambda f: f.write(blob))
     except Exception:  # noqa: BLE001 - unserializable programs and full disks alike

@@ -209,3 +209,55 @@ def test_a_second_process_steps_without_tracing_the_step_programs(tmp_path):
     assert not {f"jit({p})" for p in programs} & names(second, "backend_compile_duration")
     assert second["total"] == first["total"]
     assert len(list((tmp_path / "xla" / "jaxstyle-programs").iterdir())) == 3
+
+
+TWO_DEVICES = textwrap.dedent("""
+    import json, sys
+    import jax, jax.numpy as jnp, numpy as np
+    from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+    import jaxstyle
+    from jaxstyle import executables
+    from jaxstyle.losses import LossSpec, compute_targets
+
+    executables.enable(sys.argv[1])
+    traced = []
+    jax.monitoring.register_event_duration_secs_listener(
+        lambda event, d, **kw: traced.append(str(kw.get("fun_name")))
+        if event.endswith("jaxpr_trace_duration") else None)
+    second = jax.devices()[1]
+    params = jax.device_put(jaxstyle.random_weights(0).params, second)
+    image = jax.device_put(np.random.default_rng(0).random((32, 32, 3), np.float32), second)
+    blend = jax.device_put(np.ones(1, np.float32), second)
+    spec = LossSpec.from_config(jaxstyle.StyleConfig(), "caffe")
+    fn, _ = executables.aot_compile(compute_targets, dict(spec=spec, with_content=True),
+                                    params, image, [image], blend)
+    gram = fn(params, image, [image], blend).grams["relu1_1"]
+    # A program over both devices is left to JAX's cache.
+    x = jax.device_put(np.arange(8.0, dtype=np.float32),
+                       NamedSharding(Mesh(jax.devices(), ("d",)), P("d")))
+    sharded = jax.jit(jnp.sin).lower(x).compile()
+    print(json.dumps({"traced": "compute_targets" in traced,
+                      "device": [d.id for d in gram.devices()],
+                      "value": float(gram[0, 0]),
+                      "sharded_saved": executables.save("sharded", sharded)}))
+""")
+
+
+def test_single_device_programs_come_back_on_their_device(tmp_path):
+    """With two devices, a program compiled for the second is read back for the second (by
+    default PJRT would load it for all of them, and the call would fail)."""
+    env = dict(os.environ, JAX_PLATFORMS="cpu",
+               XLA_FLAGS="--xla_force_host_platform_device_count=2")
+
+    def run():
+        out = subprocess.run([sys.executable, "-c", TWO_DEVICES, str(tmp_path)], env=env,
+                             capture_output=True, text=True, timeout=300)
+        assert out.returncode == 0, out.stderr
+        return json.loads(out.stdout.strip().splitlines()[-1])
+
+    first, second = run(), run()
+    assert first["device"] == second["device"] == [1]
+    assert second["value"] == first["value"]
+    assert first["traced"] and not second["traced"]  # read back, not compiled
+    assert first["sharded_saved"] is False
+    assert len(list(tmp_path.glob("*" + executables.SUFFIX))) == 1
