@@ -13,7 +13,8 @@ Every measurement runs in a fresh subprocess, so peak memory is per size and per
   time from process start to the first step done, broken into import, weights, targets,
   compile (cache hit) and step.
 - pytorch (per size, when torch is importable): benchmarks/torch_baseline.py, the same
-  objective, same weights (written once to an .npz), same thread count; ratio jax / torch.
+  objective, same weights (written once to an .npz), same thread count, on the same kind of
+  device (CUDA when jax runs on a GPU; none on a TPU); ratio jax / torch.
 - optimizer rows (per size and optimizer, when `jaxstyle.stylize` is importable): a full
   stylize run of --opt-steps iterations (L-BFGS steps include their line-search evaluations),
   cold and then warm (second process); the warm one's "ready": process start to the first
@@ -516,6 +517,10 @@ def _run_json(cmd: list[str], timeout: float, env=None, marker: str = MARKER) ->
     return {"error": f"exit {proc.returncode}: " + " | ".join(tail)}
 
 
+# jax backend -> the PyTorch device of its baseline.
+_TORCH_DEVICE = {"cpu": "cpu", "gpu": "cuda", "cuda": "cuda"}
+
+
 def _torch_available() -> bool:
     import importlib.util
 
@@ -596,11 +601,16 @@ def run_benchmark(args) -> dict:
                 row["flops_per_s"] = row["flops"]["total"] / row["step_s"]
                 if peak_flops:
                     row["fraction_of_matmul_peak"] = row["flops_per_s"] / peak_flops
-            if use_torch:
-                log(f"{size} px: pytorch")
+            # The baseline runs where jax runs (a jax GPU against a CPU PyTorch would be no
+            # comparison): CPU for cpu, CUDA for gpu, none for other backends.
+            torch_device = _TORCH_DEVICE.get(cold.get("backend", "cpu"))
+            if use_torch and torch_device is None:
+                report["notes"].append(f"no PyTorch baseline on the {cold['backend']} backend")
+            elif use_torch:
+                log(f"{size} px: pytorch ({torch_device})")
                 tcmd = [sys.executable, os.path.join(HERE, "torch_baseline.py"), "--size",
                         str(size), "--steps", str(args.steps), "--threads", str(_threads()),
-                        "--weights-npz", weights_npz]
+                        "--weights-npz", weights_npz, "--device", torch_device]
                 row["pytorch"] = _run_json(tcmd, args.timeout, marker="")
                 if "step_s" in row and "step_s" in row["pytorch"]:
                     row["ratio_jax_over_torch"] = row["step_s"] / row["pytorch"]["step_s"]
@@ -640,6 +650,12 @@ def _fmt(v, spec=".2f", scale=1.0, suffix=""):
     return f"{v * scale:{spec}}{suffix}"
 
 
+def _peak_memory(worker: dict) -> float | None:
+    """A worker's peak memory: the device's peak bytes on GPU/TPU, else the process's RSS."""
+    return (worker.get("device_memory", {}).get("peak_bytes_in_use")
+            or worker.get("peak_rss_bytes"))
+
+
 def markdown(report: dict) -> str:
     """The short tables: per-size objective, optimizer runs, sweeps."""
     gb = 1.0 / 2**30
@@ -655,9 +671,7 @@ def markdown(report: dict) -> str:
         if "error" in cold:
             lines.append(f"| {row['size']} | error: {cold['error']} |" + " |" * 10)
             continue
-        mem_c = cold.get("device_memory", {}).get("peak_bytes_in_use") or cold["peak_rss_bytes"]
-        mem_w = warm.get("device_memory", {}).get("peak_bytes_in_use") or warm.get(
-            "peak_rss_bytes")
+        mem_c, mem_w = _peak_memory(cold), _peak_memory(warm)
         lines.append(
             f"| {row['size']} | {_fmt(cold['compile_s'])} s "
             f"| {_fmt(warm.get('ready_s'))} s ({_fmt(warm.get('startup_overhead_s'))} s, "
@@ -665,12 +679,16 @@ def markdown(report: dict) -> str:
             f"| {_fmt(row.get('step_s'), '.3f')} s | {_fmt(pt.get('step_s'), '.3f')} s "
             f"| {_fmt(row.get('ratio_jax_over_torch'))} "
             f"| {_fmt(mem_c, '.2f', gb)}/{_fmt(mem_w, '.2f', gb)} GiB "
-            f"| {_fmt(pt.get('peak_rss_bytes'), '.2f', gb)} GiB "
+            f"| {_fmt(pt.get('device_peak_bytes') or pt.get('peak_rss_bytes'), '.2f', gb)} GiB "
             f"| {_fmt(row['flops']['total'], '.1f', 1e-9)} "
             f"| {_fmt(row.get('flops_per_s'), '.0f', 1e-9)} "
             f"| {_fmt(row.get('fraction_of_matmul_peak'), '.0f', 100)} |")
     peak = report.get("matmul_peak", {}).get("matmul_flops_per_s")
     lines.append("")
+    backends = {row["cold"].get("backend") for row in report["objective"]} - {None, "cpu"}
+    if backends:
+        lines.append(f"(peak RSS columns: device memory on {', '.join(sorted(backends))}, "
+                     "PyTorch's from its CUDA allocator)")
     lines.append(f"float32 matmul peak (best jnp.dot): {_fmt(peak, '.0f', 1e-9)} GFLOP/s; "
                  f"load average {report['machine'].get('load_avg_start')} -> "
                  f"{report['machine'].get('load_avg_end')}")
@@ -690,7 +708,7 @@ def markdown(report: dict) -> str:
                 f"| {_fmt(w.get('timings', {}).get('compile_s'))} s "
                 f"| {_fmt(c['step_s'], '.3f')} s | {_fmt(w.get('ready_s'))} s, "
                 f"{_fmt(w.get('time_to_result_s'))} s "
-                f"| {_fmt(c['peak_rss_bytes'], '.2f', gb)} GiB |")
+                f"| {_fmt(_peak_memory(c), '.2f', gb)} GiB |")
     for s in report["sweeps"]:
         if "error" in s:
             lines += ["", f"sweep: error: {s['error']}"]

@@ -12,7 +12,7 @@ taken with respect to the image only:
 Used by bench.py (in a subprocess per size, so peak RSS is per size) and by tests/test_bench.py
 (value and gradient equal jaxstyle's). Run alone:
 
-    python benchmarks/torch_baseline.py --size 512 --steps 5 --threads 2
+    python benchmarks/torch_baseline.py --size 512 --steps 5 --threads 2 [--device cuda]
 
 prints one JSON object (per-step times, median, peak RSS).
 """
@@ -68,8 +68,10 @@ class TorchObjective:
     """alpha L_c + beta L_s + gamma TV of one (H, W, 3) RGB [0, 1] image, in PyTorch."""
 
     def __init__(self, params, *, content_layers=CONTENT_LAYERS, style_layers=STYLE_LAYERS,
-                 style_layer_weights=None, pooling: str = "max"):
-        self.params = torch_params(params)
+                 style_layer_weights=None, pooling: str = "max", device: str = "cpu"):
+        self.device = torch.device(device)
+        self.params = {name: (k.to(self.device), b.to(self.device))
+                       for name, (k, b) in torch_params(params).items()}
         self.content_layers = tuple(content_layers)
         self.style_layers = tuple(style_layers)
         n = len(self.style_layers)
@@ -83,7 +85,8 @@ class TorchObjective:
     @staticmethod
     def preprocess(image: torch.Tensor) -> torch.Tensor:
         """(H, W, 3) RGB [0, 1] -> (1, 3, H, W) caffe input (BGR, 0-255, minus the mean)."""
-        mean = torch.tensor(CAFFE_MEAN_BGR, dtype=image.dtype).view(1, 3, 1, 1)
+        mean = torch.tensor(CAFFE_MEAN_BGR, dtype=image.dtype, device=image.device)
+        mean = mean.view(1, 3, 1, 1)
         x = image.flip(-1).permute(2, 0, 1)[None] * 255.0 - mean
         return x.contiguous(memory_format=torch.channels_last)
 
@@ -116,16 +119,19 @@ class TorchObjective:
         blend = blend or (1.0,) * len(styles)
         blend = [float(b) / sum(blend) for b in blend]
         with torch.no_grad():
-            cf = self.features(torch.from_numpy(np.asarray(content, np.float32)))
+            cf = self.features(self._tensor(content))
             grams = {}
             for b, style in zip(blend, styles, strict=True):
-                sf = self.features(torch.from_numpy(np.asarray(style, np.float32)))
+                sf = self.features(self._tensor(style))
                 for name in self.style_layers:
                     scale = (cf[name].shape[2] * cf[name].shape[3]) / (
                         sf[name].shape[2] * sf[name].shape[3])
                     g = b * scale * self.gram(sf[name])
                     grams[name] = g if name not in grams else grams[name] + g
         self.targets = ({n: cf[n] for n in self.content_layers}, grams)
+
+    def _tensor(self, image: np.ndarray) -> torch.Tensor:
+        return torch.from_numpy(np.asarray(image, np.float32)).to(self.device)
 
     def loss(self, image: torch.Tensor, alpha: float, beta: float, gamma: float):
         """(total, {"content", "style", "tv"}) as 0-d tensors."""
@@ -145,10 +151,10 @@ class TorchObjective:
 
     def value_and_grad(self, image: np.ndarray | torch.Tensor, alpha=1.0, beta=1e3, gamma=0.0):
         """(total as float, d total / d image as an (H, W, 3) float32 numpy array)."""
-        x = torch.as_tensor(np.asarray(image, np.float32)).clone().requires_grad_(True)
+        x = self._tensor(np.array(image, np.float32)).requires_grad_(True)
         total, _ = self.loss(x, alpha, beta, gamma)
         total.backward()
-        return float(total.detach()), x.grad.numpy()
+        return float(total.detach()), x.grad.cpu().numpy()
 
 
 
@@ -172,14 +178,19 @@ def load_npz_params(path: str) -> dict:
 
 
 def run(size: int, steps: int, threads: int, weights_npz: str | None = None,
-        seed: int = 0) -> dict:
+        seed: int = 0, device: str = "cpu") -> dict:
     """Time `steps` value-and-gradient evaluations at (size, size) after one warm-up step.
 
     Weights come from `weights_npz` (written by bench.py from jaxstyle.random_weights, so this
     process never imports jax and its peak RSS is PyTorch's alone), or else from
-    jaxstyle.random_weights(seed) directly.
+    jaxstyle.random_weights(seed) directly. device "cuda": on the GPU (bench.py's baseline for
+    a jax GPU backend), each step timed up to a synchronize, peak memory from PyTorch's
+    allocator.
     """
     t_start = time.perf_counter()
+    if device == "cuda" and not torch.cuda.is_available():
+        raise SystemExit(f"torch {torch.__version__} has no CUDA device here")
+    cuda = device == "cuda"
     torch.set_num_threads(threads)
     if weights_npz:
         params = load_npz_params(weights_npz)
@@ -188,11 +199,13 @@ def run(size: int, steps: int, threads: int, weights_npz: str | None = None,
         import jaxstyle
 
         params = jaxstyle.random_weights(seed).params
-    obj = TorchObjective(params)
+    obj = TorchObjective(params, device=device)
     del params
     content, style = synthetic_problem(size, seed)
     obj.set_targets(content, [style])
-    x = torch.from_numpy(content.copy()).requires_grad_(True)
+    x = obj._tensor(content.copy()).requires_grad_(True)
+    if cuda:
+        torch.cuda.synchronize()
     # Ready to step: imports, weights and the targets' forward passes done (no compile here).
     ready = time.perf_counter() - _T0
     times, first = [], None
@@ -201,6 +214,8 @@ def run(size: int, steps: int, threads: int, weights_npz: str | None = None,
         x.grad = None
         total, _ = obj.loss(x, 1.0, 1e3, 0.0)
         total.backward()
+        if cuda:
+            torch.cuda.synchronize()
         if first is None:  # the first step pays oneDNN's one-time primitive setup
             first = time.perf_counter() - t
         else:
@@ -208,6 +223,7 @@ def run(size: int, steps: int, threads: int, weights_npz: str | None = None,
     return {
         "framework": "pytorch",
         "torch_version": torch.__version__,
+        "device": torch.cuda.get_device_name() if cuda else "cpu",
         "size": size,
         "threads": torch.get_num_threads(),
         "ready_s": ready,
@@ -216,6 +232,7 @@ def run(size: int, steps: int, threads: int, weights_npz: str | None = None,
         "step_s": statistics.median(times),
         "loss": float(total.detach()),
         "peak_rss_bytes": peak_rss_bytes(),
+        **({"device_peak_bytes": torch.cuda.max_memory_allocated()} if cuda else {}),
         "total_s": time.perf_counter() - t_start,
     }
 
@@ -227,8 +244,10 @@ def main(argv=None) -> int:
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--weights-npz", default=None,
                         help="jaxstyle-format .npz of the weights (default: random_weights(0))")
+    parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     args = parser.parse_args(argv)
-    print(json.dumps(run(args.size, args.steps, args.threads, args.weights_npz)))
+    print(json.dumps(run(args.size, args.steps, args.threads, args.weights_npz,
+                         device=args.device)))
     return 0
 
 

@@ -123,3 +123,20 @@ def test_pytorch_weights_are_oihw(torch_baseline, weights):
     oihw = converted["conv2_1"][0].numpy()
     assert oihw.shape == (128, 64, 3, 3)
     assert oihw[5, 7, 0, 2] == kernel[0, 2, 7, 5]
+
+
+def test_pytorch_baseline_runs_on_cpu_and_refuses_a_missing_gpu(torch_baseline):
+    import torch
+
+    out = torch_baseline.run(32, 1, 1)
+    assert out["device"] == "cpu" and out["step_s"] > 0 and "device_peak_bytes" not in out
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA: the refusal cannot be checked")
+    with pytest.raises(SystemExit, match="no CUDA device"):
+        torch_baseline.run(32, 1, 1, device="cuda")
+
+
+def test_peak_memory_prefers_the_device_figure():
+    assert bench._peak_memory({"peak_rss_bytes": 5, "device_memory": {}}) == 5
+    assert bench._peak_memory({"peak_rss_bytes": 5,
+                               "device_memory": {"peak_bytes_in_use": 7}}) == 7
