@@ -48,7 +48,6 @@ from typing import Any
 
 import jax
 import numpy as np
-from jax.experimental import serialize_executable
 
 from jaxstyle import files
 
@@ -125,23 +124,27 @@ def directory() -> Path | None:
 
 def program_key(jitted: Any, static: dict[str, Any], args: tuple[Any, ...]) -> str | None:
     """A hex digest naming the executable of `jitted(*args, **static)`, or None when the
-    program cannot be named without tracing (a function without a module-level name)."""
+    program cannot be named without tracing (a function without a module-level name) or this
+    JAX lacks an API the key needs (the store then stays out of the way)."""
     fun = getattr(jitted, "__wrapped__", jitted)
     module, name = getattr(fun, "__module__", None), getattr(fun, "__qualname__", "")
     if not module or not name or "<" in name:  # lambdas and closures: no stable name
         return None
-    leaves, treedef = jax.tree.flatten(args)
-    parts = [
-        f"format={_FORMAT}",
-        f"function={module}.{name}",
-        f"static={sorted((k, repr(v)) for k, v in static.items())!r}",
-        f"tree={treedef}",
-        *(f"leaf={tuple(np.shape(a))},{np.dtype(a.dtype).name},"
-          f"{bool(getattr(a, 'weak_type', False))},{getattr(a, 'sharding', None)!r}"
-          for a in leaves),
-        _environment(),
-        f"config={sorted((k, repr(v)) for k, v in jax.config.values.items())!r}",
-    ]
+    try:
+        leaves, treedef = jax.tree.flatten(args)
+        parts = [
+            f"format={_FORMAT}",
+            f"function={module}.{name}",
+            f"static={sorted((k, repr(v)) for k, v in static.items())!r}",
+            f"tree={treedef}",
+            *(f"leaf={tuple(np.shape(a))},{np.dtype(a.dtype).name},"
+              f"{bool(getattr(a, 'weak_type', False))},{getattr(a, 'sharding', None)!r}"
+              for a in leaves),
+            _environment(),
+            f"config={sorted((k, repr(v)) for k, v in jax.config.values.items())!r}",
+        ]
+    except Exception:  # noqa: BLE001 - e.g. jax.config.values gone in a later JAX
+        return None
     return hashlib.sha256("\n".join(parts).encode()).hexdigest()
 
 
@@ -161,6 +164,8 @@ def load(key: str) -> Any | None:
         device = next(d for d in jax.devices(platform) if d.id == device_id)
         # Its one device, named: by default it would be given all of the backend's devices
         # and fail on a machine with several.
+        from jax.experimental import serialize_executable  # an experimental API: see save
+
         return serialize_executable.deserialize_and_load(
             serialized, in_tree, out_tree, backend=device.client, execution_devices=[device])
     except Exception:  # noqa: BLE001 - a corrupt or foreign entry is a miss, then rewritten
@@ -177,6 +182,10 @@ def save(key: str, compiled: Any) -> bool:
         if len(devices) != 1:
             return False  # only single-device programs (multi-device ones: JAX's cache)
         (device,) = devices
+        # Imported here: an experimental module, so a JAX that moves it turns the store off
+        # (ImportError below) instead of breaking `import jaxstyle`.
+        from jax.experimental import serialize_executable
+
         serialized, in_tree, out_tree = serialize_executable.serialize(compiled)
         blob = pickle.dumps((_FORMAT, (device.platform, device.id), serialized, in_tree,
                              out_tree))
