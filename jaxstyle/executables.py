@@ -98,6 +98,8 @@ def output_shapes(compiled: Any) -> Any:
 
 
 def _signature(args: Any) -> Any:
+    """(treedef, per leaf (shape, dtype, weak type, sharding)): what a compiled program of
+    these arguments depends on, besides the function and its static arguments."""
     leaves, treedef = jax.tree.flatten(args)
     return treedef, tuple(
         (tuple(np.shape(a)), str(a.dtype), bool(getattr(a, "weak_type", False)),
@@ -131,15 +133,11 @@ def program_key(jitted: Any, static: dict[str, Any], args: tuple[Any, ...]) -> s
     if not module or not name or "<" in name:  # lambdas and closures: no stable name
         return None
     try:
-        leaves, treedef = jax.tree.flatten(args)
         parts = [
             f"format={_FORMAT}",
             f"function={module}.{name}",
             f"static={sorted((k, repr(v)) for k, v in static.items())!r}",
-            f"tree={treedef}",
-            *(f"leaf={tuple(np.shape(a))},{np.dtype(a.dtype).name},"
-              f"{bool(getattr(a, 'weak_type', False))},{getattr(a, 'sharding', None)!r}"
-              for a in leaves),
+            f"signature={_signature(args)!r}",  # the in-process key's, spelled out
             _environment(),
             f"config={sorted((k, repr(v)) for k, v in jax.config.values.items())!r}",
         ]
