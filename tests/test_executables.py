@@ -107,12 +107,22 @@ def test_a_corrupt_entry_is_recompiled_and_rewritten(store, problem, monkeypatch
         assert executables.load(entry.name[:-len(executables.SUFFIX)]) is not None
 
 
-def test_store_off_writes_nothing(tmp_path, problem, monkeypatch):
-    monkeypatch.setattr(executables, "_COMPILED", {})
-    executables.disable()
-    _compile(problem)
-    assert executables.directory() is None
-    assert not list(tmp_path.rglob("*"))
+def test_cache_switched_off_turns_the_store_off(tmp_path, problem, monkeypatch):
+    """--no-compile-cache (enabled=False) and JAXSTYLE_NO_COMPILE_CACHE switch the store off
+    too: a store that was on writes nothing more."""
+    from jaxstyle import runtime
+
+    for off in (dict(enabled=False), dict(env=True)):
+        monkeypatch.setattr(executables, "_COMPILED", {})
+        executables.enable(tmp_path / "programs")
+        if off.get("env"):
+            monkeypatch.setenv(runtime.NO_CACHE_ENV, "1")
+            assert runtime.enable_compile_cache(tmp_path / "xla") is None
+        else:
+            assert runtime.enable_compile_cache(tmp_path / "xla", enabled=False) is None
+        _compile(problem)
+        assert executables.directory() is None
+        assert not list(tmp_path.rglob("*"))
 
 
 def test_key_names_everything_that_shapes_the_program(problem):
