@@ -26,6 +26,7 @@ compiled programs by shape, so a second pyramid with the same stage shapes compi
 from __future__ import annotations
 
 import dataclasses
+import math
 import time
 from collections.abc import Callable
 from typing import Any
@@ -117,7 +118,8 @@ def stylize_pyramid(
     a list, at their original sizes (resized per stage by `config.style_scale`).
     `config.scales` None runs one stage at the content's own size (like `stylize`, but with
     the styles resized by style_scale). Other arguments as `stylize`; the callback gets a
-    `StageProgress` and may stop the whole pyramid by returning False.
+    `StageProgress` every `callback_every` steps of the whole pyramid (`progress.step`) and
+    at the end of each stage, and may stop the whole pyramid by returning False.
     """
     t_start = time.perf_counter()
     config = StyleConfig() if config is None else config
@@ -150,10 +152,13 @@ def stylize_pyramid(
         stage_callback = None
         if callback is not None:
             stage_callback = _stage_callback(callback, k, len(shapes), shape, steps_before,
-                                             total_steps)
+                                             total_steps, callback_every)
+        # Chunks end at multiples of the stage's interval from the stage's start; with
+        # gcd(callback_every, steps_before) they also end at every whole-pyramid multiple of
+        # callback_every, where the stage callback passes the call on.
         result = stylize(stage_content, stage_styles, weights=weights, config=stage_config,
                          loss_weights=loss_weights, callback=stage_callback,
-                         callback_every=callback_every)
+                         callback_every=math.gcd(callback_every, steps_before))
         # Only host copies cross a stage boundary: this stage's device buffers are gone.
         del stage_content, stage_styles, init
         stages.append(result)
@@ -165,8 +170,13 @@ def stylize_pyramid(
                     total_s=time.perf_counter() - t_start)
 
 
-def _stage_callback(callback, stage, num_stages, shape, steps_before, total_steps):
+def _stage_callback(callback, stage, num_stages, shape, steps_before, total_steps, every):
+    """The stage's callback for `stylize`: calls `callback` at the pyramid's steps that are
+    multiples of `every`, and at the stage's last step."""
+
     def stage_callback(progress: Progress) -> bool | None:
+        if (steps_before + progress.step) % every and progress.step < progress.total_steps:
+            return None
         return callback(StageProgress(progress, stage=stage, num_stages=num_stages,
                                       shape=shape, steps_before=steps_before,
                                       total_steps=total_steps))

@@ -106,9 +106,10 @@ def test_each_stage_starts_from_the_upsampled_previous_result(weights, images, p
 def test_progress_spans_the_pyramid(pyramid_run):
     _, calls = pyramid_run
     total = sum(STAGE_ITERATIONS)
-    # callback_every=2: stage 0 reports steps 2 and 3 (its end); stage 1 steps 2 and 4.
-    assert [(c[0], c[3], c[5]) for c in calls] == [(0, 2, 2), (0, 3, 3), (1, 5, 2),
-                                                   (1, 7, 4)]
+    # callback_every=2 counts the pyramid's steps: stage 0 (3 steps) reports steps 2 and 3
+    # (its end); stage 1 (4 steps) steps 4 and 6, then 7 (its end): its own steps 1, 3, 4.
+    assert [(c[0], c[3], c[5]) for c in calls] == [(0, 2, 2), (0, 3, 3), (1, 4, 1),
+                                                   (1, 6, 3), (1, 7, 4)]
     for stage, num, shape, _, total_steps, _, stage_total, image_shape in calls:
         assert num == 2 and total_steps == total
         assert shape == SHAPES[stage] and image_shape == (*SHAPES[stage], 3)
