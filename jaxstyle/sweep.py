@@ -70,7 +70,6 @@ from pathlib import Path
 from typing import Any
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
@@ -267,18 +266,15 @@ def pad_settings(tree: Any, multiple: int) -> tuple[Any, int]:
 def map_settings(f: Callable[..., Any], xs: Any, batch_size: int) -> Any:
     """`f` over the leading axis of the pytree `xs`, B = `batch_size` at a time.
 
-    K = 1: `f` itself, unbatched. B = 1: `lax.map` (a scan; one setting at a time,
-    unbatched, so a zoom line search keeps its real conds and loops). B >= K: one `jax.vmap`.
-    Otherwise `lax.map(batch_size=B)`: a scan over vmapped batches of B, the remainder
-    K mod B as one more vmap. (A vmap even of one setting turns the line search's conds
-    into selects that run both branches: K = 1 zoom L-BFGS at 128 px took 2.28 s for 5
+    B = 1 or K = 1: `lax.map` (a scan; one setting at a time, unbatched, so a zoom line
+    search keeps its real conds and loops; XLA drops the loop of a scan of one). B >= K: one
+    `jax.vmap`. Otherwise `lax.map(batch_size=B)`: a scan over vmapped batches of B, the
+    remainder K mod B as one more vmap. (A vmap even of one setting turns the line search's
+    conds into selects that run both branches: K = 1 zoom L-BFGS at 128 px took 2.28 s for 5
     steps vmapped against 1.33 s unbatched.)
     """
     k = int(jax.tree.leaves(xs)[0].shape[0])
-    if k == 1:
-        out = f(*jax.tree.map(lambda a: a[0], xs))
-        return jax.tree.map(lambda a: jnp.expand_dims(a, 0), out)
-    if batch_size == 1:
+    if min(batch_size, k) == 1:
         return jax.lax.map(lambda x: f(*x), xs)
     if batch_size >= k:
         return jax.vmap(lambda x: f(*x))(xs)

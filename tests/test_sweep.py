@@ -119,19 +119,20 @@ def test_map_settings_equals_loop(batch):
 
 
 def test_one_setting_runs_unbatched():
-    """K = 1 calls f itself (no vmap, no scan): the step loop keeps its real conds."""
+    """K = 1 (whatever the batch size) runs f unbatched: its conds stay conds (a vmap, even of
+    one, would turn them into selects that run both branches)."""
     xs = (np.full((1,), 3.0, np.float32), np.ones((1, 2), np.float32))
 
     def f(a, b):
-        return jax.lax.while_loop(lambda c: c[0] < a, lambda c: (c[0] + 1, c[1] * 1.5),
-                                  (jnp.zeros((), jnp.float32), b))[1]
+        return jax.lax.cond(a > 2, lambda b: b * 1.5, lambda b: b - 1.0, b)
 
-    jaxpr = jax.make_jaxpr(lambda x: sw.map_settings(f, x, 1))(xs)
-    (loop,) = [e for e in jaxpr.jaxpr.eqns if e.primitive.name == "while"]
-    assert [v.aval.shape for v in loop.outvars] == [(), (2,)]  # vmapped: (1,), (1, 2)
-    assert not any(e.primitive.name == "scan" for e in jaxpr.jaxpr.eqns)
-    got = jax.jit(lambda x: sw.map_settings(f, x, 1))(xs)
-    np.testing.assert_allclose(got, np.ones((1, 2)) * 1.5 ** 3, rtol=1e-6)
+    for batch in (1, 4):
+        compiled = jax.jit(lambda x, batch=batch: sw.map_settings(f, x, batch)).lower(xs)
+        assert "conditional(" in compiled.compile().as_text(), batch
+        got = jax.jit(lambda x, batch=batch: sw.map_settings(f, x, batch))(xs)
+        np.testing.assert_allclose(got, np.ones((1, 2)) * 1.5, rtol=1e-6)
+    vmapped = jax.jit(jax.vmap(lambda a, b: f(a, b))).lower(*xs).compile().as_text()
+    assert "conditional(" not in vmapped  # what the check tells apart
 
 
 def test_auto_batch_size(monkeypatch):
