@@ -329,7 +329,8 @@ def drive(run_chunk: Callable[[Any, np.int32], tuple[Any, Any]], state: Any,
     """
     done, last_notified, interrupted = 0, None, False
     rows: list[np.ndarray] = []
-    while not interrupted and done < total_steps and alive(state):
+    live = alive(state)  # each a device-to-host fetch: asked once per chunk
+    while live and not interrupted and done < total_steps:
         n = min(MAX_CHUNK_STEPS, total_steps - done)
         if notify is not None:
             n = min(n, callback_every - done % callback_every)
@@ -337,7 +338,8 @@ def drive(run_chunk: Callable[[Any, np.int32], tuple[Any, Any]], state: Any,
         ran = steps_run(state) - done
         rows.append(take(history, ran))  # sliced on the host: no new programs
         done += ran
-        if not alive(state):
+        live = alive(state)
+        if not live:
             break
         if notify is not None and (done % callback_every == 0 or done == total_steps):
             last_notified = done
