@@ -81,9 +81,12 @@ def test_quick_run_end_to_end(tmp_path):
     if callable(getattr(jaxstyle, "stylize", None)):
         (opt,) = report["optimizers"]
         assert opt["optimizer"] == "adam" and "error" not in opt["cold"], opt
-        assert opt["cold"]["iterations"] == 2 and opt["warm"]["cache_hits"] >= 1
-        warm_opt = opt["warm"]
-        assert 0 < warm_opt["ready_s"] < warm_opt["time_to_result_s"]
+        assert opt["cold"]["iterations"] == 2 and "error" not in opt["warm"], opt
+        # The second process reads its programs back (jaxstyle's store, JAX's cache for the
+        # rest) and is ready sooner than the cold one, which compiled them.
+        cold_opt, warm_opt = opt["cold"], opt["warm"]
+        assert warm_opt["timings"]["compile_s"] < cold_opt["timings"]["compile_s"]
+        assert warm_opt["ready_s"] < cold_opt["ready_s"]
     else:
         assert any("stylize" in n for n in report["notes"])
 

@@ -295,7 +295,7 @@ def test_nonfinite_setting_freezes_alone(weights, images, adam_sweep):
     np.testing.assert_allclose(r.histories["total"][~bad], same, rtol=1e-5)
     noise = np.random.default_rng(ADAM.seed).random(images[0].shape, np.float32)
     np.testing.assert_array_equal(r.images[2], noise)  # the initial image, untouched
-    manifest = json.loads(json.dumps(r.manifest()))  # NaN-free JSON
+    manifest = json.loads(json.dumps(r.manifest(), allow_nan=False))  # NaN-free JSON
     assert [s["nonfinite"] for s in manifest["settings"]] == bad.tolist()
 
 
