@@ -14,9 +14,10 @@ Sources (detected by content, not by extension):
 - jaxstyle `.npz`: flat keys `conv1_1/kernel`, `conv1_1/bias`, ... and a 0-d string array
   `convention`; loaded with `allow_pickle=False`.
 
-Every loaded set is checked key by key and shape by shape against `jax.eval_shape` of the
-model's init. The default source is the Keras notop file from its canonical URL, MD5-verified
-and cached (see `load_vgg19`).
+Every loaded set is checked key by key and shape by shape against the model's params
+(`vgg.param_shapes`; a test checks that table against `jax.eval_shape` of the model's init).
+The default source is the Keras notop file from its canonical URL, MD5-verified and cached
+(see `load_vgg19`).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ import contextlib
 import functools
 import hashlib
 import http.client
+import math
 import os
 import pickle
 import re
@@ -35,7 +37,7 @@ import urllib.request
 import zipfile
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 
 import jax
 import numpy as np
@@ -469,7 +471,14 @@ class _StorageType:
 
 def _rebuild_tensor_v2(storage, storage_offset, size, stride, requires_grad, backward_hooks,
                        metadata=None):  # fmt: skip
-    """NumPy stand-in for `torch._utils._rebuild_tensor_v2`: a bounds-checked strided view."""
+    """NumPy stand-in for `torch._utils._rebuild_tensor_v2`: a read-only strided view of the
+    storage, bounds-checked, not a copy (the legacy format fills its storages after the
+    pickle; the views see that).
+
+    A record may not describe more elements than its storage holds past the offset, nor a
+    zero stride along an axis longer than 1: otherwise a few bytes of pickle could describe a
+    huge array, which the first copy of it would allocate.
+    """
     ints = (
         isinstance(storage, np.ndarray)
         and isinstance(storage_offset, int)
@@ -481,41 +490,41 @@ def _rebuild_tensor_v2(storage, storage_offset, size, stride, requires_grad, bac
     )
     if not ints:
         raise pickle.UnpicklingError("malformed tensor record")
-    if 0 in size:
+    count = math.prod(size)
+    if count == 0:
         return np.zeros(size, storage.dtype)
     last = storage_offset + sum((n - 1) * s for n, s in zip(size, stride, strict=True))
-    if last >= storage.size:
-        raise pickle.UnpicklingError("tensor record reaches past the end of its storage")
-    base = storage[storage_offset:]
-    view = np.lib.stride_tricks.as_strided(
-        base, shape=size, strides=[s * storage.itemsize for s in stride], writeable=False
-    )
-    return np.array(view)  # a copy: the checks above keep every element inside `base`
+    if (last >= storage.size or count > storage.size - storage_offset
+            or any(s == 0 for n, s in zip(size, stride, strict=True) if n > 1)):
+        raise pickle.UnpicklingError("tensor record reaches past or repeats its storage")
+    return np.lib.stride_tricks.as_strided(
+        storage[storage_offset:], shape=size, strides=[s * storage.itemsize for s in stride],
+        writeable=False)
 
 
 class _RestrictedUnpickler(pickle.Unpickler):
     """Unpickles a PyTorch state dict without torch and without running pickled code.
 
-    find_class admits only the globals a tensor state dict uses, mapped to NumPy stand-ins;
-    any other global is refused. persistent_load turns each storage record into a 1-D array
-    through `storage_data(key, dtype, numel)`; `rebuild` makes a tensor of a storage (default:
-    an array copied out of it at once; the legacy format defers this, its storages follow the
-    pickle).
+    find_class admits only the globals a tensor state dict uses, mapped to NumPy stand-ins
+    (fresh objects: a pickle's BUILD cannot alter the module's functions); any other global
+    is refused. persistent_load turns each storage record into a 1-D array through
+    `storage_data(key, dtype, numel)`. byteorder: "little" or "big".
     """
 
     def __init__(self, file, byteorder: str,
-                 storage_data: Callable[[str, np.dtype, int], np.ndarray],
-                 rebuild: Callable[..., Any] | None = None):
+                 storage_data: Callable[[str, np.dtype, int], np.ndarray]):
         super().__init__(file)
-        self._byteorder, self._storage_data = byteorder, storage_data
-        self._rebuild = rebuild or _rebuild_tensor_v2
+        if byteorder not in ("little", "big"):
+            raise pickle.UnpicklingError(f"unknown byteorder {byteorder!r:.20}")
+        self._byteorder = "<" if byteorder == "little" else ">"
+        self._storage_data = storage_data
         self._storages: dict[str, np.ndarray] = {}
 
     def find_class(self, module: str, name: str):
         if (module, name) == ("torch._utils", "_rebuild_tensor_v2"):
-            return self._rebuild
+            return lambda *args: _rebuild_tensor_v2(*args)
         if (module, name) == ("torch._utils", "_rebuild_tensor"):  # torch < 0.4
-            return lambda storage, offset, size, stride: self._rebuild(
+            return lambda storage, offset, size, stride: _rebuild_tensor_v2(
                 storage, offset, size, stride, False, None)
         if (module, name) == ("collections", "OrderedDict"):
             return collections.OrderedDict
@@ -547,38 +556,40 @@ class _RestrictedUnpickler(pickle.Unpickler):
         return storage[view[1]:view[1] + view[2]]  # a view: legacy data is filled in later
 
 
-def _restricted_torch_load(path: Path) -> Any:
-    """torch.load for tensor state dicts in the zip format, with NumPy arrays as tensors."""
+@contextlib.contextmanager
+def _torch_file(path: Path):
+    """The restricted readers' one error mapping: a refused pickle, or a corrupt file."""
     try:
-        with zipfile.ZipFile(path) as z:
-            pkl = next(n for n in z.namelist() if n == "data.pkl" or n.endswith("/data.pkl"))
-            prefix = pkl[: -len("data.pkl")]
-            names = set(z.namelist())
-            order = "little"  # files written before the byteorder record were little-endian
-            if prefix + "byteorder" in names:
-                order = z.read(prefix + "byteorder").decode()
-            if order not in ("little", "big"):
-                raise pickle.UnpicklingError(f"unknown byteorder {order!r}")
-
-            def storage_data(key: str, dtype: np.dtype, numel: int) -> np.ndarray:
-                try:
-                    raw = z.read(f"{prefix}data/{key}")
-                except KeyError:
-                    raise pickle.UnpicklingError(
-                        f"storage {key} is missing from the archive") from None
-                if len(raw) != numel * dtype.itemsize:
-                    raise pickle.UnpicklingError(
-                        f"storage {key} holds {len(raw)} bytes, expected {numel} x "
-                        f"{dtype.itemsize}")
-                return np.frombuffer(raw, dtype)
-
-            with z.open(pkl) as f:
-                return _RestrictedUnpickler(f, "<" if order == "little" else ">",
-                                            storage_data).load()
+        yield
     except pickle.UnpicklingError as e:
         raise _refused(path, e) from e
-    except (zipfile.BadZipFile, OSError, EOFError, ValueError, TypeError, AttributeError) as e:
-        raise WeightsError(f"{path} is a corrupt PyTorch checkpoint: {e}") from e
+    except (zipfile.BadZipFile, OSError, EOFError, ValueError, TypeError, AttributeError,
+            KeyError, RecursionError) as e:
+        raise WeightsError(f"{path} is a corrupt PyTorch checkpoint: {e!s:.200}") from e
+
+
+def _restricted_torch_load(path: Path) -> Any:
+    """torch.load for tensor state dicts in the zip format, with NumPy arrays as tensors."""
+    with _torch_file(path), zipfile.ZipFile(path) as z:
+        pkl = next(n for n in z.namelist() if n == "data.pkl" or n.endswith("/data.pkl"))
+        prefix = pkl[: -len("data.pkl")]
+        names = set(z.namelist())
+        order = "little"  # files written before the byteorder record were little-endian
+        if prefix + "byteorder" in names:
+            order = z.read(prefix + "byteorder").decode()
+
+        def storage_data(key: str, dtype: np.dtype, numel: int) -> np.ndarray:
+            name = f"{prefix}data/{key}"
+            if name not in names:
+                raise pickle.UnpicklingError(f"storage {key} is missing from the archive")
+            size = z.getinfo(name).file_size  # checked before anything is decompressed
+            if size != numel * dtype.itemsize:
+                raise pickle.UnpicklingError(
+                    f"storage {key} holds {size} bytes, expected {numel} x {dtype.itemsize}")
+            return np.frombuffer(z.read(name), dtype)
+
+        with z.open(pkl) as f:
+            return _RestrictedUnpickler(f, order, storage_data).load()
 
 
 # PyTorch's legacy (pre-1.6) `torch.save` layout: four pickles, then the raw storages.
@@ -593,71 +604,47 @@ class _PlainUnpickler(pickle.Unpickler):
         raise pickle.UnpicklingError(f"forbidden global {module}.{name}")
 
 
-class _DeferredTensor(NamedTuple):
-    """A legacy-format tensor record, made into an array once its storage has been read."""
-
-    storage: Any
-    offset: Any
-    size: Any
-    stride: Any
-
-
 def _restricted_legacy_torch_load(path: Path) -> Any:
     """torch.load for tensor state dicts in the legacy format, with NumPy arrays as tensors.
 
     Layout (torch.serialization._legacy_save): pickles of the magic number, the protocol
     version and {"little_endian": bool, ...}; the object pickle, whose storage records
     ("storage", type, key, location, numel, view) carry no data; a pickle of the storage
-    keys; then for each key in that order an int64 element count and the raw elements.
+    keys; then for each key in that order an int64 element count and the raw elements. The
+    storages are allocated while the object pickle is read (never more bytes than the file
+    has) and filled after it; the tensors are views of them.
     """
-
-    def deferred(storage, offset, size, stride, requires_grad, hooks, metadata=None):
-        return _DeferredTensor(storage, offset, size, stride)
-
-    def materialize(obj: Any) -> Any:
-        if isinstance(obj, _DeferredTensor):
-            return _rebuild_tensor_v2(obj.storage, obj.offset, obj.size, obj.stride, False, None)
-        if isinstance(obj, dict):
-            out = type(obj)() if isinstance(obj, collections.OrderedDict) else {}
-            out.update((k, materialize(v)) for k, v in obj.items())
-            return out
-        if isinstance(obj, (list, tuple)):
-            return type(obj)(materialize(v) for v in obj)
-        return obj
-
     buffers: dict[str, np.ndarray] = {}
+    with _torch_file(path), open(path, "rb") as f:
+        budget = [os.fstat(f.fileno()).st_size]
 
-    def storage_data(key: str, dtype: np.dtype, numel: int) -> np.ndarray:
-        buffers[key] = np.zeros(numel, dtype)
-        return buffers[key]
+        def storage_data(key: str, dtype: np.dtype, numel: int) -> np.ndarray:
+            if numel * dtype.itemsize > budget[0]:
+                raise EOFError(f"its storages need more bytes than the file holds (storage "
+                               f"{key}: {numel} elements): truncated")
+            budget[0] -= numel * dtype.itemsize
+            buffers[key] = np.zeros(numel, dtype)
+            return buffers[key]
 
-    try:
-        with open(path, "rb") as f:
-            magic = _PlainUnpickler(f).load()
-            protocol = _PlainUnpickler(f).load()
-            info = _PlainUnpickler(f).load()
-            if magic != _LEGACY_MAGIC or protocol != _LEGACY_PROTOCOL or not isinstance(
-                    info, dict):
-                raise pickle.UnpicklingError("not a PyTorch checkpoint (no legacy header)")
-            order = "little" if info.get("little_endian", True) else "big"
-            state = _RestrictedUnpickler(f, "<" if order == "little" else ">", storage_data,
-                                         rebuild=deferred).load()
-            keys = _PlainUnpickler(f).load()
-            if not (isinstance(keys, list) and sorted(map(str, keys)) == sorted(buffers)):
-                raise ValueError("its storage list does not match its tensors")
-            for key in map(str, keys):
-                buf = buffers[key]
-                numel = int.from_bytes(f.read(8), order, signed=True)
-                if numel != buf.size:
-                    raise ValueError(f"storage {key} has {numel} elements, expected {buf.size}")
-                raw = buf.view(np.uint8)
-                if f.readinto(memoryview(raw)) != raw.size:
-                    raise EOFError(f"storage {key} is cut short")
-        return materialize(state)
-    except pickle.UnpicklingError as e:
-        raise _refused(path, e) from e
-    except (OSError, EOFError, ValueError, TypeError, AttributeError, KeyError) as e:
-        raise WeightsError(f"{path} is a corrupt PyTorch checkpoint: {e}") from e
+        magic = _PlainUnpickler(f).load()
+        protocol = _PlainUnpickler(f).load()
+        info = _PlainUnpickler(f).load()
+        if magic != _LEGACY_MAGIC or protocol != _LEGACY_PROTOCOL or not isinstance(info, dict):
+            raise pickle.UnpicklingError("not a PyTorch checkpoint (no legacy header)")
+        order = "little" if info.get("little_endian", True) else "big"
+        state = _RestrictedUnpickler(f, order, storage_data).load()
+        keys = _PlainUnpickler(f).load()
+        if not (isinstance(keys, list) and sorted(map(str, keys)) == sorted(buffers)):
+            raise ValueError("its storage list does not match its tensors")
+        for key in map(str, keys):
+            buf = buffers[key]
+            numel = int.from_bytes(f.read(8), order, signed=True)
+            if numel != buf.size:
+                raise ValueError(f"storage {key} has {numel} elements, expected {buf.size}")
+            raw = buf.view(np.uint8)
+            if f.readinto(memoryview(raw)) != raw.size:
+                raise EOFError(f"storage {key} is cut short")
+    return state
 
 
 def _refused(path: Path, e: Exception) -> WeightsError:

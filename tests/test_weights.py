@@ -12,6 +12,7 @@ import socket
 import sys
 import threading
 import urllib.error
+import zipfile
 
 import jax
 import jax.numpy as jnp
@@ -572,3 +573,37 @@ def test_cache_dir_resolution(monkeypatch, tmp_path):
     import platformdirs
 
     assert W.weights_cache_dir() == W.Path(platformdirs.user_cache_dir("jaxstyle"))
+
+
+@pytest.fixture(scope="module")
+def repeated_storage_files(tmp_path_factory):
+    """Files torch.save wrote (both formats) holding a (4000, 4000) tensor that repeats a
+    3-element storage (stride 0): 64 MB described by a few bytes."""
+    torch = pytest.importorskip("torch")
+    folder = tmp_path_factory.mktemp("repeated")
+    state = {"features.0.bias": torch.arange(3.0).as_strided((4000, 4000), (0, 0))}
+    paths = []
+    for legacy in (False, True):
+        path = folder / f"repeated_{'legacy' if legacy else 'zip'}.pth"
+        torch.save(state, path, _use_new_zipfile_serialization=not legacy)
+        paths.append(path)
+    return paths
+
+
+def test_a_repeating_tensor_record_is_refused(repeated_storage_files, no_torch):
+    for path in repeated_storage_files:
+        with pytest.raises(W.WeightsError, match="refused.*repeats its storage"):
+            jaxstyle.load_vgg19(path)
+
+
+def test_a_pickle_cannot_alter_the_readers_stand_ins(tmp_path, files, ref, no_torch):
+    """BUILD on the rebuild function a file names (here: its __defaults__) must not change
+    how the next file is read."""
+    pkl = (b"\x80\x02ctorch._utils\n_rebuild_tensor_v2\n"  # the function
+           b"N}X\x0c\x00\x00\x00__defaults__)s\x86b.")  # BUILD (None, {__defaults__: ()})
+    bad = tmp_path / "bad.pth"
+    with zipfile.ZipFile(bad, "w") as z:
+        z.writestr("archive/data.pkl", pkl)
+    with pytest.raises(W.WeightsError):
+        jaxstyle.load_vgg19(bad)
+    assert_same_params(jaxstyle.load_vgg19(files("written.pth")).params, ref)
