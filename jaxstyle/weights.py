@@ -691,24 +691,26 @@ def _checksum_error(path: Path, filename: str, expected_md5: str | None) -> str 
     return None
 
 
-def _intact(path: Path, filename: str, md5: str | None) -> bool:
-    """Whether a cached file passes its published checksum (`_checksum_error`).
+def _intact(path: Path, md5: str | None) -> bool:
+    """Whether a cached file passes its published checksum (`_checksum_error`: `md5` and/or
+    a torch.hub hash in its name).
 
     Hashing is skipped when the file is unchanged since it last passed: its stamp (a hidden
-    `.NAME.verified` beside it) records the checksum and the file's size and mtime then. The
-    MD5 of the 80 MB default file costs 0.13 s on an idle core, 0.3 s on a busy one, on every
-    run's way to its first step; any rewrite of the file changes its mtime and is hashed again.
+    `.NAME.verified` beside it) records the checksum and the file's size, inode, mtime and
+    ctime then (ctime cannot be set by hand: copying a file over it with its times kept
+    still changes it). The MD5 of the 80 MB default file costs 0.13 s on an idle core, 0.3 s
+    on a busy one, on every run's way to its first step.
     """
-    if not md5 and not _HUB_HASH.search(filename):
+    if not md5 and not _HUB_HASH.search(path.name):
         return True  # nothing published to check against
     try:
-        if _stamp_path(path).read_text() == _stamp_text(path, filename, md5):
+        if _stamp_path(path).read_text() == _stamp_text(path, md5):
             return True
     except OSError:
         pass
-    if _checksum_error(path, filename, md5) is not None:
+    if _checksum_error(path, path.name, md5) is not None:
         return False
-    _write_stamp(path, filename, md5)
+    _write_stamp(path, md5)
     return True
 
 
@@ -716,13 +718,14 @@ def _stamp_path(path: Path) -> Path:
     return path.with_name(f".{path.name}.verified")
 
 
-def _stamp_text(path: Path, filename: str, md5: str | None) -> str:
+def _stamp_text(path: Path, md5: str | None) -> str:
     st = path.stat()
-    return f"md5={md5 or '-'} name={filename} size={st.st_size} mtime_ns={st.st_mtime_ns}\n"
+    return (f"md5={md5 or '-'} size={st.st_size} inode={st.st_ino} "
+            f"mtime_ns={st.st_mtime_ns} ctime_ns={st.st_ctime_ns}\n")
 
 
-def _write_stamp(path: Path, filename: str, md5: str | None) -> None:
-    text = _stamp_text(path, filename, md5)
+def _write_stamp(path: Path, md5: str | None) -> None:
+    text = _stamp_text(path, md5)
     with contextlib.suppress(OSError):  # a read-only cache: the file is hashed again next time
         files.atomic_write(_stamp_path(path), lambda f: f.write(text.encode()))
 
@@ -735,7 +738,7 @@ def _cached_download(url: str, filename: str, md5: str | None, cache_dir, progre
     directory = weights_cache_dir(cache_dir)
     dest = directory / filename
     if dest.is_file():
-        if _intact(dest, filename, md5):
+        if _intact(dest, md5):
             return dest
         dest.unlink()  # a damaged cache entry is never used
         _stamp_path(dest).unlink(missing_ok=True)
@@ -758,7 +761,7 @@ def _cached_download(url: str, filename: str, md5: str | None, cache_dir, progre
                     _download_help(url, dest, md5, f"checksum mismatch ({mismatch}); discarded")
                 )
             os.replace(tmp, dest)
-            _write_stamp(dest, filename, md5)
+            _write_stamp(dest, md5)
         except BaseException as e:
             if isinstance(e, urllib.error.HTTPError):
                 e.close()  # it holds the response's socket

@@ -472,10 +472,15 @@ def test_verified_cache_is_not_hashed_again_until_it_changes(default_from, tmp_p
     jaxstyle.load_vgg19(cache_dir=tmp_path)
     assert len(hashed) == 1
 
-    # Damaged in place (same size, new mtime): hashed, rejected, and fetched again.
+    # Replaced by a damaged copy of the same size with the same mtime (as `cp -p` would):
+    # the inode and ctime differ, so it is hashed, rejected, and fetched again.
     data = bytearray(cached.read_bytes())
     data[len(data) // 2] ^= 0xFF
-    cached.write_bytes(bytes(data))
+    copy = tmp_path / "copy"
+    copy.write_bytes(bytes(data))
+    st = cached.stat()
+    os.utime(copy, ns=(st.st_atime_ns, st.st_mtime_ns))
+    os.replace(copy, cached)
     monkeypatch.setattr(W, "_urlopen", real_open)
     assert_same_params(jaxstyle.load_vgg19(cache_dir=tmp_path).params, ref)
     assert len(hashed) == 3  # the damaged file, then the new download
