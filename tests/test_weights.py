@@ -73,6 +73,8 @@ def files(tmp_path_factory, weights):
         "written_legacy_0_3.pth": lambda p: wf.write_torch_legacy(p, weights.params,
                                                                    before_0_4=True),
         "strided.pth": lambda p: wf.write_torch_zip(p, weights.params, transposed_view=True),
+        "strided_legacy.pth": lambda p: wf.write_torch_legacy(p, weights.params,
+                                                              transposed_view=True),
         "torch_save.pth": lambda p: wf.write_torch_with_torch(p, weights.params, classifier=True),
         "torch_legacy.pth": lambda p: wf.write_torch_with_torch(p, weights.params, legacy=True),
     }
@@ -116,6 +118,7 @@ def test_keras_and_npz_load_identically(files, ref, name):
     [
         "written.pth",
         "strided.pth",
+        "strided_legacy.pth",
         "written_legacy.pth",
         "written_legacy_0_3.pth",
         pytest.param("torch_save.pth", marks=needs_torch),
@@ -333,9 +336,11 @@ def test_npz_with_extra_layer_and_nan(tmp_path, weights):
         jaxstyle.load_vgg19(tmp_path / "c.npz")
 
 
-def test_torch_extra_key(tmp_path, weights, no_torch):
+@pytest.mark.parametrize("writer", [wf.write_torch_zip, wf.write_torch_legacy],
+                         ids=["zip", "legacy"])
+def test_torch_extra_key(tmp_path, weights, no_torch, writer):
     extra = {"features.37.weight": np.zeros((2, 2, 3, 3), np.float32)}
-    path = wf.write_torch_zip(tmp_path / "e.pth", weights.params, extra_tensors=extra)
+    path = writer(tmp_path / "e.pth", weights.params, extra_tensors=extra)
     with pytest.raises(ValueError, match="e.pth: keys that torchvision's VGG19 does not have: "
                                          "features.37.weight"):  # fmt: skip
         jaxstyle.load_vgg19(path)

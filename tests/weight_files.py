@@ -182,42 +182,48 @@ class _TorchPickler(pickle._Pickler):  # the pure-Python pickler lets us emit GL
     dispatch[_Global] = _save_marker
 
 
-def write_torch_zip(
-    path, params, *, classifier=False, extra=None, extra_tensors=None, transposed_view=False
-) -> Path:
+def _torch_state(params, *, classifier=False, extra=None, extra_tensors=None,
+                 transposed_view=False, before_0_4=False, key=str):
+    """(state dict of _Tensor records, {storage key: _Storage}) for both file layouts.
+
+    extra: more {key: object} entries, e.g. an _Evil; extra_tensors: more {key: array}
+    tensors. transposed_view: conv kernels as non-contiguous views (storage in HWIO order,
+    OIHW strides) to exercise strided rebuilds. key(k): the k-th storage's key.
+    """
+    state = collections.OrderedDict()
+    storages = {}
+    arrays = torch_state_dict_arrays(params, classifier=classifier)
+    arrays.update(extra_tensors or {})
+    for k, (name, value) in enumerate(arrays.items()):
+        if transposed_view and value.ndim == 4:
+            storage = _Storage(key(k), np.ascontiguousarray(value.transpose(2, 3, 1, 0), "<f4"))
+            # strides (in elements) of the OIHW view of that HWIO buffer
+            hwio = [s // 4 for s in storage.array.strides]
+            strides = (hwio[3], hwio[2], hwio[0], hwio[1])
+        else:
+            storage = _Storage(key(k), np.ascontiguousarray(value, "<f4"))
+            strides = [s // 4 for s in storage.array.strides]
+        storages[storage.key] = storage
+        state[name] = _Tensor(storage, value.shape, strides, before_0_4=before_0_4)
+    state.update(extra or {})
+    return state, storages
+
+
+def write_torch_zip(path, params, **options) -> Path:
     """The PyTorch >= 1.6 zip layout written without torch (what torch.save produces).
 
     archive/data.pkl (protocol 2; tensors via torch._utils._rebuild_tensor_v2 and persistent
     ids ("storage", torch.FloatStorage, key, "cpu", numel)), archive/data/<key> (raw
-    little-endian float32), archive/byteorder, archive/version.
-    extra: more {key: object} entries, e.g. an _Evil; extra_tensors: more {key: array} tensors.
-    transposed_view: write conv kernels as non-contiguous views (storage in HWIO order, OIHW
-    strides) to exercise strided rebuilds.
+    little-endian float32), archive/byteorder, archive/version. options: `_torch_state`'s.
     """
-    state = collections.OrderedDict()
-    records = {}
-    arrays = torch_state_dict_arrays(params, classifier=classifier)
-    arrays.update(extra_tensors or {})
-    for k, (key, value) in enumerate(arrays.items()):
-        if transposed_view and value.ndim == 4:
-            base = np.ascontiguousarray(value.transpose(2, 3, 1, 0))  # HWIO in memory
-            storage = _Storage(str(k), base)
-            # strides (in elements) of the OIHW view of that HWIO buffer
-            hwio_strides = [s // 4 for s in base.strides]
-            strides = (hwio_strides[3], hwio_strides[2], hwio_strides[0], hwio_strides[1])
-            state[key] = _Tensor(storage, value.shape, strides)
-        else:
-            storage = _Storage(str(k), np.ascontiguousarray(value))
-            state[key] = _Tensor(storage, value.shape, [s // 4 for s in storage.array.strides])
-        records[f"archive/data/{k}"] = storage.array.astype("<f4").tobytes()
-    state.update(extra or {})
+    state, storages = _torch_state(params, **options)
     buf = io.BytesIO()
     _TorchPickler(buf, protocol=2).dump(state)
     with zipfile.ZipFile(path, "w", zipfile.ZIP_STORED) as z:
         z.writestr("archive/data.pkl", buf.getvalue())
         z.writestr("archive/byteorder", "little")
-        for name, data in records.items():
-            z.writestr(name, data)
+        for key, storage in storages.items():
+            z.writestr(f"archive/data/{key}", storage.array.tobytes())
         z.writestr("archive/version", "3\n")
     return Path(path)
 
@@ -226,24 +232,17 @@ class _LegacyPickler(_TorchPickler):
     legacy = True
 
 
-def write_torch_legacy(path, params, *, extra=None, before_0_4=False) -> Path:
+def write_torch_legacy(path, params, **options) -> Path:
     """PyTorch's legacy (pre-1.6) `torch.save` layout written without torch.
 
     Pickles (protocol 2) of the magic number 0x1950a86a20f9469cfc6c, the protocol version
     1001 and the system info; the state dict pickle with storage records ("storage",
     torch.FloatStorage, key, "cpu", numel, None); the pickled list of storage keys; then per
     key, in that order, the element count as little-endian int64 and the raw float32 data.
-    extra: more {key: object} entries of the state dict (e.g. an _Evil). before_0_4: tensors
-    as torch < 0.4 pickled them (torchvision's vgg19-dcbb9e9d.pth dates from 2017).
+    options: `_torch_state`'s; before_0_4=True writes tensors as torch < 0.4 pickled them
+    (torchvision's vgg19-dcbb9e9d.pth dates from 2017).
     """
-    state = collections.OrderedDict()
-    storages = {}
-    for k, (key, value) in enumerate(torch_state_dict_arrays(params).items()):
-        storage = _Storage(f"9{k:04d}", np.ascontiguousarray(value, "<f4"))
-        storages[storage.key] = storage
-        state[key] = _Tensor(storage, value.shape, [s // 4 for s in storage.array.strides],
-                             before_0_4=before_0_4)
-    state.update(extra or {})
+    state, storages = _torch_state(params, key=lambda k: f"9{k:04d}", **options)
     keys = sorted(storages)
     with open(path, "wb") as f:
         pickle.dump(0x1950A86A20F9469CFC6C, f, protocol=2)
