@@ -382,9 +382,7 @@ def as_rgb_float32(image: Any, what: str = "image") -> np.ndarray:
     """An (H, W, 3) float32 array of `image` (array-like), finite; ValueError naming `what`.
 
     The library's entry check for images handed in as arrays (stylize, pyramids)."""
-    arr = np.asarray(image, np.float32)
-    if arr.ndim != 3 or arr.shape[-1] != 3:
-        raise ValueError(f"{what} must be an (H, W, 3) RGB array, got shape {arr.shape}")
+    arr = np.asarray(_check_image(image, what), np.float32)
     if not np.all(np.isfinite(arr)):
         raise ValueError(f"{what} contains NaN or inf values")
     return arr
