@@ -375,7 +375,6 @@ def options_from_args(args: argparse.Namespace) -> RunOptions:
         device=args.device,
         compile_cache=not args.no_compile_cache,
         quiet=args.quiet,
-        debug=args.debug,
         **sweep_options(args),
     )
 

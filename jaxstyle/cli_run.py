@@ -21,9 +21,16 @@ import time
 from pathlib import Path
 from typing import Any
 
-from jaxstyle import files
+import jax
+import numpy as np
+
+import jaxstyle
+import jaxstyle.sweep
+from jaxstyle import __version__, files, runtime
+from jaxstyle import image as image_io
 from jaxstyle.config import StyleConfig
 from jaxstyle.image import ImageError
+from jaxstyle.pyramid import stage_iterations
 from jaxstyle.weights import WeightsError
 
 PROG = "jaxstyle"
@@ -58,7 +65,6 @@ class RunOptions:
     device: str | None
     compile_cache: bool
     quiet: bool
-    debug: bool
     sweep: Any = None  # a jaxstyle.WeightGrid when weight lists or --ratio make a sweep
     batch_size: int | None = None
 
@@ -101,8 +107,6 @@ def select_device(name: str | None):
     not start (and preallocate) other accelerators. gpu: leaves discovery to JAX (the "gpu"
     alias would demand every GPU plugin) and picks its first GPU. RunError if unavailable.
     """
-    import jax
-
     if name is None:
         return jax.devices()[0]
     previous = jax.config.jax_platforms
@@ -224,7 +228,8 @@ class InterruptFlag:
     """A SIGINT handler that only sets a flag (checked between compiled chunks).
 
     KeyboardInterrupt raised inside a running JAX call crashed or hung the process in 2 of 6
-    trials (FINDINGS.md); a flag checked by the progress callback stopped cleanly in 8 of 8.
+    trials (the team's shared FINDINGS.md, beside this repository); a flag checked by the
+    progress callback stopped cleanly in 8 of 8.
     A second Ctrl-C exits at once (130) for a user who does not want to wait for the chunk.
     """
 
@@ -269,8 +274,6 @@ def one_line(err: BaseException) -> str:
 def run(config: StyleConfig, opts: RunOptions) -> int:
     """Check every file, load, stylize with progress and Ctrl-C handling, write the outputs."""
     t_start = time.perf_counter()
-    from jaxstyle import image as image_io
-
     # Cheap checks first: a typo must not cost a weight load and a compile.
     check_input_file(opts.content, "content image")
     for k, style in enumerate(opts.styles):
@@ -286,15 +289,11 @@ def run(config: StyleConfig, opts: RunOptions) -> int:
     if opts.json_path is not None:
         check_file_writable(opts.json_path, "--json")
 
-    from jaxstyle import runtime
-
     if not _backends_initialized():
         runtime.set_xla_cpu_flags()  # CPU memory: must precede the first JAX computation
     device = select_device(opts.device)
     # Off with --no-compile-cache or JAXSTYLE_NO_COMPILE_CACHE=1 (runtime reads the env).
     runtime.enable_compile_cache(enabled=opts.compile_cache)
-
-    import jax
 
     # Only for an explicit --device: jit caches are keyed on the default-device context, so
     # entering it needlessly would make a library call after main() (tests, notebooks)
@@ -305,12 +304,6 @@ def run(config: StyleConfig, opts: RunOptions) -> int:
 
 
 def _run_on_device(config: StyleConfig, opts: RunOptions, device, t_start: float) -> int:
-    import numpy as np
-
-    import jaxstyle
-    from jaxstyle import image as image_io
-    from jaxstyle.pyramid import stage_iterations
-
     timings: dict[str, float] = {}
 
     # Images first (fast, and the likeliest bad input), then the weights.
@@ -345,12 +338,14 @@ def _run_on_device(config: StyleConfig, opts: RunOptions, device, t_start: float
             init_image = image_io.luminance_image(init_image)
         config = config.replace(init=np.asarray(init_image, np.float32))
 
+    content_at = {content.shape[:2]: content}  # the content resized once per stage size
+
     def finish(img: np.ndarray) -> np.ndarray:
         """The image the user gets from an iterate (of any pyramid stage's size)."""
         img = np.asarray(img)
-        ref = (content if img.shape == content.shape else
-               image_io.resize_to(content, img.shape[:2]))
-        return image_io.preserve_colors(img, ref, opts.preserve_colors)
+        if img.shape[:2] not in content_at:
+            content_at[img.shape[:2]] = image_io.resize_to(content, img.shape[:2])
+        return image_io.preserve_colors(img, content_at[img.shape[:2]], opts.preserve_colors)
 
     t0 = time.perf_counter()
     download = DownloadProgress(quiet=opts.quiet)
@@ -440,8 +435,6 @@ def _run_on_device(config: StyleConfig, opts: RunOptions, device, t_start: float
 
 def run_settings(config: StyleConfig, opts: RunOptions, weights, content_shape) -> dict:
     """The settings that made an image (PNG metadata and --json), JSON-serializable."""
-    from jaxstyle import __version__
-
     cfg = {}
     for f in dataclasses.fields(config):
         value = getattr(config, f.name)
@@ -465,9 +458,6 @@ def run_settings(config: StyleConfig, opts: RunOptions, weights, content_shape) 
 def run_summary(settings: dict, result, timings: dict, device, opts: RunOptions,
                 saved_steps: list[int], status: str, wrote_output: bool = True) -> dict:
     """The --json document."""
-    import jax
-    import numpy as np
-
     history = result.history
     # Non-finite values (a "nonfinite" run's last step) become null: JSON has no NaN.
     final_losses = {k: files.json_number(np.asarray(v)[-1]) for k, v in history.items() if len(v)}
@@ -492,11 +482,6 @@ def run_summary(settings: dict, result, timings: dict, device, opts: RunOptions,
 def _run_sweep(config: StyleConfig, opts: RunOptions, content, styles, weights, finish,
                settings: dict, metadata: dict, timings: dict, device, t_start: float) -> int:
     """Run `jaxstyle.sweep` over opts.sweep; write the images, contact sheet and manifest."""
-    import importlib
-
-    import numpy as np
-
-    sweep_module = importlib.import_module("jaxstyle.sweep")
     grid = opts.sweep
     k = len(grid.labels)
     reporter = Reporter(config.iterations, print_every=opts.print_every, quiet=opts.quiet)
@@ -512,7 +497,7 @@ def _run_sweep(config: StyleConfig, opts: RunOptions, content, styles, weights, 
                          "images so far (Ctrl-C again quits without saving)")
     try:
         with flag:
-            result = sweep_module.sweep(
+            result = jaxstyle.sweep.sweep(
                 content, styles, weights=weights, config=config, loss_weights=grid,
                 batch_size=opts.batch_size, callback=callback,
                 callback_every=math.gcd(MAX_CALLBACK_EVERY, opts.print_every))
@@ -544,7 +529,7 @@ def _run_sweep(config: StyleConfig, opts: RunOptions, content, styles, weights, 
     # The whole command's phases (image and weight loading too), up to writing the files.
     timings["total_s"] = time.perf_counter() - t_start
     extra["timings"] = dict(timings)
-    manifest = sweep_module.save_sweep(result, opts.output, manifest_path=opts.json_path,
+    manifest = jaxstyle.sweep.save_sweep(result, opts.output, manifest_path=opts.json_path,
                                        transform=finish, metadata=image_metadata, title=title,
                                        extra=extra)
     failed = [label for label, bad in zip(result.labels, result.nonfinite, strict=True) if bad]
