@@ -18,10 +18,15 @@ def _plain_open_mode(tmp_path):
 
 def test_write_json_is_readable_like_a_plain_file(tmp_path):
     path = tmp_path / "summary.json"
-    files.write_json(path, {"b": 1, "a": [1.5, None]}, sort_keys=True)
+    old_umask = os.umask(0o022)  # under 0o077 a plain file is 0o600 too: nothing to tell
+    try:
+        files.write_json(path, {"b": 1, "a": [1.5, None]}, sort_keys=True)
+        plain = _plain_open_mode(tmp_path)
+    finally:
+        os.umask(old_umask)
     assert path.read_text() == '{\n  "a": [\n    1.5,\n    null\n  ],\n  "b": 1\n}\n'
     # mkstemp would have made it 0o600; the images beside it follow the umask.
-    assert stat.S_IMODE(path.stat().st_mode) == _plain_open_mode(tmp_path)
+    assert plain == 0o644 and stat.S_IMODE(path.stat().st_mode) == plain
     assert sorted(os.listdir(tmp_path)) == ["probe", "summary.json"]
 
 
