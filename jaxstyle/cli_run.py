@@ -25,12 +25,13 @@ import jax
 import numpy as np
 
 import jaxstyle
-import jaxstyle.sweep
 from jaxstyle import __version__, files, runtime
 from jaxstyle import image as image_io
 from jaxstyle.config import StyleConfig
 from jaxstyle.image import ImageError
 from jaxstyle.pyramid import stage_iterations
+from jaxstyle.sweep import save_sweep
+from jaxstyle.sweep import sweep as run_sweep  # the package re-exports the function as .sweep
 from jaxstyle.weights import WeightsError
 
 PROG = "jaxstyle"
@@ -497,7 +498,7 @@ def _run_sweep(config: StyleConfig, opts: RunOptions, content, styles, weights, 
                          "images so far (Ctrl-C again quits without saving)")
     try:
         with flag:
-            result = jaxstyle.sweep.sweep(
+            result = run_sweep(
                 content, styles, weights=weights, config=config, loss_weights=grid,
                 batch_size=opts.batch_size, callback=callback,
                 callback_every=math.gcd(MAX_CALLBACK_EVERY, opts.print_every))
@@ -529,7 +530,7 @@ def _run_sweep(config: StyleConfig, opts: RunOptions, content, styles, weights, 
     # The whole command's phases (image and weight loading too), up to writing the files.
     timings["total_s"] = time.perf_counter() - t_start
     extra["timings"] = dict(timings)
-    manifest = jaxstyle.sweep.save_sweep(result, opts.output, manifest_path=opts.json_path,
+    manifest = save_sweep(result, opts.output, manifest_path=opts.json_path,
                                        transform=finish, metadata=image_metadata, title=title,
                                        extra=extra)
     failed = [label for label, bad in zip(result.labels, result.nonfinite, strict=True) if bad]
