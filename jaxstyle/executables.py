@@ -89,12 +89,14 @@ def aot_compile(jitted: Any, static: dict[str, Any], *args: Any) -> tuple[Any, f
 
 
 def output_shapes(compiled: Any) -> Any:
-    """The pytree of `jax.ShapeDtypeStruct`s (shape, dtype) a compiled executable returns.
+    """The pytree of `jax.ShapeDtypeStruct`s (shape, dtype, sharding) a compiled executable
+    returns.
 
     Read from the executable, not from `jax.eval_shape`, which would trace the function again
     (0.25-0.3 s for the init program at any size: a third of a warm start's tracing).
     """
-    return jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype), compiled.out_info)
+    return jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=a.sharding),
+                        compiled.out_info)
 
 
 def _signature(args: Any) -> Any:

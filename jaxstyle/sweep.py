@@ -668,10 +668,7 @@ def sweep(
     init_jit, chunk_jit = _programs(mesh, spec, opt, batch, optim.MAX_CHUNK_STEPS)
     n0 = np.int32(0)
     init_fn, init_s = executables.aot_compile(init_jit, {}, params, targets, lws, image0)
-    state_shape = executables.output_shapes(init_fn)
-    state_shape = jax.tree.map(
-        lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=NamedSharding(mesh, P(AXIS))),
-        state_shape)
+    state_shape = executables.output_shapes(init_fn)  # sharded over the settings axis
     chunk_fn, chunk_s = executables.aot_compile(chunk_jit, {}, params, targets, lws,
                                                 state_shape, n0)
     jax.block_until_ready(targets)
