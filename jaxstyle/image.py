@@ -388,6 +388,13 @@ def as_rgb_float32(image: Any, what: str = "image") -> np.ndarray:
     return arr
 
 
+def as_content_and_styles(content: Any, styles: Any) -> tuple[np.ndarray, list[np.ndarray]]:
+    """(content, [styles]) through `as_rgb_float32`; `styles` is one image or a list/tuple."""
+    style_list = list(styles) if isinstance(styles, (list, tuple)) else [styles]
+    return (as_rgb_float32(content, "content image"),
+            [as_rgb_float32(s, f"style image {k}") for k, s in enumerate(style_list)])
+
+
 def resize_to(image: np.ndarray, size: Sequence[int]) -> np.ndarray:
     """Resample an (H, W, 3) image to size = (h, w) (extra trailing entries are ignored).
 

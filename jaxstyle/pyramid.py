@@ -34,7 +34,13 @@ from typing import Any
 import numpy as np
 
 from jaxstyle.config import LossWeights, StyleConfig
-from jaxstyle.image import as_rgb_float32, resize_to, scale_shape, style_size_for
+from jaxstyle.image import (
+    as_content_and_styles,
+    as_rgb_float32,
+    resize_to,
+    scale_shape,
+    style_size_for,
+)
 from jaxstyle.stylize import Progress, Result, stylize
 from jaxstyle.vgg import VGGWeights, layer_depth, pools_before
 
@@ -123,9 +129,7 @@ def stylize_pyramid(
     """
     t_start = time.perf_counter()
     config = StyleConfig() if config is None else config
-    content = as_rgb_float32(content, "content image")
-    style_list = list(styles) if isinstance(styles, (list, tuple)) else [styles]
-    style_list = [as_rgb_float32(s, f"style image {k}") for k, s in enumerate(style_list)]
+    content, style_list = as_content_and_styles(content, styles)
     scales = config.scales or (max(content.shape[:2]),)
     iterations = stage_iterations(config)
     shapes = tuple(scale_shape(content.shape[:2], s) for s in scales)

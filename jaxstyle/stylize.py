@@ -31,7 +31,7 @@ import numpy as np
 
 from jaxstyle import optim
 from jaxstyle.config import LossWeights, StyleConfig
-from jaxstyle.image import as_rgb_float32, resize_to
+from jaxstyle.image import as_content_and_styles, as_rgb_float32, resize_to
 from jaxstyle.losses import prepare_targets
 from jaxstyle.vgg import VGGWeights
 
@@ -128,16 +128,8 @@ def stylize(
     Raises ValueError for bad arguments (shapes, non-finite images, negative weights).
     """
     t_start = time.perf_counter()
-    config = StyleConfig() if config is None else config
-    if config.scales:
-        # Silently running one scale would drop the user's pyramid.
-        raise ValueError("stylize runs at the content image's size: config.scales (a pyramid) "
-                         "is for jaxstyle.stylize_pyramid")
-    if not isinstance(callback_every, (int, np.integer)) or callback_every < 1:
-        raise ValueError(f"callback_every must be a positive integer, got {callback_every!r}")
-    content = as_rgb_float32(content, "content image")
-    style_list = list(styles) if isinstance(styles, (list, tuple)) else [styles]
-    style_list = [as_rgb_float32(s, f"style image {k}") for k, s in enumerate(style_list)]
+    config = check_run_arguments(config, callback_every, "stylize")
+    content, style_list = as_content_and_styles(content, styles)
     loss_weights = _check_loss_weights(config.loss_weights if loss_weights is None
                                        else loss_weights)
     image0 = initial_image(config, content, style_list)
@@ -235,6 +227,20 @@ def _check_loss_weights(lw: LossWeights) -> LossWeights:
         raise ValueError(f"stylize takes scalar loss weights (shape {out.content.shape}); "
                          "use jaxstyle.sweep for several settings")
     return out
+
+
+def check_run_arguments(config: StyleConfig | None, callback_every: Any, entry: str
+                        ) -> StyleConfig:
+    """The config (default StyleConfig()) after the checks `stylize` and `sweep` share: one
+    size (config.scales, a pyramid, is refused: silently running one scale would drop it)
+    and a positive integer callback interval. ValueError naming `entry` otherwise."""
+    config = StyleConfig() if config is None else config
+    if config.scales:
+        raise ValueError(f"{entry} runs at the content image's size: config.scales (a "
+                         "pyramid) is for jaxstyle.stylize_pyramid")
+    if not isinstance(callback_every, (int, np.integer)) or callback_every < 1:
+        raise ValueError(f"callback_every must be a positive integer, got {callback_every!r}")
+    return config
 
 
 def initial_image(config: StyleConfig, content: np.ndarray,

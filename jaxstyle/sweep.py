@@ -76,9 +76,9 @@ from jax.sharding import PartitionSpec as P
 
 from jaxstyle import executables, files, optim
 from jaxstyle.config import LossWeights, StyleConfig
-from jaxstyle.image import as_rgb_float32, save_image
+from jaxstyle.image import as_content_and_styles, save_image
 from jaxstyle.losses import prepare_targets
-from jaxstyle.stylize import initial_image
+from jaxstyle.stylize import check_run_arguments, initial_image
 from jaxstyle.vgg import VGGWeights
 
 AXIS = "settings"
@@ -631,20 +631,13 @@ def sweep(
     False stops early (SweepResult.stopped = "interrupted", images = best so far).
     """
     t_start = time.perf_counter()
-    config = StyleConfig() if config is None else config
+    config = check_run_arguments(config, callback_every, "sweep")
     grid = loss_weights if isinstance(loss_weights, WeightGrid) else WeightGrid.row(loss_weights)
     lw_host = _as_numpy_weights(grid.loss_weights)
-    if not isinstance(callback_every, (int, np.integer)) or callback_every < 1:
-        raise ValueError(f"callback_every must be a positive integer, got {callback_every!r}")
     if batch_size is not None and (not isinstance(batch_size, (int, np.integer))
                                    or batch_size < 1):
         raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
-    if getattr(config, "scales", None):
-        raise ValueError("sweep runs at the content image's size: config.scales (a pyramid) "
-                         "is for stylize_pyramid")
-    content = as_rgb_float32(content, "content image")
-    style_list = list(styles) if isinstance(styles, (list, tuple)) else [styles]
-    style_list = [as_rgb_float32(s, f"style image {k}") for k, s in enumerate(style_list)]
+    content, style_list = as_content_and_styles(content, styles)
     image0 = initial_image(config, content, style_list)
 
     mesh = settings_mesh(devices)
