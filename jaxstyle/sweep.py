@@ -37,8 +37,9 @@ line-search-free optimizer's best losses were within 0.5% of zoom L-BFGS's after
 iterations at about half the time: pass `optimizer="lbfgs-nols"` for fast sweeps.
 vmap (B = 4) against sequential (B = 1), 10 iterations, 4 interleaved repetitions (load
 9.4-14): Adam 8.6-14.3 s against 14.9-32.6 s (1.6-2.3x faster), line-search-free L-BFGS
-12.0-19.5 s against 12.9-21.0 s (about equal). So the batch is never slower on this CPU,
-and on accelerators it is where the throughput comes from.
+12.0-19.5 s against 12.9-21.0 s (about equal, within the noise of that load). So for these
+two optimizers the batch was not slower on this CPU; on accelerators it is expected to be
+where the throughput comes from (not measured: no GPU so far).
 
 Several devices. All local devices (or `devices=`) form a 1-D `jax.sharding.Mesh` with axis
 "settings"; the K axis of the loss weights and states is sharded over it with
@@ -76,7 +77,7 @@ from jax.sharding import PartitionSpec as P
 
 from jaxstyle import executables, files, optim
 from jaxstyle.config import LossWeights, StyleConfig
-from jaxstyle.image import as_content_and_styles, save_image
+from jaxstyle.image import as_content_and_styles, contact_sheet, save_image
 from jaxstyle.losses import prepare_targets
 from jaxstyle.stylize import check_run_arguments, initial_image
 from jaxstyle.vgg import VGGWeights
@@ -519,8 +520,6 @@ class SweepResult:
     def contact_sheet(self, *, title: str | None = None,
                       max_cell_side: int | None = None) -> np.ndarray:
         """The labelled rows x cols sheet of the images (`jaxstyle.image.contact_sheet`)."""
-        from jaxstyle.image import contact_sheet
-
         rows, cols = self.grid.shape
         cells = [[self.images[r * cols + c] for c in range(cols)] for r in range(rows)]
         return contact_sheet(cells, row_labels=self.grid.row_labels,
@@ -623,7 +622,7 @@ def sweep(
     (K,) arrays (broadcast among the three). Setting i minimizes
     alpha_i L_c + beta_i L_s + gamma_i TV exactly as `stylize(..., loss_weights=setting i)`
     does (same config, init, optimizer and step loop; vmapped float32 L-BFGS may drift from
-    the single run by rounding, FINDINGS.md).
+    the single run by rounding: the team's shared FINDINGS.md).
     batch_size: settings computed at once per device (see the module docstring); None picks
     `auto_batch_size` (1 for zoom L-BFGS, what fits in memory otherwise).
     devices: the devices whose mesh shards the K axis (default every local device).
@@ -652,7 +651,8 @@ def sweep(
     else:
         batch = min(int(batch_size), k_local)
 
-    # Dispatched, not awaited: the programs compile while the devices compute the targets.
+    # Dispatched, not awaited: the programs compile while the devices compute the targets
+    # (in one process; with several, _put fetches the targets to the host first).
     spec, targets = prepare_targets(weights, content, style_list, config)
     replicated = NamedSharding(mesh, P())
     params, targets, image0 = _put((weights.params, targets, image0), replicated)
