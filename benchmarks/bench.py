@@ -130,19 +130,14 @@ def _emit(result: dict) -> int:
     return 0
 
 
-def _load_params(npz_path: str):
-    """jaxstyle-format .npz -> params pytree of device arrays (like a converted weight file)."""
-    import jax.numpy as jnp
+def _load_weights(npz_path: str):
+    """The synthetic weights as every jaxstyle run loads a weight file (`load_vgg19`)."""
+    import jaxstyle
 
-    params: dict = {}
-    with np.load(npz_path, allow_pickle=False) as data:
-        for key in data.files:
-            layer, leaf = key.split("/")
-            params.setdefault(layer, {})[leaf] = jnp.asarray(data[key])
-    return params
+    return jaxstyle.load_vgg19(npz_path)
 
 
-_EXAMPLES = os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir, "examples")
+_EXAMPLES = os.path.join(HERE, os.pardir, "examples")
 
 
 def _images(size: int):
@@ -204,7 +199,7 @@ def worker_objective(args) -> int:
     t["import_s"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
-    params = _load_params(args.weights_npz)
+    params = _load_weights(args.weights_npz).params
     jax.block_until_ready(params)
     t["weights_s"] = time.perf_counter() - t0
 
@@ -311,11 +306,9 @@ def worker_optim(args) -> int:
     import jax
 
     import jaxstyle
-    from jaxstyle.vgg import VGGWeights
 
     hits = _cache_hit_counter()
-    params = _load_params(args.weights_npz)
-    weights = VGGWeights(params, "caffe", source="random(seed=0)")
+    weights = _load_weights(args.weights_npz)
     content, style = _images(args.size)
     config = jaxstyle.StyleConfig(optimizer=args.optimizer, iterations=args.steps)
     t0 = time.perf_counter()
@@ -350,10 +343,8 @@ def worker_sweep(args) -> int:
     import jax
 
     import jaxstyle
-    from jaxstyle.vgg import VGGWeights
 
-    params = _load_params(args.weights_npz)
-    weights = VGGWeights(params, "caffe", source="random(seed=0)")
+    weights = _load_weights(args.weights_npz)
     content, style = _images(args.size)
     config = jaxstyle.StyleConfig(optimizer=args.optimizer, iterations=args.steps)
     ks = [int(k) for k in args.ks.split(",")]
@@ -414,13 +405,12 @@ def worker_profile(args) -> int:
 
     import jaxstyle
     from jaxstyle.losses import prepare_targets, total_loss
-    from jaxstyle.vgg import VGGWeights
 
     try:
         from jax._src.lib import _profile_data
     except ImportError:
         return _emit({"error": "this jax has no jax._src.lib._profile_data to read traces"})
-    weights = VGGWeights(_load_params(args.weights_npz), "caffe")
+    weights = _load_weights(args.weights_npz)
     content, style = _images(args.size)
     config = jaxstyle.StyleConfig()
     spec, targets = prepare_targets(weights, content, style, config)
@@ -518,7 +508,7 @@ def _run_json(cmd: list[str], timeout: float, env=None, marker: str = MARKER) ->
 
 
 # jax backend -> the PyTorch device of its baseline.
-_TORCH_DEVICE = {"cpu": "cpu", "gpu": "cuda", "cuda": "cuda"}
+_TORCH_DEVICE = {"cpu": "cpu", "gpu": "cuda"}
 
 
 def _torch_available() -> bool:
@@ -544,9 +534,7 @@ def _write_weights(path: str) -> None:
     """The synthetic weights as a jaxstyle-format .npz, read by every worker."""
     import jaxstyle
 
-    params = jaxstyle.random_weights(0).params
-    np.savez(path, **{f"{layer}/{leaf}": np.asarray(v) for layer, leaves in params.items()
-                      for leaf, v in leaves.items()})
+    jaxstyle.save_weights(jaxstyle.random_weights(0), path)
 
 
 def _load_avg() -> list[float] | None:
@@ -608,9 +596,12 @@ def run_benchmark(args) -> dict:
                 report["notes"].append(f"no PyTorch baseline on the {cold['backend']} backend")
             elif use_torch:
                 log(f"{size} px: pytorch ({torch_device})")
+                images = os.path.join(work, f"images-{size}.npz")  # the photos jax steps on
+                np.savez(images, **dict(zip(("content", "style"), _images(size), strict=True)))
                 tcmd = [sys.executable, os.path.join(HERE, "torch_baseline.py"), "--size",
                         str(size), "--steps", str(args.steps), "--threads", str(_threads()),
-                        "--weights-npz", weights_npz, "--device", torch_device]
+                        "--weights-npz", weights_npz, "--device", torch_device,
+                        "--images", images]
                 row["pytorch"] = _run_json(tcmd, args.timeout, marker="")
                 if "step_s" in row and "step_s" in row["pytorch"]:
                     row["ratio_jax_over_torch"] = row["step_s"] / row["pytorch"]["step_s"]
@@ -679,7 +670,7 @@ def markdown(report: dict) -> str:
             f"| {_fmt(row.get('step_s'), '.3f')} s | {_fmt(pt.get('step_s'), '.3f')} s "
             f"| {_fmt(row.get('ratio_jax_over_torch'))} "
             f"| {_fmt(mem_c, '.2f', gb)}/{_fmt(mem_w, '.2f', gb)} GiB "
-            f"| {_fmt(pt.get('device_peak_bytes') or pt.get('peak_rss_bytes'), '.2f', gb)} GiB "
+            f"| {_fmt(_peak_memory(pt), '.2f', gb)} GiB "
             f"| {_fmt(row['flops']['total'], '.1f', 1e-9)} "
             f"| {_fmt(row.get('flops_per_s'), '.0f', 1e-9)} "
             f"| {_fmt(row.get('fraction_of_matmul_peak'), '.0f', 100)} |")
@@ -687,8 +678,8 @@ def markdown(report: dict) -> str:
     lines.append("")
     backends = {row["cold"].get("backend") for row in report["objective"]} - {None, "cpu"}
     if backends:
-        lines.append(f"(peak RSS columns: device memory on {', '.join(sorted(backends))}, "
-                     "PyTorch's from its CUDA allocator)")
+        lines.append(f"(peak RSS columns: device memory on {', '.join(sorted(backends))}"
+                     + ("; PyTorch's from its CUDA allocator)" if "gpu" in backends else ")"))
     lines.append(f"float32 matmul peak (best jnp.dot): {_fmt(peak, '.0f', 1e-9)} GFLOP/s; "
                  f"load average {report['machine'].get('load_avg_start')} -> "
                  f"{report['machine'].get('load_avg_end')}")

@@ -216,7 +216,8 @@ def worker_objective(args) -> int:
     exe = step.lower(weights.params, targets, config.loss_weights, image, spec=spec).compile()
     out["compile_s"] = time.perf_counter() - t0
     out["xla_memory"] = memory_account(exe)
-    if args.steps == 0:  # compile only: XLA's account, no run
+    if args.steps == 0:  # compile only: XLA's account, no run (the step columns stay empty)
+        out.update(step_s=None, loss=None, grad_norm=None, peak_rss_bytes=proc_status("VmHWM"))
         return _emit(out)
     times = []
     for _ in range(args.steps):
@@ -514,6 +515,10 @@ def _sec(v) -> str:
     return "-" if v is None else f"{v:.2f}"
 
 
+def _num(v) -> str:
+    return "-" if v is None else f"{v:.6g}"
+
+
 def _log(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
 
@@ -602,11 +607,12 @@ def cmd_options(args) -> tuple[list[dict], str]:
         ref = next((b for b in base if b["round"] == r["round"]), base[0] if base else None)
         rel = "-"
         if ref is not None:
-            rel = (f"{r['peak_rss_bytes'] / ref['peak_rss_bytes'] - 1:+.0%}, "
-                   f"{r['step_s'] / ref['step_s'] - 1:+.0%}")
+            rel = f"{r['peak_rss_bytes'] / ref['peak_rss_bytes'] - 1:+.0%}"
+            if r["step_s"] is not None and ref["step_s"] is not None:
+                rel += f", {r['step_s'] / ref['step_s'] - 1:+.0%}"
         lines.append(f"| {r['option']} | {r['round']} | {_gib(r['peak_rss_bytes'])} | "
                      f"{_gib(r['xla_memory']['temp'])} | {_sec(r['step_s'])} | {rel} | "
-                     f"{r['loss']:.6g} | {r['grad_norm']:.6g} |")
+                     f"{_num(r['loss'])} | {_num(r['grad_norm'])} |")
     timed = [v for v in args.variants if v in ("baseline", "remat", "gram-chunk")]
     if args.ab_steps and len(timed) > 1:
         _log(f"options: interleaved step times of {timed} at {args.size} px, "

@@ -119,10 +119,10 @@ class TorchObjective:
         blend = blend or (1.0,) * len(styles)
         blend = [float(b) / sum(blend) for b in blend]
         with torch.no_grad():
-            cf = self.features(self._tensor(content))
+            cf = self.features(self.tensor(content))
             grams = {}
             for b, style in zip(blend, styles, strict=True):
-                sf = self.features(self._tensor(style))
+                sf = self.features(self.tensor(style))
                 for name in self.style_layers:
                     scale = (cf[name].shape[2] * cf[name].shape[3]) / (
                         sf[name].shape[2] * sf[name].shape[3])
@@ -130,7 +130,8 @@ class TorchObjective:
                     grams[name] = g if name not in grams else grams[name] + g
         self.targets = ({n: cf[n] for n in self.content_layers}, grams)
 
-    def _tensor(self, image: np.ndarray) -> torch.Tensor:
+    def tensor(self, image: np.ndarray) -> torch.Tensor:
+        """An (H, W, 3) float32 image as a tensor on the objective's device."""
         return torch.from_numpy(np.asarray(image, np.float32)).to(self.device)
 
     def loss(self, image: torch.Tensor, alpha: float, beta: float, gamma: float):
@@ -151,7 +152,7 @@ class TorchObjective:
 
     def value_and_grad(self, image: np.ndarray | torch.Tensor, alpha=1.0, beta=1e3, gamma=0.0):
         """(total as float, d total / d image as an (H, W, 3) float32 numpy array)."""
-        x = self._tensor(np.array(image, np.float32)).requires_grad_(True)
+        x = self.tensor(np.array(image, np.float32)).requires_grad_(True)
         total, _ = self.loss(x, alpha, beta, gamma)
         total.backward()
         return float(total.detach()), x.grad.cpu().numpy()
@@ -159,8 +160,8 @@ class TorchObjective:
 
 
 def synthetic_problem(size: int, seed: int = 0):
-    """Content and style noise images (size, size, 3) float32 in [0, 1]: the per-step cost of
-    dense convolutions does not depend on the pixels (bench.py's JAX rows use photos)."""
+    """Content and style noise images (size, size, 3) float32 in [0, 1], for a run without
+    --images (bench.py passes the photos its JAX rows use)."""
     rng = np.random.default_rng(seed)
     content = rng.random((size, size, 3), dtype=np.float32)
     style = rng.random((size, size, 3), dtype=np.float32)
@@ -172,20 +173,23 @@ def load_npz_params(path: str) -> dict:
     params: dict = {}
     with np.load(path, allow_pickle=False) as data:
         for key in data.files:
+            if key == "convention":  # jaxstyle's 0-d entry beside the arrays
+                continue
             layer, leaf = key.split("/")
             params.setdefault(layer, {})[leaf] = data[key]
     return params
 
 
 def run(size: int, steps: int, threads: int, weights_npz: str | None = None,
-        seed: int = 0, device: str = "cpu") -> dict:
+        seed: int = 0, device: str = "cpu", images_npz: str | None = None) -> dict:
     """Time `steps` value-and-gradient evaluations at (size, size) after one warm-up step.
 
     Weights come from `weights_npz` (written by bench.py from jaxstyle.random_weights, so this
     process never imports jax and its peak RSS is PyTorch's alone), or else from
-    jaxstyle.random_weights(seed) directly. device "cuda": on the GPU (bench.py's baseline for
-    a jax GPU backend), each step timed up to a synchronize, peak memory from PyTorch's
-    allocator.
+    jaxstyle.random_weights(seed) directly. images_npz: "content" and "style" arrays
+    (size, size, 3) (bench.py's photos), else `synthetic_problem`. device "cuda": on the GPU
+    (bench.py's baseline for a jax GPU backend), each step timed up to a synchronize, peak
+    memory from PyTorch's allocator.
     """
     t_start = time.perf_counter()
     if device == "cuda" and not torch.cuda.is_available():
@@ -201,9 +205,13 @@ def run(size: int, steps: int, threads: int, weights_npz: str | None = None,
         params = jaxstyle.random_weights(seed).params
     obj = TorchObjective(params, device=device)
     del params
-    content, style = synthetic_problem(size, seed)
+    if images_npz:
+        with np.load(images_npz, allow_pickle=False) as data:
+            content, style = data["content"], data["style"]
+    else:
+        content, style = synthetic_problem(size, seed)
     obj.set_targets(content, [style])
-    x = obj._tensor(content.copy()).requires_grad_(True)
+    x = obj.tensor(content.copy()).requires_grad_(True)
     if cuda:
         torch.cuda.synchronize()
     # Ready to step: imports, weights and the targets' forward passes done (no compile here).
@@ -232,7 +240,9 @@ def run(size: int, steps: int, threads: int, weights_npz: str | None = None,
         "step_s": statistics.median(times),
         "loss": float(total.detach()),
         "peak_rss_bytes": peak_rss_bytes(),
-        **({"device_peak_bytes": torch.cuda.max_memory_allocated()} if cuda else {}),
+        # bench.py's key for a device's peak, as jax workers report theirs
+        "device_memory": ({"peak_bytes_in_use": torch.cuda.max_memory_allocated()} if cuda
+                          else {}),
         "total_s": time.perf_counter() - t_start,
     }
 
@@ -244,10 +254,12 @@ def main(argv=None) -> int:
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--weights-npz", default=None,
                         help="jaxstyle-format .npz of the weights (default: random_weights(0))")
+    parser.add_argument("--images", default=None,
+                        help=".npz of 'content' and 'style' (size, size, 3) (default: noise)")
     parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     args = parser.parse_args(argv)
     print(json.dumps(run(args.size, args.steps, args.threads, args.weights_npz,
-                         device=args.device)))
+                         device=args.device, images_npz=args.images)))
     return 0
 
 
