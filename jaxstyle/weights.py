@@ -754,6 +754,8 @@ def _cached_download(url: str, filename: str, md5: str | None, cache_dir, progre
             ) from e
         try:
             _stream(url, out, progress)
+            out.flush()
+            os.fsync(out.fileno())  # as files.atomic_write: on disk before it is renamed
             out.close()
             mismatch = _checksum_error(tmp, filename, md5)
             if mismatch:
