@@ -1,4 +1,12 @@
-"""Writing files so that nobody ever reads half of one: jaxstyle's one atomic writer.
+"""The file-system edge: one atomic writer, the cache home, and the input errors.
+
+`InputError` (a ValueError, one line naming the file) is what a bad input file or an
+unavailable resource raises: `ImageError` (images) and `WeightsError` (weights, downloads)
+are its kinds, and the command line maps all of them to exit status 1.
+`home_dir()` is the one rule for where jaxstyle caches things: $JAXSTYLE_HOME, else the user
+cache directory.
+
+Writing files so that nobody ever reads half of one: jaxstyle's one atomic writer.
 
 Images (`image.save_image`), converted weights (`weights.save_weights`), sweep manifests and
 the command line's JSON summaries all go through `atomic_write`: a temporary file next to the
@@ -23,6 +31,31 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO, Any
 
+HOME_ENV = "JAXSTYLE_HOME"
+
+
+class InputError(ValueError):
+    """A bad input file or an unavailable resource; str() is one line naming it."""
+
+    def __str__(self) -> str:
+        return " ".join(super().__str__().split())
+
+
+class WeightsError(InputError):
+    """A weights file or download that cannot be used; the message names the file or URL."""
+
+
+def home_dir(override: str | os.PathLike | None = None) -> Path:
+    """jaxstyle's cache directory: `override` > $JAXSTYLE_HOME > the user cache directory
+    (platformdirs). Downloads go here, the XLA compilation cache under its "xla"."""
+    if override is not None:
+        return Path(override).expanduser()
+    if os.environ.get(HOME_ENV):
+        return Path(os.environ[HOME_ENV]).expanduser()
+    import platformdirs
+
+    return Path(platformdirs.user_cache_dir("jaxstyle"))
+
 
 @contextlib.contextmanager
 def temporary_file(path: Path) -> Iterator[tuple[Path, IO[bytes]]]:
@@ -37,16 +70,21 @@ def temporary_file(path: Path) -> Iterator[tuple[Path, IO[bytes]]]:
             os.unlink(tmp)
 
 
-def atomic_write(path: Path, write: Callable[[IO[bytes]], None]) -> None:
+def atomic_write(path: Path, write: Callable[[IO[bytes]], None],
+                 check: Callable[[Path], None] | None = None) -> None:
     """Write through `write(file)` to a temporary file, fsync it, rename it over `path`.
 
-    Readers see the old file or the complete new one, never a partial one.
+    Readers see the old file or the complete new one, never a partial one. `check(tmp)` runs
+    on the complete temporary file before the rename and may raise to discard it (a download
+    whose checksum does not match).
     """
     with temporary_file(Path(path)) as (tmp, f):
         write(f)
         f.flush()
         os.fsync(f.fileno())
         f.close()
+        if check is not None:
+            check(tmp)
         os.replace(tmp, path)
 
 

@@ -249,7 +249,7 @@ def test_weights_missing_while_offline_exits_1(files, tmp_path, capsys, monkeypa
 
     monkeypatch.delenv("JAXSTYLE_WEIGHTS", raising=False)
     monkeypatch.setenv("JAXSTYLE_HOME", str(tmp_path / "home"))
-    monkeypatch.setattr(jaxstyle.weights, "_urlopen", offline)
+    monkeypatch.setattr(jaxstyle.download, "_urlopen", offline)
     argv = [str(files["content"]), str(files["style"]), "-o", str(tmp_path / "o.png")]
     assert cli.main(argv) == 1
     line = one_line_error(capsys)

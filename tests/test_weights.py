@@ -22,6 +22,8 @@ import scipy.signal
 import weight_files as wf
 
 import jaxstyle
+from jaxstyle import download as D
+from jaxstyle import files as F
 from jaxstyle import weights as W
 from jaxstyle.vgg import VGG19, VGGWeights
 
@@ -227,7 +229,7 @@ def test_save_weights_refuses_wrong_params(tmp_path, weights):
 
 def test_env_var_names_the_default_file(files, ref, monkeypatch, tmp_path):
     monkeypatch.setenv("JAXSTYLE_WEIGHTS", str(files("jaxstyle.npz")))
-    monkeypatch.setattr(W, "_urlopen", _no_network)
+    monkeypatch.setattr(D, "_urlopen", _no_network)
     w = jaxstyle.load_vgg19(cache_dir=tmp_path)
     assert w.source == str(files("jaxstyle.npz"))
     assert_same_params(w.params, ref)
@@ -451,7 +453,7 @@ def test_download_verifies_caches_and_then_stays_offline(default_from, tmp_path,
     assert calls[0] == (0, size) and calls[-1] == (size, size)
     assert [d for d, _ in calls] == sorted(d for d, _ in calls)
 
-    monkeypatch.setattr(W, "_urlopen", _no_network)  # a second call must not touch the network
+    monkeypatch.setattr(D, "_urlopen", _no_network)  # a second call must not touch the network
     monkeypatch.setenv("JAXSTYLE_HOME", str(cache))  # and JAXSTYLE_HOME names the cache
     again = jaxstyle.load_vgg19(progress=lambda *a: calls.append(a))
     assert_same_params(again.params, ref)
@@ -464,9 +466,9 @@ def test_verified_cache_is_not_hashed_again_until_it_changes(default_from, tmp_p
     jaxstyle.load_vgg19(cache_dir=tmp_path)  # downloaded, verified, stamped
     cached = tmp_path / W.DEFAULT_FILENAME
     hashed = []
-    real_check, real_open = W._checksum_error, W._urlopen
-    monkeypatch.setattr(W, "_checksum_error", lambda *a: hashed.append(a) or real_check(*a))
-    monkeypatch.setattr(W, "_urlopen", _no_network)
+    real_check, real_open = D._checksum_error, D._urlopen
+    monkeypatch.setattr(D, "_checksum_error", lambda *a: hashed.append(a) or real_check(*a))
+    monkeypatch.setattr(D, "_urlopen", _no_network)
 
     assert_same_params(jaxstyle.load_vgg19(cache_dir=tmp_path).params, ref)
     assert hashed == []  # unchanged since verified: the stamp stands for the MD5
@@ -486,7 +488,7 @@ def test_verified_cache_is_not_hashed_again_until_it_changes(default_from, tmp_p
     st = cached.stat()
     os.utime(copy, ns=(st.st_atime_ns, st.st_mtime_ns))
     os.replace(copy, cached)
-    monkeypatch.setattr(W, "_urlopen", real_open)
+    monkeypatch.setattr(D, "_urlopen", real_open)
     assert_same_params(jaxstyle.load_vgg19(cache_dir=tmp_path).params, ref)
     assert len(hashed) == 3  # the damaged file, then the new download
     # A stamp for another checksum (a new published file) does not vouch for this one.
@@ -545,7 +547,7 @@ def test_offline_gives_one_clear_message(default_from, server, tmp_path, monkeyp
         def offline(*args, **kwargs):
             raise urllib.error.URLError(OSError(101, "Network is unreachable"))
 
-        monkeypatch.setattr(W, "_urlopen", offline)
+        monkeypatch.setattr(D, "_urlopen", offline)
     else:
         url = default_from("/missing.h5")
     with pytest.raises(W.WeightsError) as info:
@@ -577,12 +579,12 @@ def test_url_source_with_and_without_published_checksum(server, tmp_path, ref):
 
 def test_cache_dir_resolution(monkeypatch, tmp_path):
     monkeypatch.setenv("JAXSTYLE_HOME", str(tmp_path / "home"))
-    assert W.weights_cache_dir(tmp_path / "explicit") == tmp_path / "explicit"
-    assert W.weights_cache_dir() == tmp_path / "home"
+    assert F.home_dir(tmp_path / "explicit") == tmp_path / "explicit"
+    assert F.home_dir() == tmp_path / "home"
     monkeypatch.delenv("JAXSTYLE_HOME")
     import platformdirs
 
-    assert W.weights_cache_dir() == W.Path(platformdirs.user_cache_dir("jaxstyle"))
+    assert F.home_dir() == type(tmp_path)(platformdirs.user_cache_dir("jaxstyle"))
 
 
 @pytest.fixture(scope="module")
