@@ -4,15 +4,13 @@
     python benchmarks/highres.py estimate --sizes 2048,3072,4096   # compile only, no run
     python benchmarks/highres.py options --size 1024 --steps 3     # remat / Gram chunks / flag
     python benchmarks/highres.py pyramid --scales 256,512,1024 --scale-iterations 2,2,2
-    python benchmarks/highres.py compare --size 512 --iterations 30,30
     (any of them: --json OUT.json; --quick runs tiny sizes in seconds)
 
 Every measurement runs in its own fresh interpreter, so peak RSS (VmHWM from /proc) belongs to
 one configuration. Synthetic VGG19 weights (`jaxstyle.random_weights(0)`): the real network's
 compute and memory, but the images they make are not stylized in any meaningful sense.
 Images: `sizes`, `estimate` and `options` use square S x S smooth random images (the most
-pixels a longer side S allows); `compare` uses examples/chelsea.jpg (content) and
-examples/hubble_deep_field.jpg (style). The workers set the XLA CPU flags of
+pixels a longer side S allows). The workers set the XLA CPU flags of
 `jaxstyle.runtime.CPU_FLAGS` (what the CLI sets: the memory-optimized scheduler, YNNPACK
 fusions limited to single convolutions and dots) unless told not to.
 
@@ -30,10 +28,8 @@ fusions limited to single convolutions and dots) unless told not to.
   float32; the default XLA scheduler instead of the memory-optimized one; no XLA flags.
   Then the step time of baseline, remat and Gram chunks compiled in one process with their
   steps interleaved (machine load hits all alike).
-- pyramid: `jaxstyle.stylize_pyramid` with RSS before and after every stage, then the same
-  pyramid again counting XLA compilations (should be 0).
-- compare: a 2-stage pyramid (size/2 -> size) against one run at `size` with the same total
-  iterations, same objective at the final size; final losses and times.
+- pyramid: `jaxstyle.stylize` with `scales`, RSS at the end of every stage, then the same
+  run again counting XLA compilations (should be 0).
 """
 
 from __future__ import annotations
@@ -289,37 +285,31 @@ def worker_abtime(args) -> int:
 
 
 def _compile_programs(weights, content, styles, config):
-    """The stylize step programs for these shapes, compiled (shared with `stylize` when the
-    optim module caches them) -> (list of memory accounts, compile seconds)."""
+    """XLA's memory account of a run's init and chunk programs (`jaxstyle.parallel`), compiled
+    ahead of time from shapes alone; seconds spent. The run compiles its own afterwards (from
+    the persistent cache when it is on)."""
     import jax
     import jax.numpy as jnp
 
-    from jaxstyle import optim
+    from jaxstyle import optim, parallel
+    from jaxstyle.grids import as_settings
     from jaxstyle.losses import LossSpec, compute_targets
 
     spec = LossSpec.from_config(config, weights.convention)
     opt = optim.OptimSpec.from_config(config)
-    blend = jax.ShapeDtypeStruct((len(styles),), jnp.float32)
-    targets = jax.eval_shape(functools.partial(compute_targets, spec=spec), weights.params,
-                             jax.ShapeDtypeStruct(content.shape, jnp.float32),
-                             [jax.ShapeDtypeStruct(s.shape, jnp.float32) for s in styles],
-                             blend)
+    t0 = time.perf_counter()
     image = jax.ShapeDtypeStruct(content.shape, jnp.float32)
-    lw = config.loss_weights
-    if hasattr(optim, "compile_programs"):  # cached: stylize reuses these executables
-        init_fn, chunk_fn, seconds = optim.compile_programs(weights.params, targets, lw, image,
-                                                            spec=spec, optim=opt)
-    else:
-        t0 = time.perf_counter()
-        init_fn = optim.init_state.lower(weights.params, targets, lw, image, spec=spec,
-                                         optim=opt).compile()
-        state = jax.eval_shape(functools.partial(optim.init, spec=spec, optim=opt),
-                               weights.params, targets, lw, image)
-        chunk_fn = optim.run_chunk.lower(weights.params, targets, lw, state,
-                                         jax.ShapeDtypeStruct((), jnp.int32), spec=spec,
-                                         optim=opt, max_steps=optim.MAX_CHUNK_STEPS).compile()
-        seconds = time.perf_counter() - t0
-    return [memory_account(init_fn), memory_account(chunk_fn)], seconds
+    grams = jax.eval_shape(functools.partial(compute_targets, spec=spec, with_content=False),
+                           weights.params, image,
+                           [jax.ShapeDtypeStruct(s.shape, jnp.float32) for s in styles],
+                           jax.ShapeDtypeStruct((len(styles),), jnp.float32)).grams
+    lw = as_settings(config.loss_weights)
+    init, chunk = parallel.programs(parallel.settings_mesh(k=1), spec, opt, 1, "content")
+    init_fn = init.lower(weights.params, image, grams, lw, None).compile()
+    targets, state, _ = jax.eval_shape(init, weights.params, image, grams, lw, None)
+    chunk_fn = chunk.lower(weights.params, targets, lw, state,
+                           jax.ShapeDtypeStruct((), jnp.int32)).compile()
+    return [memory_account(init_fn), memory_account(chunk_fn)], time.perf_counter() - t0
 
 
 def worker_stylize(args) -> int:
@@ -358,9 +348,9 @@ def worker_stylize(args) -> int:
     result = jaxstyle.stylize(content, style, weights=weights, config=config,
                               callback=callback, callback_every=1)
     t_end = time.perf_counter()
-    # Steps start after targets and (here cached) compilation; the first interval also
-    # holds the initial loss and gradient evaluation.
-    start = t0 + result.timings["targets_s"] + result.timings["compile_s"]
+    # Steps start once the first chunk is dispatched; the first interval also holds the
+    # targets and the initial loss and gradient evaluation.
+    start = t0 + result.timings["setup_s"]
     intervals = np.diff([start, *stamps]).tolist()
     out.update(
         peak_rss_bytes=proc_status("VmHWM"),
@@ -372,7 +362,7 @@ def worker_stylize(args) -> int:
         steps=result.steps,
         stopped=result.stopped,
         losses=[float(v) for v in result.history["total"]],
-        initial_loss=result.initial_losses["total"],
+        initial_loss=float(result.initial_losses["total"][0]),
     )
     return _emit(out)
 
@@ -381,10 +371,9 @@ def worker_stylize(args) -> int:
 
 
 def worker_pyramid(args) -> int:
-    """stylize_pyramid with RSS around every stage, then again counting compilations."""
+    """stylize with scales, RSS at every stage's end, then again counting compilations."""
     flags = _setup(args)
     import jaxstyle
-    from jaxstyle import pyramid
 
     weights = jaxstyle.random_weights(0)
     side = max(args.scales)
@@ -397,90 +386,29 @@ def worker_pyramid(args) -> int:
                  "scale_iterations": args.scale_iterations, "xla_flags": flags}
     _baseline(out)
     stages: list[dict] = []
-    stylize = pyramid.stylize
+    ends = np.cumsum(args.scale_iterations).tolist()
 
-    def measured_stylize(*a, **kw):  # RSS around each stage's stylize call
-        entry = {"rss_before_bytes": proc_status("VmRSS")}
-        result = stylize(*a, **kw)
-        entry.update(rss_after_bytes=proc_status("VmRSS"), hwm_after_bytes=proc_status("VmHWM"),
-                     shape=list(result.image.shape[:2]), timings=result.timings,
-                     steps=result.steps, final_loss=float(result.history["total"][-1]))
-        stages.append(entry)
-        return result
+    def callback(progress):  # RSS at the end of each stage
+        if progress.step in ends:
+            stages.append({"shape": list(progress.shape), "rss_bytes": proc_status("VmRSS"),
+                           "hwm_bytes": proc_status("VmHWM"),
+                           "loss": float(progress.losses["total"][0])})
 
-    pyramid.stylize = measured_stylize
     t0 = time.perf_counter()
-    result = jaxstyle.stylize_pyramid(content, style, weights=weights, config=config)
+    result = jaxstyle.stylize(content, style, weights=weights, config=config,
+                              callback=callback, callback_every=1)
     out.update(stages=stages, wall_s=time.perf_counter() - t0, timings=result.timings,
                rss_after_bytes=proc_status("VmRSS"), peak_rss_bytes=proc_status("VmHWM"))
-    pyramid.stylize = stylize
     if args.repeat:
         from jaxstyle.runtime import count_compiles
 
         with count_compiles() as compiles:
             t0 = time.perf_counter()
-            again = jaxstyle.stylize_pyramid(content, style, weights=weights, config=config)
+            again = jaxstyle.stylize(content, style, weights=weights, config=config)
         out["repeat"] = {"compilations": len(compiles), "wall_s": time.perf_counter() - t0,
                          "timings": again.timings,
                          "same_losses": bool(np.array_equal(again.history["total"],
                                                             result.history["total"]))}
-    return _emit(out)
-
-
-# ------------------------------------------------------------------------------ compare
-
-
-def worker_compare(args) -> int:
-    """Pyramid (size/2 -> size) against one run at size, same total iterations, on the
-    example images; both final losses are of the same objective (targets at `size`)."""
-    flags = _setup(args)
-    import jaxstyle
-    from jaxstyle.image import load_image, resize_to, style_size_for
-    from jaxstyle.pyramid import scale_shape
-
-    weights = jaxstyle.random_weights(0)
-    content = load_image(os.path.join(ROOT, "examples", "chelsea.jpg"))
-    style = load_image(os.path.join(ROOT, "examples", "hubble_deep_field.jpg"))
-    low, high = args.iterations
-    base = jaxstyle.StyleConfig(optimizer=args.optimizer, init=args.init)
-    out: dict = {"kind": "compare", "size": args.size, "optimizer": args.optimizer,
-                 "init": args.init,
-                 "iterations": [low, high], "xla_flags": flags,
-                 "content_shape": list(content.shape), "style_shape": list(style.shape)}
-    shape = scale_shape(content.shape, args.size)
-    single_content = resize_to(content, shape)
-    single_style = resize_to(style, style_size_for(shape, style.shape, base.style_scale))
-
-    runs = {}
-    for name in args.order:
-        t0 = time.perf_counter()
-        if name == "single":
-            r = jaxstyle.stylize(single_content, single_style, weights=weights,
-                                 config=base.replace(iterations=low + high))
-            stage_final = r
-        else:
-            r = jaxstyle.stylize_pyramid(
-                content, style, weights=weights,
-                config=base.replace(scales=(args.size // 2, args.size),
-                                    scale_iterations=(low, high)))
-            stage_final = r.stages[-1]
-        runs[name] = {
-            "wall_s": time.perf_counter() - t0,
-            "timings": r.timings,
-            "final_shape": list(r.image.shape[:2]),
-            "initial_loss_at_size": stage_final.initial_losses["total"],
-            "final_loss": float(r.history["total"][-1]),
-            "final_parts": {k: float(v[-1]) for k, v in r.history.items()},
-            "best_loss": r.best_loss,
-            "losses_at_size": [float(v) for v in stage_final.history["total"]],
-            "steps": r.steps,
-            "stopped": r.stopped,
-        }
-        if name == "pyramid":
-            runs[name]["stage_steps_s"] = [s.timings["steps_s"] for s in r.stages]
-            runs[name]["stage_compile_s"] = [s.timings["compile_s"] for s in r.stages]
-    out["runs"] = runs
-    out["peak_rss_bytes"] = proc_status("VmHWM")
     return _emit(out)
 
 
@@ -641,40 +569,17 @@ def cmd_pyramid(args) -> tuple[list[dict], str]:
     r["machine_before"] = _machine()
     if "error" in r:
         return [r], f"pyramid error: {r['error']}"
-    lines = ["| stage | shape | RSS before GiB | RSS after GiB | peak so far GiB | compile s | "
-             "steps s |", "|---|---|---|---|---|---|---|"]
+    lines = ["| stage | shape | RSS at its end GiB | peak so far GiB | loss |",
+             "|---|---|---|---|---|"]
     for k, s in enumerate(r["stages"]):
-        lines.append(f"| {k + 1} | {s['shape'][0]}x{s['shape'][1]} | "
-                     f"{_gib(s['rss_before_bytes'])} | {_gib(s['rss_after_bytes'])} | "
-                     f"{_gib(s['hwm_after_bytes'])} | {_sec(s['timings']['compile_s'])} | "
-                     f"{_sec(s['timings']['steps_s'])} |")
+        lines.append(f"| {k + 1} | {s['shape'][0]}x{s['shape'][1]} | {_gib(s['rss_bytes'])} | "
+                     f"{_gib(s['hwm_bytes'])} | {s['loss']:.5g} |")
     lines.append(f"\nbaseline RSS {_gib(r['baseline_rss_bytes'])} GiB, peak "
                  f"{_gib(r['peak_rss_bytes'])} GiB, wall {r['wall_s']:.1f} s")
     if "repeat" in r:
         rep = r["repeat"]
         lines.append(f"second identical pyramid: {rep['compilations']} compilations, wall "
                      f"{rep['wall_s']:.1f} s, same losses: {rep['same_losses']}")
-    return [r], "\n".join(lines)
-
-
-def cmd_compare(args) -> tuple[list[dict], str]:
-    argv = ["--size", str(args.size), "--iterations", ",".join(map(str, args.iterations)),
-            "--optimizer", args.optimizer, "--order", ",".join(args.order), "--init", args.init]
-    _log(f"compare at {args.size}, load {os.getloadavg()[0]:.1f}")
-    r = run_worker("compare", argv, args.timeout)
-    r["machine_before"] = _machine()
-    if "error" in r:
-        return [r], f"compare error: {r['error']}"
-    lines = [f"init {r['init']}, {r['optimizer']}", "",
-             "| run | final shape | steps | initial loss at size | final loss (content, style) | "
-             "best loss | compile s | steps s | wall s |", "|---|---|---|---|---|---|---|---|---|"]
-    for name, v in r["runs"].items():
-        parts = v["final_parts"]
-        lines.append(f"| {name} | {v['final_shape'][0]}x{v['final_shape'][1]} | {v['steps']} | "
-                     f"{v['initial_loss_at_size']:.5g} | {v['final_loss']:.5g} "
-                     f"({parts['content']:.4g}, {parts['style']:.4g}) | "
-                     f"{v['best_loss']:.5g} | {v['timings']['compile_s']:.1f} | "
-                     f"{v['timings']['steps_s']:.1f} | {v['wall_s']:.1f} |")
     return [r], "\n".join(lines)
 
 
@@ -713,26 +618,19 @@ def build_parser() -> argparse.ArgumentParser:
                             "no-flags"])
     s.add_argument("--ab-steps", type=int, default=3,
                    help="interleaved timing steps per variant in one process (0: none)")
-    s = common(sub.add_parser("pyramid", help="stylize_pyramid: RSS per stage, recompiles"))
+    s = common(sub.add_parser("pyramid", help="stylize with scales: RSS per stage, recompiles"))
     s.add_argument("--scales", type=_ints, default=[256, 512, 1024])
     s.add_argument("--scale-iterations", type=_ints, default=[2, 2, 2])
     s.add_argument("--no-repeat", dest="repeat", action="store_false")
     s.add_argument("--optimizer", default="lbfgs-nols",
                    help="one evaluation per step, so stage times compare (zoom L-BFGS takes "
                         "a varying number)")
-    s = common(sub.add_parser("compare", help="pyramid vs single scale on the example images"))
-    s.add_argument("--size", type=int, default=512)
-    s.add_argument("--iterations", type=_ints, default=[30, 30],
-                   help="LOW,HIGH: pyramid steps per stage; the single run gets the sum")
-    s.add_argument("--optimizer", default="lbfgs")
-    s.add_argument("--order", type=lambda t: t.split(","), default=["single", "pyramid"])
-    s.add_argument("--init", default="content", choices=["content", "noise", "style"])
     return p
 
 
 def build_worker_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser()
-    p.add_argument("kind", choices=["objective", "abtime", "stylize", "pyramid", "compare"])
+    p.add_argument("kind", choices=["objective", "abtime", "stylize", "pyramid"])
     p.add_argument("--size", type=int)
     p.add_argument("--steps", type=int, default=3, help="objective: 0 = compile only")
     p.add_argument("--variant", default="baseline")
@@ -746,19 +644,16 @@ def build_worker_parser() -> argparse.ArgumentParser:
     p.add_argument("--scales", type=_ints)
     p.add_argument("--scale-iterations", type=_ints)
     p.add_argument("--repeat", action="store_true")
-    p.add_argument("--order", type=lambda t: t.split(","), default=["single", "pyramid"])
-    p.add_argument("--init", default="content")
     return p
 
 
 WORKERS = {"objective": worker_objective, "abtime": worker_abtime, "stylize": worker_stylize,
-           "pyramid": worker_pyramid, "compare": worker_compare}
+           "pyramid": worker_pyramid}
 COMMANDS = {"sizes": cmd_sizes, "estimate": cmd_estimate, "options": cmd_options,
-            "pyramid": cmd_pyramid, "compare": cmd_compare}
+            "pyramid": cmd_pyramid}
 QUICK = {"sizes": dict(sizes=[64, 96], iterations=2), "estimate": dict(sizes=[64, 128]),
          "options": dict(size=64, steps=2, repeats=1, ab_steps=1),
-         "pyramid": dict(scales=[32, 64], scale_iterations=[2, 2]),
-         "compare": dict(size=64, iterations=[2, 2])}
+         "pyramid": dict(scales=[32, 64], scale_iterations=[2, 2])}
 
 
 def main(argv=None) -> int:

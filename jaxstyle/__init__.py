@@ -5,9 +5,10 @@
     result = jaxstyle.stylize(content, style, weights=weights)
 """
 
-from jaxstyle import image
 from jaxstyle.config import CONTENT_LAYERS, STYLE_LAYERS, LossWeights, StyleConfig
-from jaxstyle.image import ImageError, load_image, save_image
+from jaxstyle.files import ImageError, InputError, WeightsError
+from jaxstyle.grids import WeightGrid, loss_weight_grid, ratio_weights
+from jaxstyle.image import load_image, save_image
 from jaxstyle.losses import (
     LossSpec,
     Targets,
@@ -20,16 +21,9 @@ from jaxstyle.losses import (
     total_loss,
     total_variation,
 )
-from jaxstyle.pyramid import PyramidResult, StageProgress, stylize_pyramid
-from jaxstyle.stylize import Progress, Result, stylize
-from jaxstyle.sweep import (
-    SweepProgress,
-    SweepResult,
-    WeightGrid,
-    loss_weight_grid,
-    ratio_weights,
-    sweep,
-)
+from jaxstyle.run import Progress, Result, Stage
+from jaxstyle.sheet import contact_sheet
+from jaxstyle.stylize import plan_stages, stylize, sweep
 from jaxstyle.vgg import (
     LAYER_NAMES,
     VGG19,
@@ -40,9 +34,9 @@ from jaxstyle.vgg import (
     preprocess,
     random_weights,
 )
-from jaxstyle.weights import WeightsError, convert_weights, load_vgg19, save_weights
+from jaxstyle.weights import convert_weights, load_vgg19, save_weights
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 __all__ = [
     "CONTENT_LAYERS",
@@ -50,31 +44,30 @@ __all__ = [
     "STYLE_LAYERS",
     "VGG19",
     "ImageError",
+    "InputError",
     "LossSpec",
     "LossWeights",
     "Progress",
-    "PyramidResult",
     "Result",
-    "StageProgress",
+    "Stage",
     "StyleConfig",
-    "SweepProgress",
-    "SweepResult",
     "Targets",
     "VGGWeights",
     "WeightGrid",
     "WeightsError",
     "canonical_layer",
     "compute_targets",
+    "contact_sheet",
     "content_loss",
     "convert_weights",
     "deprocess",
     "extract_features",
     "gram_matrix",
-    "image",
     "load_image",
     "load_vgg19",
     "loss_weight_grid",
     "objective",
+    "plan_stages",
     "preprocess",
     "random_weights",
     "ratio_weights",
@@ -83,7 +76,6 @@ __all__ = [
     "style_layer_loss",
     "style_loss",
     "stylize",
-    "stylize_pyramid",
     "sweep",
     "total_loss",
     "total_variation",

@@ -1,8 +1,10 @@
-"""Configuration: the frozen `StyleConfig`, the traced `LossWeights`, default layer tuples.
+"""Configuration: the frozen `StyleConfig`, the traced `LossWeights`, and every enumeration.
 
-`StyleConfig` holds everything that shapes the compiled program (layers, optimizer, step
-counts) plus the default loss weights. `LossWeights` holds the three loss weights as arrays:
-they are traced, so changing them never recompiles, and `jax.vmap` can batch them (sweeps).
+`StyleConfig` holds everything that shapes a run (layers, optimizer, step counts, sizes) plus
+the default loss weights: hashable, so its parts can be static arguments of jitted functions.
+Data (images, init images, masks) are never stored in it: they are arguments of the entry
+functions. `LossWeights` holds the three loss weights as arrays: they are traced, so changing
+them never recompiles, and `jax.vmap` batches them (sweeps).
 """
 
 from __future__ import annotations
@@ -23,6 +25,19 @@ OPTIMIZERS = ("lbfgs", "adam", "lbfgs-nols")
 INITS = ("content", "noise", "style")
 POOLINGS = ("max", "avg")
 TV_FORMS = ("squared", "keras")
+COLOR_MODES = ("none", "luminance", "histogram")
+COMPUTE_DTYPES = ("float32", "bfloat16")
+
+
+def check_weights(name: str, values, *, positive_sum: bool = False) -> np.ndarray:
+    """`values` as a float32 array if all are finite and >= 0 (and, with positive_sum, not all
+    zero); ValueError naming `name` otherwise. The one check of every weight list."""
+    arr = np.asarray(values, dtype=np.float64)
+    if not np.all(np.isfinite(arr)) or np.any(arr < 0):
+        raise ValueError(f"{name} must be finite and >= 0, got {arr.tolist()}")
+    if positive_sum and not arr.sum() > 0:
+        raise ValueError(f"{name} must not all be zero")
+    return arr.astype(np.float32)
 
 
 class LossWeights(NamedTuple):
@@ -38,16 +53,10 @@ class LossWeights(NamedTuple):
     @classmethod
     def of(cls, content, style, tv) -> LossWeights:
         """Build from Python numbers or sequences; all three broadcast to one shape."""
-        arrays = np.broadcast_arrays(
-            *(np.asarray(v, dtype=np.float32) for v in (content, style, tv))
-        )
-        for name, a in zip(cls._fields, arrays, strict=True):
-            if not np.all(np.isfinite(a)) or np.any(a < 0):
-                raise ValueError(f"{name} weight must be finite and >= 0, got {a.tolist()}")
+        arrays = np.broadcast_arrays(*(check_weights(f"{name} weight", v)
+                                       for name, v in zip(cls._fields, (content, style, tv),
+                                                          strict=True)))
         return cls(*(jnp.asarray(a) for a in arrays))
-
-
-InitSpec = str | np.ndarray
 
 
 @dataclasses.dataclass(frozen=True)
@@ -66,8 +75,14 @@ class StyleConfig:
     style_weight: float = 1e3
     # gamma: weight of the total-variation loss on the [0, 1] RGB image.
     tv_weight: float = 0.0
-    # "squared" (DESIGN.md) or "keras" (the Keras example's (dx^2 + dy^2)^1.25 form).
+    # "squared" (the sum of squared neighbour differences) or "keras" (the Keras example's
+    # (dx^2 + dy^2)^1.25 form).
     tv_form: str = "squared"
+    # "max" (default, as most tools) or "avg" (the paper's choice).
+    pooling: str = "max"
+    # The network's computation dtype: "float32", or "bfloat16" for GPU/TPU speed (Grams,
+    # losses and targets still accumulate in float32).
+    compute_dtype: str = "float32"
     # "lbfgs" (optax, zoom line search), "adam", or "lbfgs-nols" (L-BFGS with step size 1 and
     # no line search, like jcjohnson's neural-style; cheap to vmap in sweeps).
     optimizer: str = "lbfgs"
@@ -75,22 +90,23 @@ class StyleConfig:
     iterations: int = 500
     # Adam step size, in [0, 1] pixel units (jcjohnson's 1e1 on 0-255 pixels is ~0.04 here).
     learning_rate: float = 0.02
-    # "content", "noise" (seeded), "style", or an (H, W, 3) float array in [0, 1].
-    init: InitSpec = "content"
+    # Start image: "content", "noise" (seeded) or "style" (an image array is passed to
+    # stylize as `init=` instead: data, not configuration).
+    init: str = "content"
     # Seed for the noise init; randomness comes only from here.
     seed: int = 0
-    # "max" (default, as most tools) or "avg" (the paper's choice).
-    pooling: str = "max"
-    # Style image side relative to the content image side.
+    # Longest side of the output in pixels: the content is scaled up or down to it (as
+    # jcjohnson/neural-style's -image_size). None: the content's own size.
+    image_size: int | None = None
+    # Style image side relative to the output's side (jcjohnson's -style_scale).
     style_scale: float = 1.0
     # Blend weights b_k of several style images (None = equal); normalized to sum to 1.
     style_blend_weights: tuple[float, ...] | None = None
-    # Coarse-to-fine pyramid (`jaxstyle.stylize_pyramid`, CLI --scales): the longer side in
-    # pixels of the image at each stage, strictly increasing, e.g. (256, 512, 1024, 2048);
-    # each stage starts from the previous result, upsampled. None: one scale. `stylize`
-    # itself runs at its inputs' size and ignores this.
+    # Coarse to fine: the longer side in pixels at each stage, strictly increasing, e.g.
+    # (256, 512, 1024); each stage starts from the previous result, upsampled. The last is the
+    # output size (image_size, if also given, must equal it). None: one stage.
     scales: tuple[int, ...] | None = None
-    # Optimizer steps per pyramid stage, one per scale; None: `iterations` at every stage.
+    # Optimizer steps per stage, one per scale; None: `iterations` at every stage.
     scale_iterations: tuple[int, ...] | None = None
 
     def __post_init__(self) -> None:
@@ -110,28 +126,56 @@ class StyleConfig:
                     f"style_layer_weights has {len(self.style_layer_weights)} entries for "
                     f"{len(self.style_layers)} style layers"
                 )
-            _check_nonneg("style_layer_weights", self.style_layer_weights, positive_sum=True)
+            check_weights("style_layer_weights", self.style_layer_weights, positive_sum=True)
         if self.style_blend_weights is not None:
-            _check_nonneg("style_blend_weights", self.style_blend_weights, positive_sum=True)
+            check_weights("style_blend_weights", self.style_blend_weights, positive_sum=True)
         for name in ("content_weight", "style_weight", "tv_weight"):
-            _check_nonneg(name, (getattr(self, name),))
-        if self.tv_form not in TV_FORMS:
-            raise ValueError(f"tv_form must be one of {TV_FORMS}, got {self.tv_form!r}")
-        if self.optimizer not in OPTIMIZERS:
-            raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {self.optimizer!r}")
-        if not isinstance(self.iterations, int) or self.iterations < 1:
+            check_weights(name, getattr(self, name))
+        for name, allowed in (("tv_form", TV_FORMS), ("pooling", POOLINGS),
+                              ("compute_dtype", COMPUTE_DTYPES), ("optimizer", OPTIMIZERS),
+                              ("init", INITS)):
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"{name} must be one of {allowed}, got {getattr(self, name)!r}")
+        if not _positive_ints((self.iterations,)):
             raise ValueError(f"iterations must be a positive integer, got {self.iterations!r}")
         if not (self.learning_rate > 0 and np.isfinite(self.learning_rate)):
             raise ValueError(f"learning_rate must be > 0, got {self.learning_rate!r}")
-        if isinstance(self.init, str) and self.init not in INITS:
-            raise ValueError(
-                f"init must be one of {INITS} or an image array, got {self.init!r}"
-            )
-        if self.pooling not in POOLINGS:
-            raise ValueError(f"pooling must be one of {POOLINGS}, got {self.pooling!r}")
         if not (self.style_scale > 0 and np.isfinite(self.style_scale)):
             raise ValueError(f"style_scale must be > 0, got {self.style_scale!r}")
-        _check_scales(self.scales, self.scale_iterations)
+        if self.image_size is not None and not _positive_ints((self.image_size,)):
+            raise ValueError(f"image_size must be a positive integer, got {self.image_size!r}")
+        self._validate_scales()
+
+    def _validate_scales(self) -> None:
+        scales, iterations = self.scales, self.scale_iterations
+        if scales is not None:
+            if not isinstance(scales, tuple) or not scales or not _positive_ints(scales):
+                raise ValueError(f"scales must be a non-empty tuple of positive integers, "
+                                 f"got {scales!r}")
+            if any(b <= a for a, b in zip(scales[:-1], scales[1:], strict=False)):
+                raise ValueError(f"scales must be strictly increasing, got {list(scales)}")
+            if self.image_size is not None and self.image_size != scales[-1]:
+                raise ValueError(f"image_size {self.image_size} and scales {list(scales)}: the "
+                                 "last scale is the output size")
+        if iterations is not None:
+            if scales is None:
+                raise ValueError("scale_iterations needs scales (one entry per scale)")
+            if (not isinstance(iterations, tuple) or len(iterations) != len(scales)
+                    or not _positive_ints(iterations)):
+                raise ValueError(f"scale_iterations must be {len(scales)} positive integers "
+                                 f"(one per scale), got {iterations!r}")
+
+    @property
+    def output_side(self) -> int | None:
+        """The output's longest side: the last scale, else image_size (None: the content's)."""
+        return self.scales[-1] if self.scales else self.image_size
+
+    @property
+    def stage_iterations(self) -> tuple[int, ...]:
+        """Steps per stage: `scale_iterations`, else `iterations` at every stage."""
+        if self.scale_iterations is not None:
+            return tuple(self.scale_iterations)
+        return (self.iterations,) * len(self.scales or (None,))
 
     @property
     def loss_weights(self) -> LossWeights:
@@ -155,34 +199,15 @@ class StyleConfig:
         """A copy with some fields changed (validated again)."""
         return dataclasses.replace(self, **changes)
 
+    def to_dict(self) -> dict:
+        """The fields as JSON-ready values (tuples as lists)."""
+        return {f.name: list(v) if isinstance(v := getattr(self, f.name), tuple) else v
+                for f in dataclasses.fields(self)}
+
 
 def _positive_ints(values) -> bool:
     return all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) and v > 0
                for v in values)
-
-
-def _check_scales(scales, scale_iterations) -> None:
-    if scales is not None:
-        if not isinstance(scales, tuple) or not scales or not _positive_ints(scales):
-            raise ValueError(f"scales must be a non-empty tuple of positive integers, "
-                             f"got {scales!r}")
-        if any(b <= a for a, b in zip(scales[:-1], scales[1:], strict=True)):
-            raise ValueError(f"scales must be strictly increasing, got {list(scales)}")
-    if scale_iterations is not None:
-        if scales is None:
-            raise ValueError("scale_iterations needs scales (one entry per scale)")
-        if (not isinstance(scale_iterations, tuple) or len(scale_iterations) != len(scales)
-                or not _positive_ints(scale_iterations)):
-            raise ValueError(f"scale_iterations must be {len(scales)} positive integers "
-                             f"(one per scale), got {scale_iterations!r}")
-
-
-def _check_nonneg(name: str, values, positive_sum: bool = False) -> None:
-    arr = np.asarray(values, dtype=np.float64)
-    if not np.all(np.isfinite(arr)) or np.any(arr < 0):
-        raise ValueError(f"{name} must be finite and >= 0, got {list(values)}")
-    if positive_sum and not arr.sum() > 0:
-        raise ValueError(f"{name} must not all be zero")
 
 
 def _normalized(weights, count: int) -> tuple[float, ...]:

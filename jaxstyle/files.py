@@ -45,6 +45,19 @@ class WeightsError(InputError):
     """A weights file or download that cannot be used; the message names the file or URL."""
 
 
+class ImageError(InputError):
+    """A bad image file or array: `str(err)` is one line, "<file>: <problem>"."""
+
+    def __init__(self, path: object, problem: str) -> None:
+        # One line whatever the underlying library said.
+        self.path = str(path)
+        self.problem = " ".join(str(problem).split())
+        super().__init__(self.path, self.problem)
+
+    def __str__(self) -> str:
+        return f"{self.path}: {self.problem}"
+
+
 def home_dir(override: str | os.PathLike | None = None) -> Path:
     """jaxstyle's cache directory: `override` > $JAXSTYLE_HOME > the user cache directory
     (platformdirs). Downloads go here, the XLA compilation cache under its "xla"."""

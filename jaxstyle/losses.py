@@ -1,7 +1,7 @@
 """The Gatys et al. losses, their targets, and the objective as a function of the image.
 
-Normalizations (DESIGN.md), with F the (h, w, C) post-ReLU features of the image, N = C
-channels and M = h*w positions:
+Normalizations, with F the (h, w, C) post-ReLU features of the image, N = C channels and
+M = h*w positions (each function's docstring states its own):
     Gram          G = F^T F over positions                       (N, N), unnormalized
     content       L_c = 1/2 sum (F - P)^2, summed over content layers
     style layer   E_l = sum (G - A)^2 / (4 N^2 M^2)
@@ -21,13 +21,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxstyle import executables
-from jaxstyle.config import LossWeights, StyleConfig
-from jaxstyle.image import as_rgb_float32
-from jaxstyle.vgg import VGGWeights, features, pools_before
-
-# Computation dtypes of the network (LossSpec.compute_dtype).
-COMPUTE_DTYPES = ("float32", "bfloat16")
+from jaxstyle.config import COMPUTE_DTYPES, LossWeights, StyleConfig
+from jaxstyle.vgg import VGGWeights, as_image, features, pools_before
 
 
 def gram_matrix(feats: jax.Array) -> jax.Array:
@@ -135,7 +130,7 @@ class LossSpec:
             tv_form=config.tv_form,
             pooling=config.pooling,
             convention=convention,
-            compute_dtype=getattr(config, "compute_dtype", "float32"),
+            compute_dtype=config.compute_dtype,
         )
 
     @property
@@ -236,26 +231,18 @@ def total_loss(
     return total, parts
 
 
-def prepare_targets(
-    weights: VGGWeights, content: Any, styles: Any, config: StyleConfig, *,
-    with_content: bool = True,
-) -> tuple[LossSpec, Targets]:
-    """Validate the images, build the static spec and compute the shared targets once
-    (without the content features when with_content=False: see `compute_targets`)."""
-    content = _as_image(content, "content image")
-    if isinstance(styles, (list, tuple)):
-        styles = list(styles)
-    else:
-        styles = [styles]
+def prepare_targets(weights: VGGWeights, content: Any, styles: Any, config: StyleConfig
+                    ) -> tuple[LossSpec, Targets]:
+    """(the static spec, the targets) of `config` for a content image (H, W, 3) and one style
+    image or a list of them, all RGB [0, 1]: what `total_loss` takes besides the image."""
+    styles = list(styles) if isinstance(styles, (list, tuple)) else [styles]
     if not styles and config.style_layers:
         raise ValueError("at least one style image is needed when style layers are set")
-    styles = [_as_image(s, f"style image {k}") for k, s in enumerate(styles)]
     blend = jax.device_put(np.asarray(config.normalized_blend_weights(len(styles)), np.float32))
     spec = LossSpec.from_config(config, weights.convention)
-    targets_fn, _ = executables.aot_compile(compute_targets,
-                                            dict(spec=spec, with_content=with_content),
-                                            weights.params, content, styles, blend)
-    return spec, targets_fn(weights.params, content, styles, blend)
+    styles = [as_image(s, f"style image {k}") for k, s in enumerate(styles)]
+    return spec, compute_targets(weights.params, as_image(content, "content image"), styles,
+                                 blend, spec)
 
 
 def objective(
@@ -287,15 +274,3 @@ class _SpecLoss:
 
     def __call__(self, params, targets, loss_weights, image):
         return total_loss(params, targets, loss_weights, image, self.spec)
-
-
-def _as_image(image: Any, what: str) -> jax.Array:
-    """An (H, W, 3) float32 device array: host images through the library's entry check
-    (`image.as_rgb_float32`), then device_put (jnp.asarray would compile a conversion program
-    per new shape, ~11 ms each, on the way to every run's first step); device arrays stay
-    where they are."""
-    if not isinstance(image, jax.Array):
-        return jax.device_put(as_rgb_float32(image, what))
-    if image.ndim != 3 or image.shape[-1] != 3:
-        raise ValueError(f"{what} must be an (H, W, 3) RGB array, got shape {image.shape}")
-    return jnp.asarray(image, jnp.float32)  # no copy when it is float32 already

@@ -3,13 +3,15 @@
 Both are opt-in calls for programs (the CLI, benchmarks), never made on `import jaxstyle`: a
 library must not change its host program's JAX configuration behind its back.
 
-- `enable_compile_cache()`: compiled programs are written to disk and reused by later processes
-  with the same shapes, so a second run starts stepping without recompiling: JAX's persistent
-  XLA cache for every program, and `jaxstyle.executables` for the targets, init and step
-  programs of `stylize` and pyramids (read back without even tracing them). On by default in
-  the CLI; off with `JAXSTYLE_NO_COMPILE_CACHE=1` or `--no-compile-cache`.
-- `count_compiles()`: a context manager listing the XLA compilations inside it (to prove
-  that new loss weights, step counts or callback intervals reuse the compiled programs).
+- `enable_compile_cache()`: JAX's persistent compilation cache: compiled programs are written
+  to disk and reused by later processes with the same shapes, so a second run starts stepping
+  without recompiling. On by default in the CLI; off with `JAXSTYLE_NO_COMPILE_CACHE=1` or
+  `--no-compile-cache`. A cache can only make a run faster: JAX treats an entry it cannot
+  read as a miss and compiles.
+- `count_compiles()`: a context manager recording the XLA compilations inside it and the time
+  spent compiling (to prove that new loss weights, step counts or callback intervals reuse
+  the compiled programs, and to report compile time).
+- `select_device(name)`: the device of a platform, chosen before JAX starts its backends.
 - `set_xla_cpu_flags()`: XLA CPU options measured to help this workload (see its docstring).
   XLA reads `XLA_FLAGS` once, when the first backend initializes, so this must run before the
   first JAX computation (creating an array counts); afterwards it raises.
@@ -26,14 +28,10 @@ from pathlib import Path
 
 import jax
 
-from jaxstyle import executables
+from jaxstyle import files
 
-# Environment variables (the CLI's flags map onto the same switches).
+# Environment variable (the CLI's --no-compile-cache maps onto the same switch).
 NO_CACHE_ENV = "JAXSTYLE_NO_COMPILE_CACHE"
-HOME_ENV = "JAXSTYLE_HOME"
-# Inside the XLA cache directory: jaxstyle's stored step programs (`jaxstyle.executables`).
-# JAX's own cache only manages the top-level "*-cache" files there, so a subdirectory is safe.
-PROGRAMS_SUBDIR = "jaxstyle-programs"
 
 # XLA CPU flags for the style-transfer objective (measurements in set_xla_cpu_flags).
 CPU_FLAGS: tuple[str, ...] = (
@@ -51,19 +49,13 @@ def _env_true(name: str) -> bool:
 
 
 def default_cache_dir() -> Path:
-    """$JAXSTYLE_HOME/xla if set, else the user cache dir (platformdirs) + "/xla"."""
-    home = os.environ.get(HOME_ENV)
-    if home:
-        return Path(home).expanduser() / "xla"
-    import platformdirs
-
-    return Path(platformdirs.user_cache_dir("jaxstyle")) / "xla"
+    """The XLA compilation cache: `files.home_dir()` / "xla"."""
+    return files.home_dir() / "xla"
 
 
 def enable_compile_cache(path: str | os.PathLike | None = None, *, enabled: bool = True
                          ) -> Path | None:
-    """Turn on JAX's persistent compilation cache and jaxstyle's program store (in its
-    PROGRAMS_SUBDIR); returns the cache directory, or None if off.
+    """Turn on JAX's persistent compilation cache; returns its directory, or None if off.
 
     path: the directory (created if missing); default `default_cache_dir()`. A cache directory
     the user already configured through JAX (`JAX_COMPILATION_CACHE_DIR` or
@@ -77,7 +69,6 @@ def enable_compile_cache(path: str | os.PathLike | None = None, *, enabled: bool
     Call it before the first compilation: JAX opens the cache directory once per process.
     """
     if not enabled or _env_true(NO_CACHE_ENV):
-        executables.disable()
         return None
     configured = jax.config.jax_compilation_cache_dir
     if path is None and configured:
@@ -89,22 +80,16 @@ def enable_compile_cache(path: str | os.PathLike | None = None, *, enabled: bool
         jax.config.update("jax_compilation_cache_dir", str(cache_dir))
     jax.config.update("jax_enable_compilation_cache", True)
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
-    executables.enable(cache_dir / PROGRAMS_SUBDIR)
     return cache_dir
 
 
 def set_xla_cpu_flags(flags: tuple[str, ...] = CPU_FLAGS) -> str:
     """Add XLA CPU `flags` to the XLA_FLAGS environment variable; returns the new value.
 
-    CPU_FLAGS, measured on a 2-core CPU with jaxlib 0.10.2 (benchmarks/README.md), change
-    memory, not speed (the step time moved by less than 2%):
-    - the memory-optimized scheduler: XLA temp memory of the objective's value_and_grad at
-      512 px 508 -> 349 MB;
-    - YNNPACK fusions limited to single convolutions and dots: by default XLA CPU fuses whole
-      runs of forward layers into one YNNPACK graph whose buffers XLA does not plan; the
-      targets program (two forward passes) then raised peak RSS by 700 MB at 512 px, 310 MB
-      with the limit. Together: peak RSS at 512 px 1068 -> 867 MB.
-    The flags concern the CPU backend only; GPU/TPU ignore them.
+    CPU_FLAGS cut memory, not speed (figures in benchmarks/README.md): the memory-optimized
+    scheduler, and YNNPACK fusions limited to single convolutions and dots (by default XLA
+    CPU fuses whole runs of forward layers into one YNNPACK graph whose buffers XLA does not
+    plan). They concern the CPU backend only; GPU/TPU ignore them.
 
     Must run before the first JAX computation in the process: XLA parses XLA_FLAGS once when
     the backend initializes, so a later call would silently do nothing, and it raises
@@ -112,7 +97,7 @@ def set_xla_cpu_flags(flags: tuple[str, ...] = CPU_FLAGS) -> str:
     (with any value) is not added again, and the user's other flags are kept as they are.
     A flag this jaxlib's XLA does not know is left out (XLA would abort on it). Idempotent.
     """
-    if _backend_initialized():
+    if backends_initialized():
         raise RuntimeError(
             "set_xla_cpu_flags() must be called before the first JAX computation: "
             "XLA reads XLA_FLAGS once, when the backend starts"
@@ -150,7 +135,7 @@ def xla_knows_flag(flag: str) -> bool:
     return False
 
 
-def _backend_initialized() -> bool:
+def backends_initialized() -> bool:
     """Whether a JAX backend exists already (after which XLA_FLAGS are no longer read)."""
     try:
         from jax._src import xla_bridge
@@ -160,21 +145,63 @@ def _backend_initialized() -> bool:
         return False
 
 
+class Compilations:
+    """What `count_compiles` saw: `names` of the XLA backend compilations (cache hits, in
+    memory or from the persistent cache, are not compilations) and `seconds` spent lowering,
+    compiling or reading compiled programs from the persistent cache."""
+
+    def __init__(self) -> None:
+        self.names: list[str] = []
+        self.seconds = 0.0
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+
+# Lowering, compiling, reading the persistent cache (tracing is left out: nested jits report
+# their traces inside their callers' and would be counted twice).
+_COMPILE_EVENTS = ("/jax/core/compile/jaxpr_to_mlir_module_duration",
+                   "/jax/core/compile/backend_compile_duration",
+                   "/jax/compilation_cache/cache_retrieval_time_sec")
+
+
 @contextlib.contextmanager
 def count_compiles():
-    """Yield a list that receives the name of every XLA backend compilation in the block.
-
-    Uses jax.monitoring's backend-compile duration event, so cache hits (in-memory or the
-    persistent cache) are not counted: an empty list means nothing was compiled.
-    """
-    names: list[str] = []
+    """Yield a `Compilations` that records the compilations made inside the block (from
+    jax.monitoring's events): an empty `names` means nothing was compiled."""
+    seen = Compilations()
 
     def listener(event: str, duration_secs: float, **kwargs) -> None:
+        if event in _COMPILE_EVENTS:
+            seen.seconds += duration_secs
         if event == "/jax/core/compile/backend_compile_duration":
-            names.append(str(kwargs.get("fun_name", "?")))
+            seen.names.append(str(kwargs.get("fun_name", "?")))
 
     jax.monitoring.register_event_duration_secs_listener(listener)
     try:
-        yield names
+        yield seen
     finally:
         jax.monitoring.unregister_event_duration_listener(listener)
+
+
+def select_device(name: str | None) -> jax.Device:
+    """The first device of platform `name` ("cpu", "gpu", "tpu"; None: JAX's default).
+
+    cpu/tpu: sets `jax_platforms` while the backends are not yet initialized, so JAX does not
+    start (and preallocate) other accelerators. gpu: leaves discovery to JAX (the "gpu" alias
+    would demand every GPU plugin). RuntimeError naming the platform if it has no device.
+    """
+    if name is None:
+        return jax.devices()[0]
+    previous = jax.config.jax_platforms
+    if name in ("cpu", "tpu") and not backends_initialized():
+        jax.config.update("jax_platforms", name)
+    try:
+        return jax.devices(name)[0]
+    except (RuntimeError, AssertionError) as err:
+        # Undo, so that a caller that goes on in this process (tests, notebooks) still works.
+        if not backends_initialized():
+            jax.config.update("jax_platforms", previous)
+        reason = " ".join(str(err).split()).split(" (set JAX_PLATFORMS")[0]
+        raise RuntimeError(f"no {name} device available ({reason or type(err).__name__})"
+                           ) from None

@@ -1,266 +1,258 @@
-"""`stylize`: one image, optimized by the compiled step loop of `jaxstyle.optim`.
+"""`stylize` and `sweep`: a whole run, from images as given to the images a user keeps.
 
     result = jaxstyle.stylize(content, style, weights=jaxstyle.load_vgg19())
-    result.image  # (H, W, 3) float32 RGB in [0, 1]
+    result.image                         # (H, W, 3) float32 RGB in [0, 1]
+    grid = jaxstyle.loss_weight_grid(content=[1, 5], style=[1e2, 1e3, 1e4])
+    sweep = jaxstyle.sweep(content, style, weights=weights, loss_weights=grid)
+    sweep.images, sweep.contact_sheet()  # (6, H, W, 3), the labelled 2 x 3 sheet
 
-Images are taken as given: resizing (max side, style scale) is the job of `jaxstyle.image`
-and the CLI. Style images of another size than the content are fine: their Grams are
-rescaled to the content's feature sizes (`compute_targets`).
-
-How the output stays a valid image: L-BFGS optimizes unconstrained pixels (its line search
-and curvature pairs need the plain objective) and the output is clipped to [0, 1]; Adam
-projects onto [0, 1] after every step. Measured at 64 px, 40 steps, synthetic weights: L-BFGS
-left 0.1-0.2% of the pixels outside [0, 1] (by at most 0.09) and clipping raised the loss by
-0.3-1.1%; Adam with per-step clipping reached a lower loss than unconstrained Adam clipped at
-the end (98.6 vs 99.6).
-
-Non-finite losses: the loop stops at the first step whose loss or gradient is NaN or inf, and
-`stylize` returns normally with `Result.stopped == "nonfinite"`, `Result.message` saying
-what happened, and `Result.image` the best finite iterate (so a caller can always save it).
+Both are one runner: a `stylize` is a sweep of one setting. The library owns the run's rules:
+- sizes (`plan_stages`): the output's longest side is `config.image_size` (the content scaled
+  up or down to it; None keeps the content's size) or the last of `config.scales`; each style
+  image's longest side is `config.style_scale` times the image's, at every stage, resampled
+  from the original style image; sizes the loss layers cannot use, or runs that cannot fit in
+  memory, are refused before any work;
+- colours (`jaxstyle.color`): `preserve_colors="histogram"` recolours the styles first,
+  "luminance" optimizes luminance images and puts the content's chroma back on every image
+  returned (progress images too);
+- pyramids: with `config.scales`, stage k starts from stage k-1's images upsampled (Lanczos)
+  with a fresh optimizer state; `config.init` (or `init=`) starts stage 0;
+- the output stays a valid image: L-BFGS optimizes unconstrained pixels (its line search needs
+  the plain objective) and its result is clipped to [0, 1]; Adam projects onto [0, 1] after
+  every step. The best iterate is kept; a NaN or inf stops that setting with its last good
+  image (`Result.nonfinite`, `Result.stopped == "nonfinite"` when all stopped).
 """
 
 from __future__ import annotations
 
-import dataclasses
+import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import jax
 import numpy as np
 
-from jaxstyle import optim
+from jaxstyle import color, optim, parallel
 from jaxstyle.config import LossWeights, StyleConfig
-from jaxstyle.image import as_content_and_styles, as_rgb_float32, resize_to
-from jaxstyle.losses import prepare_targets
-from jaxstyle.vgg import VGGWeights
+from jaxstyle.grids import WeightGrid, as_settings
+from jaxstyle.image import as_rgb, resize_to, scale_shape, style_size_for
+from jaxstyle.losses import LossSpec
+from jaxstyle.run import LOSS_NAMES, Callback, Result, Schedule, Stage, StageOutcome, run_stage
+from jaxstyle.vgg import VGGWeights, layer_depth, pools_before
 
 
-@dataclasses.dataclass(frozen=True)
-class Result:
-    """The outcome of `stylize`.
-
-    image:        (H, W, 3) float32 RGB in [0, 1]: the best iterate, clipped.
-    history:      {"total", "content", "style", "tv"}: float32 arrays, entry t = unweighted
-                  losses (total weighted) of the iterate after step t + 1; NaN/inf entries
-                  only at the step that stopped a "nonfinite" run.
-    best_step:    steps taken to reach the best iterate (0 = the initial image).
-    best_loss:    its weighted total (of the unclipped iterate; clipping changes it little).
-    timings:      {"targets_s", "compile_s", "steps_s", "total_s"}, seconds. compile_s is the
-                  ahead-of-time lowering + compilation of the init and chunk programs (0 when
-                  reused from an earlier call); the targets are computed meanwhile, and
-                  targets_s is the rest of the setup (start until ready to step, minus
-                  compile_s); steps_s includes the initial evaluation (which, from the
-                  content init, also yields the content targets).
-    stopped:      None (all iterations ran), "interrupted" (the callback returned False) or
-                  "nonfinite" (a NaN or inf loss or gradient).
-    config:       the StyleConfig used.
-    message:      a one-line explanation when stopped, else None.
-    initial_losses: the losses of the initial image, same keys as history.
-    steps:        steps run (len of each history array).
-    """
-
-    image: np.ndarray
-    history: dict[str, np.ndarray]
-    best_step: int
-    best_loss: float
-    timings: dict[str, float]
-    stopped: str | None
-    config: StyleConfig
-    message: str | None = None
-    initial_losses: dict[str, float] = dataclasses.field(default_factory=dict)
-    steps: int = 0
-
-
-class Progress:
-    """What a callback sees: step (steps done), total_steps, losses (dict of floats, latest
-    step), best_loss, and image() (the best image so far, fetched to the host on demand).
-
-    image() is valid only during the callback: the next chunk reuses the device buffers.
-    """
-
-    def __init__(self, step: int, total_steps: int, losses: dict[str, float],
-                 best_loss: float, best_image: jax.Array) -> None:
-        self.step = step
-        self.total_steps = total_steps
-        self.losses = losses
-        self.best_loss = best_loss
-        self._best_image = best_image
-
-    def image(self) -> np.ndarray:
-        """(H, W, 3) float32 RGB in [0, 1]: the best iterate so far, clipped."""
-        if self._best_image.is_deleted():
-            raise RuntimeError("Progress.image() can only be called during the callback")
-        return _to_output(self._best_image)
-
-    def __repr__(self) -> str:
-        return (f"Progress(step={self.step}, total_steps={self.total_steps}, "
-                f"losses={self.losses}, best_loss={self.best_loss})")
-
-
-Callback = Callable[[Progress], "bool | None"]
-
-
-def stylize(
-    content: Any,
-    styles: Any,
-    *,
-    weights: VGGWeights,
-    config: StyleConfig | None = None,
-    loss_weights: LossWeights | None = None,
-    callback: Callback | None = None,
-    callback_every: int = 10,
-) -> Result:
+def stylize(content: Any, styles: Any, *, weights: VGGWeights, config: StyleConfig | None = None,
+            loss_weights: LossWeights | None = None, init: Any = None,
+            preserve_colors: str = "none", callback: Callback | None = None,
+            callback_every: int = 10, devices: Sequence[jax.Device] | None = None) -> Result:
     """Stylize `content` (H, W, 3) RGB [0, 1] with one style image or a list of them.
 
-    Minimizes alpha L_c + beta L_s + gamma TV (see `jaxstyle.losses`) over the image for
-    `config.iterations` steps of `config.optimizer`, starting from `config.init`:
-      "content"  the content image;
-      "style"    the first style image, resized (Lanczos, image.resize_to) to the content's size;
-      "noise"    uniform [0, 1) white noise from numpy's default_rng(config.seed);
-      an array   an (H, W, 3) image of the content's shape, clipped to [0, 1].
-    loss_weights (scalar `LossWeights`) overrides config's alpha/beta/gamma; it is traced,
-    so changing it does not recompile. Neither does callback_every nor iterations: the loop
-    runs in compiled chunks of at most `optim.MAX_CHUNK_STEPS` steps with a traced length.
-
-    callback(progress) is called every `callback_every` steps and once at the end (unless
-    it stopped the run); returning False stops early (Result.stopped = "interrupted").
-    Raises ValueError for bad arguments (shapes, non-finite images, negative weights).
+    Minimizes alpha L_c + beta L_s + gamma TV (`jaxstyle.losses`) over the image for the
+    configured steps, starting from `init` (an (h, w, 3) image, resized to each start) or
+    `config.init`: "content", "style" (the first style image, resized), "noise" (uniform [0, 1)
+    from numpy's default_rng(config.seed)). loss_weights (scalars) override the config's
+    alpha, beta, gamma; they are traced, so changing them does not recompile. Neither do
+    callback_every nor the step counts. preserve_colors: "none", "luminance" or "histogram".
+    callback(progress: `Progress`) runs every `callback_every` steps and at the end of each
+    stage; returning False stops the run (Result.stopped = "interrupted"). devices: where to
+    run (default JAX's first device). Raises ValueError for bad arguments and for sizes the
+    layers cannot use or memory cannot hold (before any work).
     """
+    lw = (config or StyleConfig()).loss_weights if loss_weights is None else loss_weights
+    if np.shape(as_settings(lw).content) != (1,) or any(np.ndim(w) for w in lw):
+        raise ValueError("stylize takes scalar loss weights; use jaxstyle.sweep for several")
+    return _run(content, styles, weights, config, WeightGrid.row(lw), init, preserve_colors,
+                None, callback, callback_every, devices)
+
+
+def sweep(content: Any, styles: Any, *, weights: VGGWeights,
+          loss_weights: LossWeights | WeightGrid, config: StyleConfig | None = None,
+          init: Any = None, preserve_colors: str = "none", batch_size: int | None = None,
+          callback: Callback | None = None, callback_every: int = 10,
+          devices: Sequence[jax.Device] | None = None) -> Result:
+    """`stylize` for K loss-weight settings at once, in one compiled program.
+
+    loss_weights: a `WeightGrid` (`loss_weight_grid`, `ratio_weights`) or a `LossWeights` of
+    (K,) arrays. Setting i gives what `stylize(..., loss_weights=setting i)` gives (float32
+    L-BFGS under vmap may drift from it by rounding). batch_size: settings a device computes
+    at once (default: 1 for zoom L-BFGS, else as many as fit in memory: `jaxstyle.parallel`).
+    devices: the mesh the K settings are sharded over (default every local device; several
+    processes: pass jax.devices(), every process gets every result). Other arguments as
+    `stylize`.
+    """
+    grid = loss_weights if isinstance(loss_weights, WeightGrid) else WeightGrid.row(loss_weights)
+    if batch_size is not None and (not isinstance(batch_size, (int, np.integer))
+                                   or batch_size < 1):
+        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+    return _run(content, styles, weights, config, grid, init, preserve_colors, batch_size,
+                callback, callback_every, devices)
+
+
+def min_side(config: StyleConfig) -> int:
+    """The smallest image side whose features reach the deepest loss layer (2 ** pools)."""
+    deepest = max((*config.content_layers, *config.style_layers), key=layer_depth)
+    return 2 ** pools_before(deepest)
+
+
+def plan_stages(content_hw: Sequence[int], style_hws: Sequence[Sequence[int]],
+                config: StyleConfig, *, settings: int = 1,
+                device: jax.Device | None = None) -> tuple[Stage, ...]:
+    """The stages of a run for a content image of (h, w) and style images of the given sizes.
+
+    ValueError, before any work, for an image or style image too small for the loss layers
+    at some stage, or a last stage whose estimated memory (`parallel.estimated_bytes`, for
+    `settings` settings) exceeds what `device` (default JAX's first) can give a run: the
+    message names the largest size that fits.
+    """
+    config.normalized_blend_weights(len(style_hws))  # one blend weight per style image
+    side = config.output_side or max(int(content_hw[0]), int(content_hw[1]))
+    scales = config.scales or (side,)
+    stages = []
+    for scale, iterations in zip(scales, config.stage_iterations, strict=True):
+        shape = scale_shape(content_hw, scale)
+        style_shapes = tuple(style_size_for(shape, hw, config.style_scale) for hw in style_hws)
+        need = min_side(config)
+        for what, hw in [("image", shape), *(("style image", s) for s in style_shapes)]:
+            if min(hw) < need:
+                raise ValueError(
+                    f"at {scale} px the {what} would be {hw[0]}x{hw[1]}, smaller than {need} px "
+                    "on a side, the least the loss layers need; use a larger size, style_scale "
+                    "or smallest scale, or shallower layers")
+        stages.append(Stage(shape, style_shapes, iterations))
+    _check_memory(stages[-1].shape, config, settings, device or jax.devices()[0])
+    return tuple(stages)
+
+
+def _check_memory(shape: tuple[int, int], config: StyleConfig, settings: int,
+                  device: jax.Device) -> None:
+    layers = (*config.content_layers, *config.style_layers)
+    need = parallel.estimated_bytes(*shape, layers, config.optimizer, settings=settings)
+    budget = parallel.memory_budget(device)
+    if budget is not None and need > budget:
+        fits = math.floor(max(shape) * math.sqrt(budget / need))
+        raise ValueError(
+            f"a {shape[0]}x{shape[1]} image needs about {need / 2**30:.3g} GiB, more than the "
+            f"{budget / 2**30:.3g} GiB a run may use on {device.platform} (half of the free "
+            f"memory on a CPU, 80% on an accelerator); the largest that fits is about {fits} px "
+            "on its longer side")
+
+
+def _run(content, styles, weights, config, grid, init, preserve_colors, batch_size, callback,
+         callback_every, devices) -> Result:
     t_start = time.perf_counter()
-    config = check_run_arguments(config, callback_every, "stylize")
-    content, style_list = as_content_and_styles(content, styles)
-    loss_weights = _check_loss_weights(config.loss_weights if loss_weights is None
-                                       else loss_weights)
-    image0 = initial_image(config, content, style_list)
+    config = StyleConfig() if config is None else config
+    if not isinstance(callback_every, (int, np.integer)) or callback_every < 1:
+        raise ValueError(f"callback_every must be a positive integer, got {callback_every!r}")
+    content = as_rgb(content, "content image")
+    styles = [as_rgb(s, f"style image {k}") for k, s in
+              enumerate(styles if isinstance(styles, (list, tuple)) else [styles])]
+    if not styles and config.style_layers:
+        raise ValueError("at least one style image is needed when style layers are set")
+    blend = np.asarray(config.normalized_blend_weights(len(styles)), np.float32)
+    init = None if init is None else as_rgb(init, "init image")
+    lws = as_settings(grid.loss_weights)
+    k = len(lws.content)
+    mesh = parallel.settings_mesh(devices, k)
+    stages = plan_stages(content.shape[:2], [s.shape[:2] for s in styles], config,
+                         settings=-(-k // mesh.devices.size), device=mesh.devices.flat[0])
 
-    # Starting at the content image, the initial evaluation computes the content targets too
-    # (one forward pass of the content image fewer: `optim.init_at_content`).
-    at_content = isinstance(config.init, str) and config.init == "content"
-    # The targets are dispatched, not awaited: the programs compile (from their shapes)
-    # while the device computes them.
-    spec, targets = prepare_targets(weights, content, style_list, config,
-                                    with_content=not at_content)
+    run_content, run_styles = color.prepare(content, styles, preserve_colors)
+    if init is not None and preserve_colors == "luminance":
+        init = color.luminance_image(init)
+    spec = LossSpec.from_config(config, weights.convention)
     opt = optim.OptimSpec.from_config(config)
-    init_fn, chunk_fn, compile_s = optim.compile_programs(
-        weights.params, targets, loss_weights, image0, spec=spec, optim=opt,
-        at_content=at_content)
-    jax.block_until_ready(targets)
-    t_compiled = time.perf_counter()
+    outcomes: list[StageOutcome] = []
+    steps_before = 0
+    for i, stage in enumerate(stages):
+        content_here = resize_to(content, stage.shape)  # the chroma "luminance" puts back
 
-    if at_content:
-        targets, state = init_fn(weights.params, targets, loss_weights, image0)
-    else:
-        state = init_fn(weights.params, targets, loss_weights, image0)
-    initial = np.asarray(state.losses, np.float64)
-    total_steps = config.iterations
+        def finish(raw: np.ndarray, content_here=content_here) -> np.ndarray:
+            return np.stack([color.finish(im, content_here, preserve_colors) for im in raw])
 
-    def notify(state: optim.StepState, done: int) -> bool | None:
-        return callback(_progress(state, done, total_steps))
+        image0 = _start(i, stage, outcomes, init, config, run_content, run_styles)
+        schedule = Schedule(i, stages, steps_before, callback, callback_every, finish)
+        outcome = run_stage(weights.params, spec, opt, resize_to(run_content, stage.shape),
+                            [resize_to(s, hw) for s, hw in zip(run_styles, stage.style_shapes,
+                                                                strict=True)],
+                            blend, lws, image0, mesh=mesh, batch_size=batch_size,
+                            schedule=schedule)
+        outcome.images = finish(outcome.images)
+        outcomes.append(outcome)
+        steps_before += outcome.steps
+        if outcome.interrupted or outcome.nonfinite.all():
+            break
+    return _result(outcomes, stages, grid, config, mesh.devices.size,
+                   time.perf_counter() - t_start)
 
-    loop = optim.drive(
-        lambda state, n: chunk_fn(weights.params, targets, loss_weights, state, n),
-        state, total_steps,
-        steps_run=lambda state: int(state.step),
-        alive=lambda state: bool(state.ok),
-        take=lambda history, ran: np.asarray(history)[:ran],
-        notify=None if callback is None else notify, callback_every=callback_every)
-    state, rows, done = loop.state, loop.history, loop.steps
-    stopped = message = None
-    if not bool(state.ok):
-        stopped = "nonfinite"
-        message = _nonfinite_message(done, rows[-1][-1] if done else initial)
-    elif loop.interrupted:
-        stopped = "interrupted"
-        message = f"stopped by the callback after {done} of {total_steps} steps"
-    image = _to_output(state.best_image)
-    t_end = time.perf_counter()
 
-    hist = np.concatenate(rows) if rows else np.zeros((0, len(optim.LOSS_NAMES)), np.float32)
+def _start(i: int, stage: Stage, outcomes: list[StageOutcome], init, config: StyleConfig,
+           content: np.ndarray, styles: list[np.ndarray]) -> np.ndarray | None:
+    """Stage i's first image: the previous stage's images upsampled (K, h, w, 3), else the
+    init image or mode at this stage's size (None: the content image itself)."""
+    if outcomes:
+        return np.stack([resize_to(im, stage.shape) for im in outcomes[-1].images])
+    if init is not None:
+        return resize_to(init, stage.shape)
+    if config.init == "noise":
+        return np.random.default_rng(config.seed).random((*stage.shape, 3), np.float32)
+    if config.init == "style":
+        if not styles:
+            raise ValueError("init='style' needs a style image")
+        return resize_to(styles[0], stage.shape)
+    return None
+
+
+def _result(outcomes: list[StageOutcome], stages: tuple[Stage, ...], grid: WeightGrid,
+            config: StyleConfig, devices: int, total_s: float) -> Result:
+    last = outcomes[-1]
+    steps_before = sum(o.steps for o in outcomes[:-1])
+    histories = np.concatenate([o.histories for o in outcomes], axis=1)
+    timings = {key: float(sum(o.timings[key] for o in outcomes)) for key in last.timings}
+    timings["total_s"] = total_s
+    stopped = ("nonfinite" if last.nonfinite.all() else
+               "interrupted" if last.interrupted else None)
+    total = sum(s.iterations for s in stages)
+    message = None
+    if stopped == "nonfinite":
+        message = _nonfinite_message(steps_before + last.steps, last, len(outcomes))
+    elif stopped == "interrupted":
+        message = f"stopped by the callback after {steps_before + last.steps} of {total} steps"
+    if message is not None and len(stages) > 1:
+        h, w = stages[len(outcomes) - 1].shape
+        message = f"stage {len(outcomes)} of {len(stages)} ({h}x{w}): {message}"
     return Result(
-        image=image,
-        history={name: hist[:, k].copy() for k, name in enumerate(optim.LOSS_NAMES)},
-        best_step=int(state.best_step),
-        best_loss=float(state.best_loss),
-        timings={
-            "targets_s": t_compiled - t_start - compile_s,
-            "compile_s": compile_s,
-            "steps_s": t_end - t_compiled,
-            "total_s": t_end - t_start,
-        },
+        images=last.images,
+        grid=grid,
+        histories={name: histories[:, :, j].copy() for j, name in enumerate(LOSS_NAMES)},
+        best_losses=last.best_losses,
+        best_steps=steps_before + last.best_steps,
+        initial_losses={name: outcomes[0].initial_losses[:, j]
+                        for j, name in enumerate(LOSS_NAMES)},
+        nonfinite=last.nonfinite,
+        steps=steps_before + last.steps,
+        stage_steps=tuple(o.steps for o in outcomes),
+        stage_start_losses=tuple(o.initial_losses[:, 0] for o in outcomes),
         stopped=stopped,
-        config=config,
         message=message,
-        initial_losses=_loss_dict(initial),
-        steps=done,
+        timings=timings,
+        config=config,
+        stages=stages,
+        batch_size=last.batch_size,
+        devices=devices,
     )
 
 
-def _progress(state: optim.StepState, done: int, total_steps: int) -> Progress:
-    return Progress(done, total_steps, _loss_dict(np.asarray(state.losses)),
-                    float(state.best_loss), state.best_image)
-
-
-def _loss_dict(values: np.ndarray) -> dict[str, float]:
-    return {name: float(v) for name, v in zip(optim.LOSS_NAMES, values, strict=True)}
-
-
-def _nonfinite_message(step: int, losses: np.ndarray) -> str:
-    parts = ", ".join(f"{n}={v:.4g}" for n, v in _loss_dict(losses).items())
-    if step == 0:  # nothing finite to keep: say so rather than claim a best iterate
+def _nonfinite_message(step: int, last: StageOutcome, stages_run: int) -> str:
+    if len(last.nonfinite) > 1:
+        return (f"the loss became non-finite for every setting by step {step}; kept each "
+                "setting's best finite iterate. Check the loss weights, the weights file and "
+                "the input images.")
+    values = last.histories[0, -1] if last.steps else last.initial_losses[0]
+    parts = ", ".join(f"{n}={v:.4g}" for n, v in zip(LOSS_NAMES, values, strict=True))
+    if step == 0 and stages_run == 1:  # nothing finite to keep: say so
         where, kept = "at the initial image", "no step was taken"
     else:
         where, kept = f"at step {step}", "kept the best finite iterate"
     return (f"loss or gradient became non-finite {where} ({parts}); {kept}. Check the "
             "weights file, the input images and the loss weights.")
-
-
-def _to_output(image: jax.Array) -> np.ndarray:
-    return np.clip(np.asarray(image, np.float32), 0.0, 1.0)
-
-
-def _check_loss_weights(lw: LossWeights) -> LossWeights:
-    if not isinstance(lw, LossWeights):
-        raise ValueError(f"loss_weights must be a LossWeights, got {type(lw).__name__}")
-    out = LossWeights.of(*lw)  # float32, finite and >= 0, or ValueError
-    if out.content.shape != ():
-        raise ValueError(f"stylize takes scalar loss weights (shape {out.content.shape}); "
-                         "use jaxstyle.sweep for several settings")
-    return out
-
-
-def check_run_arguments(config: StyleConfig | None, callback_every: Any, entry: str
-                        ) -> StyleConfig:
-    """The config (default StyleConfig()) after the checks `stylize` and `sweep` share: one
-    size (config.scales, a pyramid, is refused: silently running one scale would drop it)
-    and a positive integer callback interval. ValueError naming `entry` otherwise."""
-    config = StyleConfig() if config is None else config
-    if config.scales:
-        raise ValueError(f"{entry} runs at the content image's size: config.scales (a "
-                         "pyramid) is for jaxstyle.stylize_pyramid")
-    if not isinstance(callback_every, (int, np.integer)) or callback_every < 1:
-        raise ValueError(f"callback_every must be a positive integer, got {callback_every!r}")
-    return config
-
-
-def initial_image(config: StyleConfig, content: np.ndarray,
-                  styles: Sequence[np.ndarray]) -> np.ndarray:
-    """The optimizer's starting image for `config.init` (see `stylize`), (H, W, 3) float32."""
-    init = config.init
-    if isinstance(init, str):
-        if init == "content":
-            return content
-        if init == "noise":
-            return np.random.default_rng(config.seed).random(content.shape, np.float32)
-        if init == "style":
-            if not styles:
-                raise ValueError("init='style' needs a style image")
-            return resize_to(styles[0], content.shape[:2])  # the project's one resize
-        raise ValueError(f"unknown init {init!r}")
-    arr = as_rgb_float32(init, "init image")
-    if arr.shape != content.shape:
-        raise ValueError(f"init image has shape {arr.shape}, the content image {content.shape}")
-    return np.clip(arr, 0.0, 1.0)
-
-
-__all__ = ["Progress", "Result", "stylize"]

@@ -20,6 +20,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxstyle.image import as_rgb
+
 # Output widths and convolution counts of VGG19's five blocks (configuration "E").
 BLOCK_WIDTHS = (64, 128, 256, 512, 512)
 BLOCK_DEPTHS = (2, 2, 4, 4, 4)
@@ -144,10 +146,8 @@ def conv3x3_same(x: jax.Array, kernel: jax.Array) -> jax.Array:
     Same values and gradients as `lax.conv_general_dilated`, but the input gradient is
     written as an ordinary convolution with the flipped, in/out-swapped kernel. Autodiff's
     transposed convolution (kernel dims "01oi") is canonicalized by XLA CPU at the top level
-    but not inside a while loop, where it ran on a slow generic path: a `fori_loop` of
-    gradient steps cost 3-4x the same steps unrolled (measured on 2 cores, 96 px VGG19
-    objective: 2.07 s vs 0.66 s for two steps; with this VJP the loop costs what unrolled
-    steps cost). The optimizer loop (`jaxstyle.optim.chunk`) is such a loop.
+    but not inside a while loop, such as the optimizer's (`jaxstyle.optim.chunk`), where it
+    ran on a slow generic path (3-4x: benchmarks/README.md).
     """
     return jax.lax.conv_general_dilated(x, kernel, (1, 1), "SAME",
                                         dimension_numbers=_NHWC_HWIO)
@@ -183,8 +183,8 @@ def max_pool_2x2(x: jax.Array) -> jax.Array:
     gradient goes to the first maximum of each window in row-major order, as XLA's
     select_and_scatter does), but the backward pass is one elementwise fusion: XLA CPU
     lowers the reduce_window gradient to argmax index arrays plus a scatter, which cost
-    about as much as a convolution at pool1 (measured 154 ms against 26 ms at 256 px) and
-    kept five full-size int32 arrays alive between the passes.
+    about as much as a convolution at pool1 and kept five full-size int32 arrays alive
+    between the passes (benchmarks/README.md).
     """
     return _pool_windows(x).max(axis=(2, 4))
 
@@ -302,13 +302,22 @@ def extract_features(
     Jit-compiled once per (shape, layers, pooling, convention); params are arguments.
     Returns {name: (h, w, C) float32} keyed as requested.
     """
-    image = jnp.asarray(image, jnp.float32)
-    if image.ndim != 3 or image.shape[-1] != 3:
-        raise ValueError(f"expected an (H, W, 3) RGB image, got shape {image.shape}")
+    image = as_image(image)
     layers = tuple(layers)
     for name in layers:
         canonical_layer(name)
     return _features_jit(weights.params, image, layers, pooling, weights.convention)
+
+
+def as_image(image: Any, what: str = "image") -> jax.Array:
+    """An (H, W, 3) float32 device array of `image`: host arrays through the library's one
+    image check (`jaxstyle.image.as_rgb`), then one device_put (jnp.asarray would compile a
+    conversion program per new shape); device arrays are shape-checked and stay in place."""
+    if not isinstance(image, jax.Array):
+        return jax.device_put(as_rgb(image, what))
+    if image.ndim != 3 or image.shape[-1] != 3:
+        raise ValueError(f"{what} must be an (H, W, 3) RGB array, got shape {image.shape}")
+    return image.astype(jnp.float32)  # no copy when it is float32 already
 
 
 def random_weights(seed: int = 0, convention: str = "caffe") -> VGGWeights:

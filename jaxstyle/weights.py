@@ -113,7 +113,7 @@ def load_vgg19(
             raise WeightsError(f"{e} (file named by ${ENV_WEIGHTS})") from e
         raise
     # One device_put of the tree: jnp.asarray would compile a copy program for each of the 12
-    # distinct shapes (0.18 s of a 0.4 s load on a 2-core CPU).
+    # distinct shapes.
     return VGGWeights(jax.device_put(params), convention, source=str(path))
 
 
@@ -189,7 +189,7 @@ def read_weights(path: str | os.PathLike) -> tuple[dict[str, dict[str, np.ndarra
 def expected_shapes() -> dict[str, tuple[int, ...]]:
     """{"conv1_1/kernel": (3, 3, 3, 64), ...}: the model's params (`vgg.param_shapes`, from
     VGG19's layer table; a test checks them against `jax.eval_shape` of the model's init,
-    which is not done here because tracing the init costs 0.1 s of every load)."""
+    which is not done here: tracing the init would cost every load time)."""
     # In forward order, kernel before bias, so messages list problems the way people read them.
     return {
         f"{name}/{kind}": shape

@@ -17,6 +17,25 @@ import pytest  # noqa: E402
 jax.config.update("jax_numpy_rank_promotion", "raise")
 
 import jaxstyle  # noqa: E402
+from jaxstyle import download  # noqa: E402
+
+
+@pytest.fixture(autouse=True)
+def loopback_only(monkeypatch):
+    """Downloads may reach the tests' own servers on 127.0.0.1, nothing else: a test that
+    would fetch from the internet fails at once instead of depending on the network."""
+    import urllib.error
+    import urllib.parse
+
+    real = download._urlopen
+
+    def guarded(url, *args, **kwargs):
+        host = urllib.parse.urlparse(url if isinstance(url, str) else url.full_url).hostname
+        if host not in ("127.0.0.1", "localhost"):
+            raise urllib.error.URLError(f"no network in the tests ({host})")
+        return real(url, *args, **kwargs)
+
+    monkeypatch.setattr(download, "_urlopen", guarded)
 
 
 @pytest.fixture(scope="session")

@@ -13,7 +13,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import scipy.linalg
 from conftest import smooth_image
 from PIL import Image, JpegImagePlugin
 
@@ -21,12 +20,6 @@ from jaxstyle import image as jimage
 from jaxstyle.image import ImageError, load_image, save_image
 
 ROOT = hasattr(os, "geteuid") and os.geteuid() == 0
-
-# Independent YIQ (NTSC) constants for the colour tests.
-YIQ = np.array([[0.299, 0.587, 0.114],
-                [0.595716, -0.274453, -0.321263],
-                [0.211456, -0.522591, 0.311135]])
-
 
 def rgb8(seed=0, h=24, w=32):
     return np.random.default_rng(seed).integers(0, 256, (h, w, 3), dtype=np.uint8)
@@ -524,140 +517,6 @@ def test_style_size_for():
         jimage.style_size_for((10, 10), (10, 10), 0.0)
 
 
-# --------------------------------------------------------------------------- colour
-
-
-def _stats(img):
-    x = np.asarray(img, np.float64).reshape(-1, 3)
-    return x.mean(axis=0), np.cov(x, rowvar=False, bias=True)
-
-
-@pytest.mark.parametrize("method", ["pca", "cholesky"])
-def test_match_color_histogram(method, content_image, style_image):
-    raw = jimage.match_color_histogram(style_image, content_image, method=method, clip=False)
-    assert raw.shape == style_image.shape and raw.dtype == np.float32
-    mu, cov = _stats(raw)
-    mu_c, cov_c = _stats(content_image)
-    np.testing.assert_allclose(mu, mu_c, atol=1e-5)
-    np.testing.assert_allclose(cov, cov_c, atol=1e-5, rtol=1e-3)
-    # The transfer is affine in the style pixels, and A Sigma_s A^T = Sigma_c.
-    a, b = jimage.color_transfer_matrix(style_image, content_image, method=method)
-    np.testing.assert_allclose(raw, style_image.astype(np.float64) @ a.T + b, atol=1e-5)
-    np.testing.assert_allclose(a @ _stats(style_image)[1] @ a.T, cov_c, atol=1e-6)
-    cov_s = _stats(style_image)[1]
-    if method == "pca":  # Image Analogies: symmetric square roots, Sigma_c^1/2 Sigma_s^-1/2
-        expect = scipy.linalg.sqrtm(cov_c).real @ np.linalg.inv(scipy.linalg.sqrtm(cov_s).real)
-    else:  # L_c L_s^-1, lower-triangular Cholesky factors
-        expect = (scipy.linalg.cholesky(cov_c, lower=True)
-                  @ np.linalg.inv(scipy.linalg.cholesky(cov_s, lower=True)))
-    np.testing.assert_allclose(a, expect, rtol=1e-4, atol=1e-5)
-    clipped = jimage.match_color_histogram(style_image, content_image, method=method)
-    np.testing.assert_allclose(clipped, np.clip(raw, 0, 1), atol=1e-6)
-
-
-def test_match_color_histogram_gray_style_and_bad_method(content_image):
-    gray = np.full((8, 8, 3), 0.4, np.float32)
-    out = jimage.match_color_histogram(gray, content_image)
-    np.testing.assert_allclose(out, np.broadcast_to(content_image.mean(axis=(0, 1)),
-                                                    out.shape), atol=1e-5)
-    with pytest.raises(ValueError, match="method"):
-        jimage.match_color_histogram(gray, content_image, method="lab")
-
-
-def test_yiq_round_trip_and_luminance_image(content_image):
-    yiq = jimage.rgb_to_yiq(content_image)
-    np.testing.assert_allclose(yiq, content_image.astype(np.float64) @ YIQ.T, atol=1e-12)
-    np.testing.assert_allclose(jimage.yiq_to_rgb(yiq), content_image, atol=1e-6)
-    lum = jimage.luminance_image(content_image)
-    expect = content_image.astype(np.float64) @ np.array([0.299, 0.587, 0.114])
-    np.testing.assert_allclose(lum, np.repeat(expect[..., None], 3, -1), atol=1e-6)
-
-
-def test_luminance_transfer(content_image, style_image):
-    stylized = smooth_image(21, *content_image.shape[:2])
-    out = jimage.luminance_transfer(stylized, content_image)
-    assert out.shape == content_image.shape and out.dtype == np.float32
-    y_out, y_sty, y_con = (np.asarray(im, np.float64) @ YIQ.T
-                           for im in (out, stylized, content_image))
-    raw = np.concatenate([y_sty[..., :1], y_con[..., 1:]], -1) @ np.linalg.inv(YIQ).T
-    unclipped = np.all((raw > 0) & (raw < 1), axis=-1)
-    assert unclipped.mean() > 0.5  # the check below covers most pixels
-    np.testing.assert_allclose(y_out[unclipped, 0], y_sty[unclipped, 0], atol=1e-6)
-    np.testing.assert_allclose(y_out[unclipped, 1:], y_con[unclipped, 1:], atol=1e-6)
-    assert out.min() >= 0 and out.max() <= 1
-    # A gray (luminance-only) result gets the content's colours back.
-    gray = jimage.luminance_image(stylized)
-    np.testing.assert_allclose(jimage.luminance_transfer(gray, content_image)[unclipped],
-                               out[unclipped], atol=1e-6)
-    with pytest.raises(ValueError, match="same shape"):
-        jimage.luminance_transfer(style_image, content_image)
-
-
-def test_match_luminance(content_image, style_image):
-    out = jimage.match_luminance(style_image, content_image)
-    assert out.shape == style_image.shape
-    np.testing.assert_array_equal(out[..., 0], out[..., 2])
-    ys = style_image.astype(np.float64) @ YIQ[0]
-    yc = content_image.astype(np.float64) @ YIQ[0]
-    expect = np.clip((ys - ys.mean()) / ys.std() * yc.std() + yc.mean(), 0, 1)
-    np.testing.assert_allclose(out[..., 0], expect, atol=1e-6)
-
-
-def test_prepare_and_preserve_colors(content_image, style_image):
-    c, s = jimage.prepare_color_inputs(content_image, style_image, "none")
-    assert c is content_image and s is style_image
-    c, s = jimage.prepare_color_inputs(content_image, [style_image, style_image], "histogram")
-    assert c is content_image and len(s) == 2
-    np.testing.assert_array_equal(s[1], jimage.match_color_histogram(style_image, content_image))
-    c, s = jimage.prepare_color_inputs(content_image, style_image, "luminance")
-    np.testing.assert_array_equal(c, jimage.luminance_image(content_image))
-    np.testing.assert_array_equal(s, jimage.match_luminance(style_image, content_image))
-    final = jimage.preserve_colors(c, content_image, "luminance")
-    np.testing.assert_allclose(final, content_image, atol=2e-6)  # content's own Y and chroma
-    assert jimage.preserve_colors(c, content_image, "histogram") is not None
-    with pytest.raises(ValueError, match="colour mode"):
-        jimage.preserve_colors(c, content_image, "lab")
-
-
-# --------------------------------------------------------------------------- contact sheet
-
-
-def test_contact_sheet(tmp_path):
-    colors = [[(0.9, 0.1, 0.1), (0.1, 0.9, 0.1), (0.1, 0.1, 0.9)],
-              [(0.9, 0.9, 0.1), (0.1, 0.9, 0.9), (0.9, 0.1, 0.9)]]
-    images = [[np.full((40, 60, 3), c, np.float32) for c in row] for row in colors]
-    kw = dict(row_labels=["content 1", "content 5"],
-              col_labels=["style 1e2", "style 1e3", "style 1e4"])
-    sheet = jimage.contact_sheet(images, title="alpha/beta", **kw)
-    assert sheet.dtype == np.float32 and sheet.ndim == 3 and sheet.shape[2] == 3
-    assert sheet.shape[0] > 2 * 40 and sheet.shape[1] > 3 * 60
-    assert sheet.min() >= 0 and sheet.max() <= 1
-    for row in colors:  # each image is placed whole and unchanged
-        for c in row:
-            assert np.all(sheet == np.float32(c), axis=-1).sum() == 40 * 60
-    # Labels draw dark pixels; without labels (and title) there are none.
-    assert (sheet.max(axis=-1) < 0.5).sum() > 100
-    blank = jimage.contact_sheet(images, row_labels=["", ""], col_labels=["", "", ""])
-    assert (blank.max(axis=-1) < 0.5).sum() == 0
-    assert blank.shape[0] < sheet.shape[0] and blank.shape[1] < sheet.shape[1]
-    # Each label lands in its own place: row labels left of the cells, one per row.
-    dark_rows = np.nonzero((sheet[:, :40].max(axis=-1) < 0.5).any(axis=1))[0]
-    assert dark_rows.size and np.ptp(dark_rows) > 40  # two labels, a row apart
-    save_image(tmp_path / "sheet.png", sheet)
-
-
-def test_contact_sheet_mixed_sizes_and_empty_cells():
-    a = smooth_image(1, 30, 60)
-    b = smooth_image(2, 50, 20)
-    sheet = jimage.contact_sheet([[a, b], [None, a]], row_labels=["r1", "r2"],
-                                 col_labels=["c1", "c2"], max_cell_side=40)
-    assert sheet.shape[0] >= 2 * 34 and sheet.shape[1] >= 2 * 40
-    with pytest.raises(ValueError, match="row labels"):
-        jimage.contact_sheet([[a, b]], row_labels=["r1", "r2"], col_labels=["c1", "c2"])
-    with pytest.raises(ValueError, match="at least one"):
-        jimage.contact_sheet([[None]], row_labels=["r"], col_labels=["c"])
-
-
 def test_big_jpeg_with_max_side_decodes_reduced_and_matches(tmp_path, monkeypatch):
     # A JPEG far larger than max_side is decoded by libjpeg at a reduced scale (draft) before
     # the Lanczos step: same picture as a full decode + resize, at a fraction of the memory.
@@ -679,20 +538,12 @@ def test_big_jpeg_with_max_side_decodes_reduced_and_matches(tmp_path, monkeypatc
     assert np.abs(fast - reference).max() < 0.01
 
 
-def test_contact_sheet_long_labels_do_not_overlap():
-    cell = np.full((32, 32, 3), 0.5, np.float32)
-    label = "style weight 1e3, content 5"  # far wider than a 32 px cell
-
-    def dark_columns(sheet):
-        return np.nonzero((sheet.max(axis=-1) < 0.5).any(axis=0))[0]
-
-    one = jimage.contact_sheet([[cell]], row_labels=[""], col_labels=[label])
-    extent = np.ptp(dark_columns(one)) + 1  # how wide one label draws
-    assert extent > 2 * 32
-    three = jimage.contact_sheet([[cell] * 3], row_labels=[""], col_labels=[label] * 3)
-    assert three.shape[1] >= 3 * extent
-    assert np.all(three == np.float32(0.5), axis=-1).sum() == 3 * 32 * 32
-    # Each label is centred over its cell: cell centres at least a label width apart.
-    cell_cols = np.nonzero(np.all(three == np.float32(0.5), axis=-1).any(axis=0))[0]
-    centres = [run.mean() for run in np.split(cell_cols, np.nonzero(np.diff(cell_cols) > 1)[0] + 1)]
-    assert len(centres) == 3 and np.diff(centres).min() >= extent
+def test_as_rgb_is_the_one_array_check():
+    x = smooth_image(6, 4, 5)
+    out = jimage.as_rgb(x.astype(np.float64), "content image")
+    assert out.dtype == np.float32 and out.shape == (4, 5, 3)
+    for bad, match in ((x[..., :2], r"content image must be an \(H, W, 3\)"),
+                       (x[None], r"\(H, W, 3\)"), (np.zeros((0, 4, 3)), r"\(H, W, 3\)"),
+                       (np.where(x > 0.5, np.nan, x), "NaN or inf")):
+        with pytest.raises(ValueError, match=match):
+            jimage.as_rgb(bad, "content image")

@@ -1,8 +1,8 @@
 """The losses, their targets and the objective against independent NumPy float64 code.
 
 References here share no code with jaxstyle.losses: Grams as explicit matrix products, the
-normalizations written out from DESIGN.md, features from `jaxstyle.extract_features` (which
-test_vgg checks against its own NumPy network).
+normalizations written out from the loss docstrings, features from
+`jaxstyle.extract_features` (which test_vgg checks against its own NumPy network).
 
 Gradients: the whole objective's gradient is checked as a composition, exactly:
 grad = J_features^T (dL/dF, from NumPy) + dTV/dx (NumPy), with J^T from `jax.vjp` of the

@@ -12,7 +12,7 @@ import textwrap
 
 import pytest
 
-from jaxstyle import runtime
+from jaxstyle import files, runtime
 
 # Compiles one small program and reports what the persistent cache did: JAX records the event
 # "/jax/compilation_cache/cache_hits" when an executable is read back from disk.
@@ -41,7 +41,7 @@ CACHE_SCRIPT = textwrap.dedent("""
 
 def _run(script: str, *args: str, env_extra: dict | None = None) -> dict:
     env = {k: v for k, v in os.environ.items()
-           if k not in (runtime.NO_CACHE_ENV, runtime.HOME_ENV, "XLA_FLAGS",
+           if k not in (runtime.NO_CACHE_ENV, files.HOME_ENV, "XLA_FLAGS",
                         "JAX_COMPILATION_CACHE_DIR")}
     env["JAX_PLATFORMS"] = "cpu"
     env.update(env_extra or {})
@@ -69,13 +69,13 @@ def test_second_process_reads_the_cache(tmp_path):
 
 
 def test_default_dir_follows_jaxstyle_home(tmp_path):
-    out = _run(CACHE_SCRIPT, "-", env_extra={runtime.HOME_ENV: str(tmp_path)})
+    out = _run(CACHE_SCRIPT, "-", env_extra={files.HOME_ENV: str(tmp_path)})
     assert out["dir"] == str(tmp_path / "xla")
     assert _files(tmp_path / "xla")
 
 
 def test_env_opt_out_writes_nothing(tmp_path):
-    out = _run(CACHE_SCRIPT, "-", env_extra={runtime.HOME_ENV: str(tmp_path),
+    out = _run(CACHE_SCRIPT, "-", env_extra={files.HOME_ENV: str(tmp_path),
                                              runtime.NO_CACHE_ENV: "1"})
     assert out["dir"] is None and out["config_dir"] is None and out["hits"] == 0
     assert not _files(tmp_path)
@@ -88,9 +88,9 @@ def test_enabled_false_is_off(monkeypatch, tmp_path):
 
 
 def test_default_cache_dir(monkeypatch, tmp_path):
-    monkeypatch.setenv(runtime.HOME_ENV, str(tmp_path / "home"))
+    monkeypatch.setenv(files.HOME_ENV, str(tmp_path / "home"))
     assert runtime.default_cache_dir() == tmp_path / "home" / "xla"
-    monkeypatch.delenv(runtime.HOME_ENV)
+    monkeypatch.delenv(files.HOME_ENV)
     import platformdirs
 
     assert runtime.default_cache_dir().parent == type(tmp_path)(

@@ -1,9 +1,11 @@
-"""stylize() and the step loop: descent, determinism, no recompiles, callbacks, NaN, best iterate.
+"""stylize(): descent, determinism, no recompiles, callbacks, NaN, best iterate, init images,
+stages (pyramids), sizes, colours; the pure step loop of jaxstyle.optim.
 
-Every run here has the same shapes (content 32x40, style 40x32), so the L-BFGS and Adam
-programs compile once for the module and later runs reuse them.
+Single runs share one set of shapes (content 32x40, style 40x32) and the stage tests another
+(content 48x64 at scales 32 and 64), so each program compiles once for the module.
 """
 
+import re
 
 import jax
 import jax.numpy as jnp
@@ -12,10 +14,12 @@ import pytest
 from conftest import smooth_image
 
 import jaxstyle
-from jaxstyle import optim
-from jaxstyle.image import resize_to
+from jaxstyle import color, optim, parallel
+from jaxstyle.grids import as_settings
+from jaxstyle.image import resize_to, scale_shape
 from jaxstyle.losses import prepare_targets
 from jaxstyle.runtime import count_compiles
+from jaxstyle.stylize import min_side
 
 ITERATIONS = 10
 
@@ -34,8 +38,9 @@ def run(weights, images, optimizer, *, callback_every=4, **changes):
     calls = []
 
     def callback(progress):
-        calls.append((progress.step, progress.total_steps, dict(progress.losses),
-                      progress.best_loss, progress.image(), progress))
+        calls.append((progress, progress.step, {k: float(v[0]) for k, v in
+                                                progress.losses.items()},
+                      float(progress.best_losses[0]), progress.image()))
 
     result = jaxstyle.stylize(*images, weights=weights, config=make_config(optimizer, **changes),
                               callback=callback, callback_every=callback_every)
@@ -56,11 +61,11 @@ def adam_run(weights, images):
 def test_optimizers_lower_the_loss(request, which):
     result, _ = request.getfixturevalue(which)
     total = result.history["total"]
-    assert result.stopped is None and result.steps == ITERATIONS
+    assert result.stopped is None and result.steps == ITERATIONS and len(result) == 1
     assert all(len(v) == ITERATIONS for v in result.history.values())
     assert np.all(np.isfinite(total))
-    assert total[-1] < 0.5 * result.initial_losses["total"]
-    assert result.best_loss == pytest.approx(min(total.min(), result.initial_losses["total"]))
+    assert total[-1] < 0.5 * result.initial_losses["total"][0]
+    assert result.best_loss == pytest.approx(min(total.min(), result.initial_losses["total"][0]))
     # The total is the weighted sum of the recorded parts.
     c = result.config
     np.testing.assert_allclose(
@@ -69,7 +74,7 @@ def test_optimizers_lower_the_loss(request, which):
         rtol=1e-5)
     assert result.image.shape == (32, 40, 3) and result.image.dtype == np.float32
     assert result.image.min() >= 0.0 and result.image.max() <= 1.0
-    assert set(result.timings) == {"targets_s", "compile_s", "steps_s", "total_s"}
+    assert set(result.timings) == {"setup_s", "compile_s", "steps_s", "total_s"}
     assert result.timings["compile_s"] > 0 and result.timings["steps_s"] > 0
 
 
@@ -79,17 +84,17 @@ def test_lbfgs_beats_adam_in_the_same_steps(lbfgs_run, adam_run):
 
 def test_callback_progress(lbfgs_run):
     result, calls = lbfgs_run
-    assert [c[0] for c in calls] == [4, 8, 10]
-    assert all(c[1] == ITERATIONS for c in calls)
-    for step, _, losses, best_loss, image, _ in calls:
-        assert set(losses) == {"total", "content", "style", "tv"}
+    assert [c[1] for c in calls] == [4, 8, 10]
+    for progress, step, losses, best_loss, image in calls:
+        assert progress.total_steps == ITERATIONS and progress.num_stages == 1
+        assert progress.shape == (32, 40)
         assert losses["total"] == pytest.approx(result.history["total"][step - 1])
         assert best_loss <= losses["total"]
         assert image.shape == (32, 40, 3) and 0 <= image.min() and image.max() <= 1
     np.testing.assert_array_equal(calls[-1][4], result.image)
     # A stale Progress says so: its device buffers went to the next chunk (donation).
     with pytest.raises(RuntimeError, match="during the callback"):
-        calls[0][5].image()
+        calls[0][0].image()
 
 
 def test_same_seed_same_image(weights, images, lbfgs_run):
@@ -98,23 +103,25 @@ def test_same_seed_same_image(weights, images, lbfgs_run):
     np.testing.assert_array_equal(again.history["total"], lbfgs_run[0].history["total"])
     other = jaxstyle.stylize(*images, weights=weights,
                              config=make_config("lbfgs", seed=1, iterations=1))
-    assert other.initial_losses["total"] != pytest.approx(again.initial_losses["total"])
+    assert other.initial_losses["total"][0] != pytest.approx(again.initial_losses["total"][0])
 
 
 def test_no_recompile_for_weights_interval_or_iterations(weights, images, lbfgs_run):
     with count_compiles() as events:  # the listener works: a new program is counted
         jax.jit(lambda x: x * 3.25 + 1)(np.ones(7, np.float32)).block_until_ready()
-    assert len(events) == 1
+    assert len(events) == 1 and events.seconds > 0
     steps = []
     with count_compiles() as events:
         result = jaxstyle.stylize(
             *images, weights=weights, config=make_config("lbfgs", iterations=7),
             loss_weights=jaxstyle.LossWeights.of(3.0, 50.0, 0.1),
             callback=lambda p: steps.append(p.step), callback_every=3)
-    assert events == []
+    assert events.names == []
     assert result.timings["compile_s"] == 0.0
     assert steps == [3, 6, 7] and result.steps == 7
-    assert result.initial_losses["total"] != pytest.approx(lbfgs_run[0].initial_losses["total"])
+    assert result.initial_losses["total"][0] != pytest.approx(
+        lbfgs_run[0].initial_losses["total"][0])
+    assert result.setting_config(0).content_weight == 3.0
 
 
 def test_callback_false_stops_early(weights, images):
@@ -124,18 +131,18 @@ def test_callback_false_stops_early(weights, images):
     assert result.steps == 4 and len(result.history["total"]) == 4
     assert result.best_step <= 4
     assert result.best_loss == pytest.approx(min(result.history["total"].min(),
-                                                 result.initial_losses["total"]))
+                                                 result.initial_losses["total"][0]))
 
 
 def test_best_iterate_is_kept(weights, images):
     """Adam from the content image first moves away from it (a worse loss at every step
     here), so the best iterate is the initial image, not the last one."""
     content = images[0]
-    result = jaxstyle.stylize(*images, weights=weights,
-                              config=make_config("adam", init=content, iterations=6))
-    assert result.history["total"].min() > result.initial_losses["total"]  # the premise
+    result = jaxstyle.stylize(*images, weights=weights, init=content,
+                              config=make_config("adam", iterations=6))
+    assert result.history["total"].min() > result.initial_losses["total"][0]  # the premise
     assert result.best_step == 0
-    assert result.best_loss == pytest.approx(result.initial_losses["total"])
+    assert result.best_loss == pytest.approx(result.initial_losses["total"][0])
     np.testing.assert_array_equal(result.image, content)
 
 
@@ -148,11 +155,8 @@ def poisoned(weights):
 
 
 def test_nonfinite_at_start_returns_the_initial_image(weights, images, lbfgs_run):
-    bad = poisoned(weights)
-    with count_compiles() as events:
-        result = jaxstyle.stylize(*images, weights=bad, config=make_config("lbfgs"))
-    assert events == []
-    assert result.stopped == "nonfinite"
+    result = jaxstyle.stylize(*images, weights=poisoned(weights), config=make_config("lbfgs"))
+    assert result.stopped == "nonfinite" and result.nonfinite.tolist() == [True]
     assert "non-finite at the initial image" in result.message
     assert result.steps == 0 and result.best_step == 0
     noise = np.random.default_rng(0).random((32, 40, 3), np.float32)
@@ -160,23 +164,22 @@ def test_nonfinite_at_start_returns_the_initial_image(weights, images, lbfgs_run
 
 
 @pytest.mark.parametrize("optimizer", ["lbfgs", "adam"])
-def test_nonfinite_mid_run_keeps_the_last_good_best(weights, images, lbfgs_run, adam_run,
-                                                     optimizer):
-    """A loss that turns inf after 3 good steps: the loop stops at once, best kept."""
+def test_nonfinite_mid_run_keeps_the_last_good_best(weights, images, optimizer):
+    """The pure step loop: a loss that turns inf after 3 good steps stops it at once, and
+    the best iterate and its step are kept."""
     config = make_config(optimizer)
     spec, targets = prepare_targets(weights, images[0], images[1], config)
+    opt = optim.OptimSpec.from_config(config)
+    init = jax.jit(optim.init, static_argnames=("spec", "optim"))
+    chunk = jax.jit(optim.chunk, static_argnames=("spec", "optim", "max_steps"))
     lw = config.loss_weights
-    x0 = np.random.default_rng(0).random((32, 40, 3), np.float32)
-    with count_compiles() as events:
-        init_fn, chunk_fn, seconds = optim.compile_programs(
-            weights.params, targets, lw, x0, spec=spec, optim=optim.OptimSpec.from_config(config))
-        state = init_fn(weights.params, targets, lw, x0)
-        state, _ = chunk_fn(weights.params, targets, lw, state, np.int32(3))
-    assert events == [] and seconds == 0.0  # shared with the stylize runs above
+    state = init(weights.params, targets, lw, smooth_image(3, 32, 40), spec=spec, optim=opt)
+    state, _ = chunk(weights.params, targets, lw, state, np.int32(3), spec=spec, optim=opt)
     best, best_step = np.array(state.best_image), int(state.best_step)
     assert best_step == 3
     bad = jaxstyle.LossWeights(jnp.asarray(np.inf, jnp.float32), lw.style, lw.tv)
-    state, history = chunk_fn(weights.params, targets, bad, state, np.int32(5))
+    state, history = chunk(weights.params, targets, bad, state, np.int32(5), spec=spec,
+                           optim=opt)
     history = np.asarray(history)
     assert not bool(state.ok) and int(state.step) == 4
     assert not np.isfinite(history[0, 0]) and np.all(np.isnan(history[1:]))
@@ -186,50 +189,38 @@ def test_nonfinite_mid_run_keeps_the_last_good_best(weights, images, lbfgs_run, 
 
 def test_bad_arguments(weights, images):
     content, style = images
-    with pytest.raises(ValueError, match="callback_every"):
-        jaxstyle.stylize(content, style, weights=weights, callback_every=0)
-    with pytest.raises(ValueError, match="init image has shape"):
-        jaxstyle.stylize(content, style, weights=weights,
-                         config=make_config("lbfgs", init=np.zeros((8, 8, 3), np.float32)))
+    for kwargs, match in [
+        (dict(callback_every=0), "callback_every"),
+        (dict(init=np.zeros((8, 8), np.float32)), r"init image must be an \(H, W, 3\)"),
+        (dict(loss_weights=jaxstyle.LossWeights.of([1, 2], 1, 0)), "scalar loss weights"),
+        (dict(preserve_colors="lab"), "colour mode"),
+    ]:
+        with pytest.raises(ValueError, match=match):
+            jaxstyle.stylize(content, style, weights=weights, **kwargs)
     with pytest.raises(ValueError, match="content image contains NaN"):
         jaxstyle.stylize(np.full_like(content, np.nan), style, weights=weights)
-    with pytest.raises(ValueError, match="scalar loss weights"):
-        jaxstyle.stylize(content, style, weights=weights,
-                         loss_weights=jaxstyle.LossWeights.of([1, 2], 1, 0))
-    with pytest.raises(ValueError, match="RGB"):
+    with pytest.raises(ValueError, match=r"content image must be an \(H, W, 3\)"):
         jaxstyle.stylize(content[..., :2], style, weights=weights)
-    with pytest.raises(ValueError, match="stylize_pyramid"):
-        jaxstyle.stylize(content, style, weights=weights,
-                         config=make_config("lbfgs", scales=(16, 32)))
 
 
-def test_vmap_over_loss_weights_equals_single_runs(weights, images, adam_run):
+def test_vmap_over_loss_weights_equals_single_runs(weights, images):
     """The chunk is a pure function of a pytree state: vmap over (loss weights, state)."""
     config = make_config("adam")
     spec, targets = prepare_targets(weights, images[0], images[1], config)
     opt = optim.OptimSpec.from_config(config)
     x0 = np.random.default_rng(0).random((32, 40, 3), np.float32)
     settings = [jaxstyle.LossWeights.of(1.0, 1e3, 1e-3), jaxstyle.LossWeights.of(5.0, 1e2, 0.0)]
-    init_fn, chunk_fn, _ = optim.compile_programs(weights.params, targets, settings[0], x0,
-                                                  spec=spec, optim=opt)
-    singles = []
-    for lw in settings:
-        state, hist = chunk_fn(weights.params, targets, lw, init_fn(weights.params, targets,
-                                                                    lw, x0), np.int32(4))
-        singles.append((np.asarray(state.image), np.asarray(hist)))
+
+    def one(params, targets, lw, x0):
+        state = optim.init(params, targets, lw, x0, spec=spec, optim=opt)
+        return optim.chunk(params, targets, lw, state, 4, spec=spec, optim=opt)
+
+    singles = [jax.jit(one)(weights.params, targets, lw, x0) for lw in settings]
     batch = jax.tree.map(lambda *v: jnp.stack(v), *settings)
-
-    @jax.jit
-    def batched(params, targets, lws, x0):
-        states = jax.vmap(lambda lw: optim.init(params, targets, lw, x0, spec=spec,
-                                                optim=opt))(lws)
-        return jax.vmap(
-            lambda lw, s: optim.chunk(params, targets, lw, s, 4, spec=spec, optim=opt,
-                                      max_steps=optim.MAX_CHUNK_STEPS))(lws, states)
-
-    states, hists = batched(weights.params, targets, batch, x0)
-    for k, (image, hist) in enumerate(singles):
-        np.testing.assert_allclose(np.asarray(states.image[k]), image, atol=1e-5)
+    states, hists = jax.jit(jax.vmap(one, in_axes=(None, None, 0, None)))(
+        weights.params, targets, batch, x0)
+    for k, (state, hist) in enumerate(singles):
+        np.testing.assert_allclose(np.asarray(states.image[k]), state.image, atol=1e-5)
         np.testing.assert_allclose(np.asarray(hists[k, :4]), hist[:4], rtol=1e-4)
 
 
@@ -242,88 +233,234 @@ def _tv(x):
 def test_init_images(weights, images, lbfgs_run, init):
     """The initial losses are those of the documented initial image (TV: NumPy)."""
     content, style = images
-    array = smooth_image(22, 32, 40)
+    array = smooth_image(22, 16, 20)  # any size: resized to the run's
     expected = {
         "style": resize_to(style, (32, 40)),
         "noise": np.random.default_rng(3).random((32, 40, 3), np.float32),
-        "array": array,
+        "array": resize_to(array, (32, 40)),
     }[init]
-    result = jaxstyle.stylize(content, style, weights=weights, config=make_config(
-        "lbfgs", iterations=1, seed=3, init=array if init == "array" else init))
-    assert result.initial_losses["tv"] == pytest.approx(_tv(expected), rel=1e-5)
+    result = jaxstyle.stylize(content, style, weights=weights,
+                              init=array if init == "array" else None,
+                              config=make_config("lbfgs", iterations=1, seed=3,
+                                                 init="content" if init == "array" else init))
+    assert result.initial_losses["tv"][0] == pytest.approx(_tv(expected), rel=1e-5)
 
 
-class _FakeLoop:
-    """A host-side stand-in for a compiled chunk: state = (steps done, alive), history rows
-    = step numbers; goes non-finite after `dies_at` steps."""
-
-    def __init__(self, dies_at=None):
-        self.dies_at, self.chunks = dies_at, []
-
-    def run(self, state, n):
-        done, _ = state
-        self.chunks.append(int(n))
-        stop = done + int(n) if self.dies_at is None else min(done + int(n), self.dies_at)
-        return (stop, self.dies_at is None or stop < self.dies_at), np.arange(done + 1, stop + 1)
-
-
-def _drive(fake, total, notify=None, every=4):
-    return optim.drive(fake.run, (0, True), total, steps_run=lambda s: s[0],
-                       alive=lambda s: s[1], take=lambda h, ran: h[:ran], notify=notify,
-                       callback_every=every)
-
-
-def test_drive_chunks_end_at_callback_points_and_notify_once_at_the_end():
-    seen, fake = [], _FakeLoop()
-    out = _drive(fake, 10, notify=lambda s, done: seen.append(done))
-    assert fake.chunks == [4, 4, 2] and seen == [4, 8, 10]
-    assert out.steps == 10 and not out.interrupted
-    assert np.concatenate(out.history).tolist() == list(range(1, 11))
-    fake = _FakeLoop()
-    out = _drive(fake, 2 * optim.MAX_CHUNK_STEPS + 1)  # no callback: the longest chunks
-    assert fake.chunks == [optim.MAX_CHUNK_STEPS, optim.MAX_CHUNK_STEPS, 1]
-
-
-def test_drive_stops_on_false_and_on_a_dead_state():
-    seen, fake = [], _FakeLoop()
-    out = _drive(fake, 20, notify=lambda s, done: seen.append(done) or done < 8)
-    assert out.interrupted and out.steps == 8 and seen == [4, 8]  # no extra final call
-    seen, fake = [], _FakeLoop(dies_at=6)
-    out = _drive(fake, 20, notify=lambda s, done: seen.append(done))
-    assert not out.interrupted and out.steps == 6 and seen == [4, 6]  # the end is notified
-    assert np.concatenate(out.history).tolist() == list(range(1, 7))
-    seen = []
-    out = optim.drive(_FakeLoop().run, (0, False), 5, steps_run=lambda s: s[0],
-                      alive=lambda s: s[1], take=lambda h, ran: h[:ran],
-                      notify=lambda s, done: seen.append(done))
-    assert out.steps == 0 and out.history == [] and seen == [0]
-
-
-def test_init_at_content_shares_the_content_forward_pass(weights, images):
-    """The content targets come out of the initial evaluation's own forward pass."""
-    import re
-
+def test_the_content_start_shares_the_content_forward_pass(weights, images):
+    """Starting at the content image, the content targets come out of the first evaluation's
+    own forward pass: the init program has the convolutions of one evaluation."""
     content, style = images
     config = jaxstyle.StyleConfig()
-    lw, opt = jaxstyle.LossWeights.of(1.0, 1e3, 0.0), optim.OptimSpec()
     spec, full = prepare_targets(weights, content, [style], config)
-    _, without = prepare_targets(weights, content, [style], config, with_content=False)
-    assert without.content == {} and without.grams.keys() == full.grams.keys()
-    plain = optim.init_state.lower(weights.params, full, lw, content, spec=spec, optim=opt)
-    shared = optim.init_state_at_content.lower(weights.params, without, lw, content, spec=spec,
-                                               optim=opt)
+    mesh = parallel.settings_mesh(k=1)
+    lw = as_settings(config.loss_weights)
 
-    def convolutions(lowered):
-        return len(re.findall(r"convolution\(", lowered.compile().as_text()))
+    def convolutions(init_from, image0):
+        init, _ = parallel.programs(mesh, spec, optim.OptimSpec(), 1, init_from)
+        lowered = init.lower(weights.params, content, full.grams, lw, image0)
+        return lowered, len(re.findall(r"convolution\(", lowered.compile().as_text()))
 
-    # 13 convolutions up to conv5_1, forward and input gradient: a separate content forward
-    # pass would add 10 (up to conv4_2) unless XLA merged it with the evaluation's.
-    assert convolutions(plain) == 26
-    assert convolutions(shared) == 26
-    targets, state = shared.compile()(weights.params, without, lw, content)
+    # 13 convolutions up to conv5_1, forward and input gradient; the content forward pass
+    # (10 more, up to conv4_2) is merged with the evaluation's when it starts there.
+    assert convolutions("shared", content)[1] == 10 + 26
+    lowered, count = convolutions("content", None)
+    assert count == 26
+    targets, state, initial = lowered.compile()(weights.params, content, full.grams, lw, None)
     for name, p in full.content.items():
         np.testing.assert_allclose(targets.content[name], p, rtol=1e-5,
                                    atol=1e-5 * float(np.abs(p).max()))
-    assert float(state.losses[1]) == 0.0  # the content loss at the content image, exactly
-    reference = optim.init_state(weights.params, full, lw, content, spec=spec, optim=opt)
-    np.testing.assert_allclose(state.losses, reference.losses, rtol=1e-4, atol=1e-6)
+    assert float(initial[0, 1]) == 0.0  # the content loss at the content image, exactly
+
+
+# ------------------------------------------------------------------------------ sizes
+
+
+def test_image_size_scales_the_content_up_and_down(weights, images):
+    content, style = images
+    for side, style_scale in ((20, 1.0), (64, 0.5)):
+        stages = jaxstyle.plan_stages(content.shape[:2], [style.shape[:2]], make_config(
+            "adam", image_size=side, style_scale=style_scale))
+        assert [s.shape for s in stages] == [scale_shape((32, 40), side)]
+        assert stages[0].style_shapes == (scale_shape((40, 32), int(side * style_scale)),)
+    result = jaxstyle.stylize(content, style, weights=weights,
+                              config=make_config("adam", iterations=1, image_size=64))
+    assert result.image.shape == (51, 64, 3)  # 32 * 64 / 40 = 51.2: up, not kept at 40
+
+
+def test_sizes_that_cannot_work_are_refused_before_any_work(weights, images):
+    content, style = images
+    assert min_side(jaxstyle.StyleConfig()) == 16  # relu5_1: after four poolings
+    assert min_side(jaxstyle.StyleConfig(style_layers=("relu2_1",),
+                                         content_layers=("pool2",))) == 4
+    with count_compiles() as compiles:
+        with pytest.raises(ValueError, match=r"at 16 px the image would be 13x16, smaller "
+                                             r"than 16 px on a side"):
+            jaxstyle.stylize(content, style, weights=weights,
+                             config=make_config("adam", image_size=16))
+        with pytest.raises(ValueError, match=r"the largest that fits is about \d+ px"):
+            jaxstyle.stylize(content, style, weights=weights,
+                             config=make_config("adam", image_size=1_000_000))
+    assert compiles.names == []
+
+
+@pytest.mark.parametrize("optimizer, shape", [("lbfgs", (32, 40)), ("adam", (128, 160))])
+def test_the_memory_estimate_holds_against_xla(weights, optimizer, shape):
+    """The pre-flight estimate is within 0.7x-1.5x of what XLA plans for the one-setting
+    chunk program (arguments, outputs and temporaries, less the params): at 32x40 the
+    kernels' copy dominates, at 128x160 the per-pixel part."""
+    content, style = smooth_image(1, *shape), smooth_image(2, *shape)
+    config = make_config(optimizer)
+    spec, targets = prepare_targets(weights, content, [style], config)
+    init, chunk = parallel.programs(parallel.settings_mesh(k=1), spec,
+                                    optim.OptimSpec.from_config(config), 1, "content")
+    lw = as_settings(config.loss_weights)
+    _, state, _ = jax.eval_shape(init, weights.params, content, targets.grams, lw, None)
+    stats = chunk.lower(weights.params, targets, lw, state, np.int32(1)).compile() \
+        .memory_analysis()
+    params = sum(a.nbytes for a in jax.tree.leaves(weights.params))
+    xla = (stats.argument_size_in_bytes + stats.output_size_in_bytes
+           - stats.alias_size_in_bytes + stats.temp_size_in_bytes - params)
+    estimate = parallel.estimated_bytes(*shape, (*config.content_layers,
+                                                 *config.style_layers), optimizer)
+    assert 0.7 * xla <= estimate <= 1.5 * xla, (estimate, xla)
+
+
+# ------------------------------------------------------------------------------ stages
+
+SCALES, STAGE_ITERATIONS = (32, 64), (3, 4)
+# Hand-computed from the rules (longer side = scale, shorter rounded half up; style longer
+# side = ceil(style_scale * scale)): content 48x64 -> 24x32, 48x64; style 56x40 at 0.75 ->
+# long 24: 40 * 24 / 56 = 17.14 -> 24x17; long 48: 34.29 -> 48x34.
+SHAPES = ((24, 32), (48, 64))
+STYLE_SHAPES = (((24, 17),), ((48, 34),))
+
+
+@pytest.fixture(scope="module")
+def stage_images():
+    return smooth_image(30, 48, 64), smooth_image(31, 56, 40)
+
+
+def stage_config(**changes):
+    fields = dict(optimizer="adam", learning_rate=0.05, scales=SCALES,
+                  scale_iterations=STAGE_ITERATIONS, style_scale=0.75, tv_weight=1e-3)
+    return jaxstyle.StyleConfig(**{**fields, **changes})
+
+
+@pytest.fixture(scope="module")
+def stages_run(weights, stage_images):
+    calls = []
+
+    def callback(progress):
+        calls.append((progress.stage, progress.step, progress.shape, progress.total_steps,
+                      progress.image().shape))
+
+    result = jaxstyle.stylize(*stage_images, weights=weights, config=stage_config(),
+                              callback=callback, callback_every=2)
+    return result, calls
+
+
+def test_stage_sizes_steps_and_history(stages_run):
+    result, _ = stages_run
+    assert [s.shape for s in result.stages] == list(SHAPES)
+    assert [s.style_shapes for s in result.stages] == list(STYLE_SHAPES)
+    assert result.image.shape == (*SHAPES[-1], 3)
+    assert result.stage_steps == STAGE_ITERATIONS and result.steps == sum(STAGE_ITERATIONS)
+    assert result.stopped is None and result.message is None
+    assert all(len(v) == sum(STAGE_ITERATIONS) for v in result.history.values())
+    assert result.best_step > STAGE_ITERATIONS[0]  # counted from the run's start
+    assert result.best_loss == pytest.approx(result.history["total"][result.best_step - 1])
+
+
+def test_each_stage_starts_from_the_upsampled_previous_result(weights, stage_images,
+                                                              stages_run):
+    """Stage 1 starts at stage 0's image upsampled, under targets from the ORIGINAL content
+    and style resized for stage 1; stage 0 is the same as a one-stage run."""
+    content, style = stage_images
+    both = stages_run[0]
+    first = jaxstyle.stylize(content, style, weights=weights,
+                             config=stage_config(scales=(32,), scale_iterations=(3,)))
+    np.testing.assert_array_equal(both.history["total"][:3], first.history["total"])
+    f = jaxstyle.objective(weights, resize_to(content, SHAPES[1]),
+                           [resize_to(style, STYLE_SHAPES[1][0])],
+                           stage_config(scales=None, scale_iterations=None))
+    loss = jax.jit(lambda f, x: f(x)[0])
+    upsampled = float(loss(f, resize_to(first.image, SHAPES[1])))
+    assert both.stage_start_losses[1][0] == pytest.approx(upsampled, rel=1e-5)
+    # Not what a fresh start at the content image would give.
+    assert float(loss(f, resize_to(content, SHAPES[1]))) != pytest.approx(upsampled, rel=0.1)
+    assert both.stage_start_losses[0][0] == both.initial_losses["total"][0]
+
+
+def test_progress_spans_the_stages(stages_run):
+    _, calls = stages_run
+    # callback_every=2 counts the whole run's steps: stage 0 (3 steps) reports steps 2 and 3
+    # (its end); stage 1 (4 steps) steps 4 and 6, then 7 (its end).
+    assert [(c[0], c[1]) for c in calls] == [(0, 2), (0, 3), (1, 4), (1, 6), (1, 7)]
+    for stage, _, shape, total_steps, image_shape in calls:
+        assert total_steps == sum(STAGE_ITERATIONS)
+        assert shape == SHAPES[stage] and image_shape == (*SHAPES[stage], 3)
+
+
+def test_second_identical_run_does_not_recompile(weights, stage_images, stages_run):
+    with count_compiles() as compiles:
+        again = jaxstyle.stylize(*stage_images, weights=weights, config=stage_config())
+    assert compiles.names == [] and again.timings["compile_s"] == 0.0
+    np.testing.assert_array_equal(again.history["total"], stages_run[0].history["total"])
+
+
+def test_callback_false_stops_all_stages(weights, stage_images):
+    result = jaxstyle.stylize(*stage_images, weights=weights, config=stage_config(),
+                              callback=lambda p: p.stage != 0, callback_every=2)
+    assert result.stopped == "interrupted"
+    assert result.stage_steps == (2,) and result.image.shape == (*SHAPES[0], 3)
+    assert result.message.startswith("stage 1 of 2 (24x32): stopped by the callback")
+
+
+def test_a_stage_too_small_for_the_layers_is_refused(weights, stage_images):
+    with pytest.raises(ValueError, match=r"at 32 px the style image would be 12x9, smaller "
+                                         r"than 16 px"):
+        jaxstyle.stylize(*stage_images, weights=weights,
+                         config=stage_config(style_scale=0.375))
+
+
+def test_luminance_colours_on_every_image(weights, stage_images):
+    """preserve_colors="luminance": the result and the progress images carry the content's
+    chroma (YIQ I and Q) where nothing was clipped."""
+    content, style = stage_images
+    seen = []
+    result = jaxstyle.stylize(content, style, weights=weights, preserve_colors="luminance",
+                              config=stage_config(scale_iterations=(1, 1)),
+                              callback=lambda p: seen.append(p.image()), callback_every=1)
+    for image in (*seen[-1:], result.image):
+        chroma = color.rgb_to_yiq(image)[..., 1:]
+        want = color.rgb_to_yiq(resize_to(content, image.shape[:2]))[..., 1:]
+        inside = np.all((image > 0.01) & (image < 0.99), axis=-1)
+        assert inside.mean() > 0.5
+        np.testing.assert_allclose(chroma[inside], want[inside], atol=1e-5)
+
+
+@pytest.mark.parametrize("fields, message", [
+    (dict(scales=(512, 256)), "strictly increasing"),
+    (dict(scales=(256, 256)), "strictly increasing"),
+    (dict(scales=()), "non-empty tuple"),
+    (dict(scales=[256, 512]), "non-empty tuple"),
+    (dict(scales=(256.0, 512)), "positive integers"),
+    (dict(scales=(0, 512)), "positive integers"),
+    (dict(scale_iterations=(10,)), "needs scales"),
+    (dict(scales=(256, 512), scale_iterations=(10,)), "2 positive integers"),
+    (dict(scales=(256, 512), scale_iterations=(10, 0)), "2 positive integers"),
+    (dict(scales=(256, 512), image_size=256), "the last scale is the output size"),
+    (dict(image_size=0), "image_size"),
+    (dict(init="zeros"), "init"),
+])
+def test_config_validates_sizes(fields, message):
+    with pytest.raises(ValueError, match=message):
+        jaxstyle.StyleConfig(**fields)
+
+
+def test_scale_shape_rounds_the_short_side_and_upscales():
+    # 300 * side / 451, rounded (7 -> 4.66, 100 -> 66.5, 256 -> 170.3, 450 -> 299.3).
+    for side, short in ((7, 5), (100, 67), (256, 170), (450, 299)):
+        assert scale_shape((300, 451), side) == (short, side)
+    assert scale_shape((300, 451), 2048) == (1362, 2048)  # 300 * 2048 / 451 = 1362.3
+    assert scale_shape((451, 300), 902) == (902, 600)

@@ -1,0 +1,258 @@
+"""K settings on D devices: the compiled programs of a run, and how much fits in memory.
+
+A run optimizes K loss-weight settings of one image at once (K = 1 for `stylize`). Its two
+programs map the pure, unbatched functions of `jaxstyle.optim` over the settings, with the
+params and the targets shared, never mapped:
+
+    chunk(params, targets, lw[K], state[K], n) =
+        shard_map over the mesh's D devices (K/D settings each, no collectives)
+          map_settings over the local settings, B at a time
+            optim.chunk(params, targets, lw, state, n)
+
+B (the batch size) is how many settings a device computes at once: B = 1 runs them one after
+another inside the program, B >= K/D is one `jax.vmap`. K is padded to a multiple of D by
+repeating the last setting. A vmapped zoom line search ("lbfgs") runs both branches of its
+conds and waits for its slowest member, so its default B is 1; Adam and "lbfgs-nols" default
+to as many settings as fit in memory, measured by XLA's own `memory_analysis()` of the
+compiled one-setting program (`fit_batch_size`). Measurements: benchmarks/README.md.
+
+Several processes (multi-host): every process runs the same call with a mesh over
+`jax.devices()`; `put` gives each process its own shards and `fetch` gathers the results to
+every process (on CPU, `jax_cpu_collectives_implementation="gloo"`).
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import jax
+import numpy as np
+from jax.sharding import Mesh, NamedSharding
+from jax.sharding import PartitionSpec as P
+
+from jaxstyle import optim
+from jaxstyle.config import LossWeights
+from jaxstyle.losses import LossSpec, Targets, content_features
+from jaxstyle.vgg import BLOCK_WIDTHS, LAYER_NAMES, layer_depth, param_shapes
+
+AXIS = "settings"
+# Where a run's first image comes from (a static choice of the init program):
+#   "content"      the content image itself; its features are the content targets, computed
+#                  in the same program as the first evaluation (XLA shares the forward pass)
+#   "shared"       one (H, W, 3) image for every setting (noise, style, a given image)
+#   "per_setting"  (K, H, W, 3) images, one per setting (a pyramid's later stages)
+INIT_FROM = ("content", "shared", "per_setting")
+# Share of the free memory a run plans to use: CPU RAM is shared with the OS and other
+# processes; accelerators report their own pool.
+CPU_MEMORY_FRACTION = 0.5
+ACCELERATOR_MEMORY_FRACTION = 0.8
+
+
+def settings_mesh(devices: Sequence[jax.Device] | None = None, k: int | None = None) -> Mesh:
+    """A 1-D mesh with axis "settings" over `devices` (default every local device). In one
+    process, at most `k` devices: a device without a setting of its own would only compute
+    a padding copy."""
+    devices = list(jax.local_devices() if devices is None else devices)
+    if not devices:
+        raise ValueError("no devices given")
+    if k is not None and jax.process_count() == 1:
+        devices = devices[:max(1, k)]
+    return Mesh(np.array(devices), (AXIS,))
+
+
+def pad_settings(tree: Any, multiple: int) -> tuple[Any, int]:
+    """Pad the leading (K) axis of every leaf to a multiple of `multiple` by repeating the
+    last entry (a valid setting, so padding never makes NaNs). Returns (padded, K)."""
+    k = int(np.shape(jax.tree.leaves(tree)[0])[0])
+    pad = -k % multiple
+    if pad == 0:
+        return tree, k
+    return jax.tree.map(
+        lambda a: np.concatenate([np.asarray(a), np.repeat(np.asarray(a)[-1:], pad, 0)]),
+        tree), k
+
+
+def map_settings(f: Callable[..., Any], xs: Any, batch_size: int) -> Any:
+    """`f` over the leading axis of the pytree `xs`, B = `batch_size` at a time.
+
+    K = 1: f once, unbatched (no loop: XLA can share work with code outside it). B = 1:
+    `lax.map` (one setting at a time, unbatched, so a zoom line search keeps its real conds
+    and loops). B >= K: one `jax.vmap`. Otherwise `lax.map(batch_size=B)`: a scan over
+    vmapped batches of B (the remainder K mod B as one more vmap).
+    """
+    k = int(jax.tree.leaves(xs)[0].shape[0])
+    if k == 1:
+        out = f(*jax.tree.map(lambda a: a[0], xs))
+        return jax.tree.map(lambda a: a[None], out)
+    if batch_size == 1:
+        return jax.lax.map(lambda x: f(*x), xs)
+    if batch_size >= k:
+        return jax.vmap(lambda x: f(*x))(xs)
+    return jax.lax.map(lambda x: f(*x), xs, batch_size=batch_size)
+
+
+@functools.lru_cache(maxsize=32)
+def programs(mesh: Mesh, spec: LossSpec, opt: optim.OptimSpec, batch: int, init_from: str,
+             max_steps: int = optim.MAX_CHUNK_STEPS) -> tuple[Any, Any]:
+    """(init, chunk): the jitted programs of a run over the settings axis of `mesh`.
+
+    init(params, content, grams, lw[K], image0) -> (targets, state[K], losses (K, 4)): the
+        content targets (features of `content`), each setting's initial state (`optim.init`)
+        at image0 (None for init_from "content", (H, W, 3) for "shared", (K, H, W, 3) for
+        "per_setting") and its initial losses.
+    chunk(params, targets, lw[K], state[K], n) -> (state[K], history (K, max_steps, 4)):
+        `optim.chunk` per setting; the state is donated.
+    Cached by their static arguments, so equal runs reuse the traced and compiled programs.
+    """
+    if init_from not in INIT_FROM:
+        raise ValueError(f"init_from must be one of {INIT_FROM}, got {init_from!r}")
+
+    def local_init(params, content, grams, lws, image0):
+        targets = Targets(content_features(params, content, spec), grams)
+
+        def one(c, s, t, *image):
+            start = content if init_from == "content" else image[0] if image else image0
+            return optim.init(params, targets, LossWeights(c, s, t), start, spec=spec,
+                              optim=opt)
+
+        per_setting = (image0,) if init_from == "per_setting" else ()
+        states = map_settings(one, (*lws, *per_setting), batch)
+        # The initial losses again, as their own buffers: the states are donated to the first
+        # chunk before the host reads them.
+        return targets, states, states.losses
+
+    def local_chunk(params, targets, lws, states, n_steps):
+        def one(c, s, t, state):
+            return optim.chunk(params, targets, LossWeights(c, s, t), state, n_steps,
+                               spec=spec, optim=opt, max_steps=max_steps)
+
+        return map_settings(one, (*lws, states), batch)
+
+    image_spec = P(AXIS) if init_from == "per_setting" else P()
+    # check_vma=False: optax's line search uses lax.cond, whose branches shard_map's
+    # varying-axes check cannot type.
+    shard = functools.partial(jax.shard_map, mesh=mesh, check_vma=False)
+    init = jax.jit(shard(local_init, in_specs=(P(), P(), P(), P(AXIS), image_spec),
+                         out_specs=(P(), P(AXIS), P(AXIS))))
+    chunk = jax.jit(shard(local_chunk, in_specs=(P(), P(), P(AXIS), P(AXIS), P()),
+                          out_specs=(P(AXIS), P(AXIS))),
+                    donate_argnums=(3,))
+    return init, chunk
+
+
+def put(tree: Any, sharding: NamedSharding) -> Any:
+    """Place host or device arrays with `sharding`; several processes: each its own shards."""
+    if jax.process_count() == 1:
+        return jax.device_put(tree, sharding)
+
+    def one(a):
+        host = np.asarray(a)
+        return jax.make_array_from_callback(host.shape, sharding, lambda idx: host[idx])
+
+    return jax.tree.map(one, tree)
+
+
+def fetch(tree: Any) -> Any:
+    """Device arrays (possibly spread over processes) as host NumPy arrays."""
+    if jax.process_count() == 1:
+        return jax.tree.map(np.asarray, tree)
+    from jax.experimental import multihost_utils
+
+    return jax.tree.map(lambda a: np.asarray(multihost_utils.process_allgather(a, tiled=True)),
+                        tree)
+
+
+# --------------------------------------------------------------------------- memory
+
+
+def free_memory_bytes(device: jax.Device) -> int | None:
+    """Free memory of `device` in bytes: the allocator's limit minus what is in use on an
+    accelerator (`device.memory_stats()`); on CPU, MemAvailable of /proc/meminfo (or sysconf)
+    divided among the local CPU devices (they share the RAM). None if unknown."""
+    try:
+        stats = device.memory_stats()
+    except Exception:  # noqa: BLE001 - backends without stats raise various errors
+        stats = None
+    if stats and "bytes_limit" in stats:
+        return int(stats["bytes_limit"]) - int(stats.get("bytes_in_use", 0))
+    available = _host_available_bytes()
+    if available is None:
+        return None
+    if device.platform == "cpu":
+        available //= max(1, len(jax.local_devices(backend="cpu")))
+    return available
+
+
+def memory_budget(device: jax.Device) -> int | None:
+    """The bytes a run plans to use on `device`: a fraction of its free memory (None: unknown)."""
+    free = free_memory_bytes(device)
+    if free is None:
+        return None
+    fraction = CPU_MEMORY_FRACTION if device.platform == "cpu" else ACCELERATOR_MEMORY_FRACTION
+    return int(fraction * free)
+
+
+def _host_available_bytes() -> int | None:
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def estimated_bytes(height: int, width: int, layers: Sequence[str], optimizer: str, *,
+                    settings: int = 1) -> int:
+    """A pre-flight estimate of a run's memory at (height, width) with `settings` settings
+    on one device, made before anything is compiled: what a size check can refuse without
+    doing any work.
+
+    One value-and-gradient pass keeps about two float32 arrays per computed layer output (the
+    activation and its gradient) up to the deepest loss layer, plus one copy of the kernels
+    it uses (the input gradient's flipped kernels); each setting's optimizer state holds
+    float32 images of the input's size (L-BFGS: 2 x 10 history pairs and 6 more; Adam: 2
+    moments and 4 more). The params themselves are not counted (they are loaded already).
+    A test holds this against XLA's own memory analysis.
+    """
+    deepest = layer_depth(max(layers, key=layer_depth))
+    work, kernels = 0.0, 0
+    shapes = param_shapes()
+    for name in LAYER_NAMES[: deepest + 1]:
+        if name.startswith("conv"):
+            block = int(name[4])
+            work += 2 * 4 * BLOCK_WIDTHS[block - 1] / 4 ** (block - 1)
+            kernels += 4 * int(np.prod(shapes[name]["kernel"]))
+    state = (26 if optimizer.startswith("lbfgs") else 6) * 3 * 4
+    return int((work + settings * state) * height * width) + kernels
+
+
+def fit_batch_size(compile_one: Callable[[], Any], k_local: int, device: jax.Device,
+                   optimizer: str) -> tuple[int, Any | None]:
+    """(B, the compiled one-setting program or None): how many settings a device computes
+    at once when the caller does not say.
+
+    One local setting, or zoom L-BFGS: 1 (its vmapped line search runs both branches of every
+    cond). Otherwise the largest B <= k_local with
+        arguments + outputs - aliased + B * temp  <=  memory_budget(device),
+    where the sizes come from XLA's `memory_analysis()` of `compile_one()` (the chunk program
+    compiled for B = 1; returned so the caller can run it when B is 1).
+    """
+    if k_local == 1 or optimizer == "lbfgs":
+        return 1, None
+    compiled = compile_one()
+    budget = memory_budget(device)
+    stats = compiled.memory_analysis()
+    if budget is None or stats is None:
+        return k_local, compiled
+    fixed = (stats.argument_size_in_bytes + stats.output_size_in_bytes
+             - stats.alias_size_in_bytes)
+    per_setting = max(1, stats.temp_size_in_bytes)
+    return int(max(1, min(k_local, (budget - fixed) // per_setting))), compiled

@@ -1,0 +1,364 @@
+"""The host side of a run: compile, drive the compiled chunks, report progress, `Result`.
+
+`run_stage` runs one image size of a run for all its K settings (K = 1 for `stylize`): the
+style targets, the init and chunk programs of `jaxstyle.parallel`, then chunks of at most
+`optim.MAX_CHUNK_STEPS` steps until the stage's steps are done, every setting went
+non-finite, or the callback said stop. `jaxstyle.stylize` calls it once per stage and
+collects the stages into one `Result`; callbacks see one `Progress` shape either way.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import numpy as np
+from jax.sharding import Mesh, NamedSharding
+from jax.sharding import PartitionSpec as P
+
+from jaxstyle import files, optim, parallel, runtime
+from jaxstyle.config import LossWeights, StyleConfig
+from jaxstyle.grids import WeightGrid
+from jaxstyle.losses import LossSpec, compute_targets
+
+LOSS_NAMES = optim.LOSS_NAMES
+
+
+@dataclasses.dataclass(frozen=True)
+class Stage:
+    """One image size of a run: the image's (h, w), each style image's (h, w), the steps."""
+
+    shape: tuple[int, int]
+    style_shapes: tuple[tuple[int, int], ...]
+    iterations: int
+
+
+class Progress:
+    """What a callback sees, every `callback_every` steps and at the end of each stage.
+
+    step / total_steps: steps done / planned over the whole run (all stages).
+    stage (0-based), num_stages, shape: the current stage and its image (h, w).
+    losses: {"total", "content", "style", "tv"}: (K,) arrays at the latest step (unweighted
+        parts, weighted total); best_losses: (K,) lowest finite totals of this stage so far.
+    images(): (K, h, w, 3) float32 RGB in [0, 1], the best iterates so far (colours as the
+        result will have them); image(): the one image of a single-setting run.
+    images() works only during the callback: the next chunk reuses the device buffers.
+    """
+
+    def __init__(self, step: int, total_steps: int, stage: int, num_stages: int,
+                 shape: tuple[int, int], losses: dict[str, np.ndarray],
+                 best_losses: np.ndarray, images: Callable[[], np.ndarray]) -> None:
+        self.step, self.total_steps = step, total_steps
+        self.stage, self.num_stages, self.shape = stage, num_stages, shape
+        self.losses, self.best_losses = losses, best_losses
+        self._images = images
+
+    def images(self) -> np.ndarray:
+        return self._images()
+
+    def image(self) -> np.ndarray:
+        images = self.images()
+        if len(images) != 1:
+            raise ValueError(f"{len(images)} settings: use images()")
+        return images[0]
+
+    def __repr__(self) -> str:
+        return (f"Progress(step={self.step}/{self.total_steps}, stage={self.stage + 1}/"
+                f"{self.num_stages}, shape={self.shape}, best_losses={self.best_losses})")
+
+
+Callback = Callable[[Progress], "bool | None"]
+
+
+@dataclasses.dataclass(frozen=True)
+class Result:
+    """The outcome of `stylize` (K = 1) or `sweep` (K settings).
+
+    images:        (K, H, W, 3) float32 RGB in [0, 1]: each setting's best iterate of the
+                   last stage run, clipped, colours as asked (`preserve_colors`).
+    grid:          the K (alpha, beta, gamma) settings and their rows x cols layout; its
+                   `loss_weights` are (K,) float32 arrays, `labels` the file names' parts.
+    histories:     {"total", "content", "style", "tv"}: (K, steps) float32 over all stages;
+                   entry [i, t] = losses of setting i after step t + 1; NaN after a setting
+                   stopped on a non-finite loss. Stages' losses are at their own sizes.
+    best_losses:   (K,) weighted totals of the images; best_steps: (K,) the steps at which
+                   they were reached, counted from the run's start.
+    initial_losses: {name: (K,)} losses of the first stage's initial image.
+    nonfinite:     (K,) bool: settings stopped by a NaN/inf loss or gradient.
+    steps:         steps run, all stages; stage_steps: per stage run; stage_start_losses:
+                   per stage run, the (K,) totals of its first image (for a later stage: the
+                   previous stage's images upsampled, at this stage's targets).
+    stopped:       None, "interrupted" (the callback returned False) or "nonfinite" (every
+                   setting went non-finite); message: one line saying why, else None.
+    timings:       seconds: "setup_s" (until the first chunk was dispatched: targets,
+                   tracing, compiling), "compile_s" (of which lowering, compiling
+                   or reading JAX's cache), "steps_s", "total_s".
+    config, stages: the configuration and the planned stages; batch_size, devices: settings
+                   per device at once, and devices used.
+    """
+
+    images: np.ndarray
+    grid: WeightGrid
+    histories: dict[str, np.ndarray]
+    best_losses: np.ndarray
+    best_steps: np.ndarray
+    initial_losses: dict[str, np.ndarray]
+    nonfinite: np.ndarray
+    steps: int
+    stage_steps: tuple[int, ...]
+    stage_start_losses: tuple[np.ndarray, ...]
+    stopped: str | None
+    message: str | None
+    timings: dict[str, float]
+    config: StyleConfig
+    stages: tuple[Stage, ...]
+    batch_size: int
+    devices: int
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    @property
+    def loss_weights(self) -> LossWeights:
+        return self.grid.loss_weights
+
+    @property
+    def labels(self) -> tuple[str, ...]:
+        return self.grid.labels
+
+    # One-setting views (stylize).
+    @property
+    def image(self) -> np.ndarray:
+        """(H, W, 3): the image of a single-setting run."""
+        return self.images[self._single()]
+
+    @property
+    def history(self) -> dict[str, np.ndarray]:
+        return {name: v[self._single()] for name, v in self.histories.items()}
+
+    @property
+    def best_loss(self) -> float:
+        return float(self.best_losses[self._single()])
+
+    @property
+    def best_step(self) -> int:
+        return int(self.best_steps[self._single()])
+
+    def _single(self) -> int:
+        if len(self) != 1:
+            raise ValueError(f"a sweep of {len(self)} settings: use images, histories, "
+                             "best_losses, best_steps")
+        return 0
+
+    def setting_config(self, i: int) -> StyleConfig:
+        """The config with setting i's loss weights (what made image i)."""
+        lw = self.grid.loss_weights
+        return self.config.replace(content_weight=float(lw.content[i]),
+                                   style_weight=float(lw.style[i]), tv_weight=float(lw.tv[i]))
+
+    def contact_sheet(self, *, title: str | None = None,
+                      max_cell_side: int | None = None) -> np.ndarray:
+        """The labelled rows x cols sheet of the images (`WeightGrid.sheet`)."""
+        return self.grid.sheet(self.images, title=title, max_cell_side=max_cell_side)
+
+    def summary(self) -> dict[str, Any]:
+        """JSON-ready: status, steps, stages, timings, the config, and per setting its
+        weights, label, grid cell, best/initial/final losses (NaN and inf as null)."""
+        num = files.json_number
+        settings = []
+        for i, label in enumerate(self.labels):
+            lw = self.grid.loss_weights
+            settings.append({
+                "label": label,
+                "content_weight": float(lw.content[i]),
+                "style_weight": float(lw.style[i]),
+                "tv_weight": float(lw.tv[i]),
+                "row": i // self.grid.shape[1],
+                "col": i % self.grid.shape[1],
+                "best_loss": num(self.best_losses[i]),
+                "best_step": int(self.best_steps[i]),
+                "initial_losses": {k: num(v[i]) for k, v in self.initial_losses.items()},
+                "final_losses": {k: num(v[i, -1]) if v.shape[1] else None
+                                 for k, v in self.histories.items()},
+                "nonfinite": bool(self.nonfinite[i]),
+            })
+        return {
+            "status": self.stopped or "completed",
+            "message": self.message,
+            "steps": self.steps,
+            "stages": [{"shape": list(s.shape), "style_shapes": [list(t) for t in s.style_shapes],
+                        "iterations": s.iterations, "steps": n,
+                        "start_losses": [num(v) for v in start]}
+                       for s, n, start in zip(self.stages, self.stage_steps,
+                                              self.stage_start_losses, strict=False)],
+            "settings": settings,
+            "grid": {"rows": list(self.grid.row_labels), "cols": list(self.grid.col_labels),
+                     "row_title": self.grid.row_title, "col_title": self.grid.col_title},
+            "batch_size": self.batch_size,
+            "devices": self.devices,
+            "timings": dict(self.timings),
+            "config": self.config.to_dict(),
+        }
+
+
+@dataclasses.dataclass
+class StageOutcome:
+    """What `run_stage` returns: (K, ...) host arrays, images clipped but colours untouched."""
+
+    images: np.ndarray
+    histories: np.ndarray  # (K, steps, 4)
+    best_losses: np.ndarray
+    best_steps: np.ndarray  # within the stage
+    initial_losses: np.ndarray  # (K, 4)
+    nonfinite: np.ndarray
+    steps: int
+    interrupted: bool
+    timings: dict[str, float]
+    batch_size: int
+
+
+@dataclasses.dataclass(frozen=True)
+class Schedule:
+    """Where a stage sits in its run, for progress: its index, the run's stages, the steps
+    before it, and the callback with its interval (in steps of the whole run)."""
+
+    index: int
+    stages: tuple[Stage, ...]
+    steps_before: int
+    callback: Callback | None
+    every: int
+    finish: Callable[[np.ndarray], np.ndarray]  # (K, h, w, 3) raw -> what the user sees
+
+    @property
+    def total_steps(self) -> int:
+        return sum(s.iterations for s in self.stages)
+
+
+def run_stage(params: Any, spec: LossSpec, opt: optim.OptimSpec, content: np.ndarray,
+              styles: list[np.ndarray], blend: np.ndarray, loss_weights: LossWeights,
+              image0: np.ndarray | None, *, mesh: Mesh, batch_size: int | None,
+              schedule: Schedule) -> StageOutcome:
+    """Optimize K settings at one size: content (h, w, 3), styles [(hk, wk, 3)], blend (S,),
+    loss_weights (K,) host arrays, image0: None (start at the content image), (h, w, 3) for
+    every setting, or (K, h, w, 3). Stops early when every setting is non-finite or the
+    callback returns False."""
+    t_start = time.perf_counter()
+    stage = schedule.stages[schedule.index]
+    n_dev = mesh.devices.size
+    lws, k = parallel.pad_settings(loss_weights, n_dev)
+    k_local = len(lws.content) // n_dev
+    init_from = ("content" if image0 is None else
+                 "per_setting" if np.ndim(image0) == 4 else "shared")
+    if init_from == "per_setting":
+        image0, _ = parallel.pad_settings(image0, n_dev)
+    replicated, by_setting = NamedSharding(mesh, P()), NamedSharding(mesh, P(parallel.AXIS))
+
+    with runtime.count_compiles() as compiles:
+        params, content, styles, blend = parallel.put((params, content, styles, blend),
+                                                      replicated)
+        # Dispatched, not awaited: the programs compile while the device computes them.
+        grams = compute_targets(params, content, styles, blend, spec, with_content=False).grams
+        lws = parallel.put(lws, by_setting)
+        if image0 is not None:
+            image0 = parallel.put(image0, by_setting if init_from == "per_setting"
+                                  else replicated)
+        batch, run_chunk = _programs(params, content, grams, lws, image0, mesh, spec, opt,
+                                     init_from, k_local, batch_size)
+        targets, state, initial = run_chunk.init(params, content, grams, lws, image0)
+        loop = _drive(lambda s, n: run_chunk.chunk(params, targets, lws, s, n), state, k,
+                      initial, stage, schedule)
+    t_end = time.perf_counter()
+    t_ready = loop.pop("t_ready")
+    loop["timings"] = {"setup_s": t_ready - t_start, "compile_s": compiles.seconds,
+                       "steps_s": t_end - t_ready, "total_s": t_end - t_start}
+    return StageOutcome(batch_size=batch, **loop)
+
+
+@dataclasses.dataclass(frozen=True)
+class _Compiled:
+    init: Any
+    chunk: Any
+
+
+def _programs(params, content, grams, lws, image0, mesh, spec, opt, init_from, k_local,
+              batch_size) -> tuple[int, _Compiled]:
+    """(B, the init and chunk programs): B as given, else `parallel.fit_batch_size` (which
+    compiles the one-setting chunk to read its memory analysis)."""
+
+    def get(b: int) -> _Compiled:
+        return _Compiled(*parallel.programs(mesh, spec, opt, b, init_from))
+
+    if batch_size is not None:
+        return min(int(batch_size), k_local), get(min(int(batch_size), k_local))
+    one = get(1)
+
+    def compile_one():
+        targets, state, _ = jax.eval_shape(one.init, params, content, grams, lws, image0)
+        return one.chunk.lower(params, targets, lws, state, np.int32(0)).compile()
+
+    batch, compiled = parallel.fit_batch_size(compile_one, k_local, mesh.devices.flat[0],
+                                              opt.name)
+    if batch == 1:
+        return 1, one if compiled is None else _Compiled(one.init, compiled)
+    return batch, get(batch)
+
+
+def _drive(run_chunk, state, k: int, initial, stage: Stage, schedule: Schedule) -> dict:
+    """The host loop: compiled chunks until the stage's steps are done, every setting is
+    non-finite, or the callback says stop. Chunks end at callback points, so a callback sees
+    exactly its step."""
+    every, callback, before = schedule.every, schedule.callback, schedule.steps_before
+    total = stage.iterations
+    done, last_called, interrupted, rows = 0, None, False, []
+    t_ready = None
+    live = True
+    while live and not interrupted and done < total:
+        n = min(optim.MAX_CHUNK_STEPS, total - done)
+        if callback is not None:
+            n = min(n, every - (before + done) % every)
+        state, history = run_chunk(state, np.int32(n))
+        if t_ready is None:  # the first chunk is dispatched: setup is over
+            t_ready = time.perf_counter()
+        ran = int(parallel.fetch(state.step).max()) - done
+        rows.append(parallel.fetch(history)[:k, :ran])
+        done += ran
+        live = bool(parallel.fetch(state.ok)[:k].any())
+        if live and callback is not None and ((before + done) % every == 0 or done == total):
+            last_called = done
+            interrupted = callback(_progress(state, before + done, k, schedule)) is False
+    if t_ready is None:  # no chunk ran: non-finite at the initial image
+        t_ready = time.perf_counter()
+    if callback is not None and last_called != done and not interrupted:
+        callback(_progress(state, before + done, k, schedule))
+    best_image, best_loss, best_step, ok = parallel.fetch(
+        (state.best_image, state.best_loss, state.best_step, state.ok))
+    return {
+        "images": np.clip(best_image[:k].astype(np.float32), 0.0, 1.0),
+        "histories": (np.concatenate(rows, axis=1) if rows
+                      else np.zeros((k, 0, len(LOSS_NAMES)), np.float32)),
+        "best_losses": best_loss[:k].astype(np.float64),
+        "best_steps": best_step[:k].astype(np.int64),
+        "initial_losses": parallel.fetch(initial)[:k].astype(np.float64),
+        "nonfinite": ~ok[:k],
+        "steps": done,
+        "interrupted": interrupted,
+        "t_ready": t_ready,
+    }
+
+
+def _progress(state: optim.StepState, step: int, k: int, schedule: Schedule) -> Progress:
+    losses, best = parallel.fetch((state.losses, state.best_loss))
+    stage = schedule.stages[schedule.index]
+
+    def images() -> np.ndarray:
+        if state.best_image.is_deleted():
+            raise RuntimeError("Progress.images() can only be called during the callback")
+        raw = np.clip(parallel.fetch(state.best_image)[:k].astype(np.float32), 0.0, 1.0)
+        return schedule.finish(raw)
+
+    return Progress(step, schedule.total_steps, schedule.index, len(schedule.stages),
+                    stage.shape, {name: losses[:k, j] for j, name in enumerate(LOSS_NAMES)},
+                    best[:k], images)
