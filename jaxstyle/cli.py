@@ -36,6 +36,7 @@ from jaxstyle.config import (
 )
 from jaxstyle.console import Bar, InterruptFlag
 from jaxstyle.image import OUTPUT_FORMATS, check_writable, load_image, save_image
+from jaxstyle.stylize import as_masks
 from jaxstyle.weights import ENV_WEIGHTS
 
 PROG = "jaxstyle"
@@ -127,6 +128,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="one per style layer, normalized to sum 1 (default equal)")
     g.add_argument("--style-blend-weights", metavar="B,...", type=weights,
                    help="one per style image, normalized to sum 1 (default equal)")
+    g.add_argument("--style-masks", metavar="FILE,...", type=lambda t: t.split(","),
+                   help="one image per style image, white where that style applies (gray "
+                        "blends; any image mode); the blend weights are then not used")
     g.add_argument("--pooling", choices=POOLINGS, help="VGG pooling (default max; avg is the "
                                                        "paper's)")
     g.add_argument("--compute-dtype", choices=COMPUTE_DTYPES,
@@ -277,6 +281,9 @@ def config_and_grid(args: argparse.Namespace):
         fields["init"] = args.init if args.init in INITS else "content"  # a path: loaded later
     if args.scales is None and args.image_size is None:
         fields["image_size"] = DEFAULT_IMAGE_SIZE
+    if args.style_masks is not None and len(args.style_masks) != len(args.styles):
+        raise UsageError(f"--style-masks: {len(args.style_masks)} mask(s) for "
+                         f"{len(args.styles)} style image(s): give one per style image")
     if args.learning_rate is not None and fields.get("optimizer", "lbfgs") != "adam":
         raise UsageError("--learning-rate is the Adam step size: use it with --optimizer adam")
     config = _usage(StyleConfig, **fields)
@@ -303,7 +310,8 @@ def _stylize(args: argparse.Namespace) -> int:
     t_start = time.perf_counter()
     config, grid = config_and_grid(args)
     init_path = Path(args.init) if args.init is not None and args.init not in INITS else None
-    inputs = [Path(args.content), *map(Path, args.styles), *([init_path] if init_path else [])]
+    inputs = [Path(args.content), *map(Path, args.styles), *([init_path] if init_path else []),
+              *map(Path, args.style_masks or [])]
     out = args.output
     if out.suffix.lower() not in OUTPUT_FORMATS:
         raise UsageError(f"-o/--output: {out} must end in one of {', '.join(OUTPUT_FORMATS)}")
@@ -327,6 +335,7 @@ def _stylize(args: argparse.Namespace) -> int:
     content = load_image(args.content, max_side=config.output_side)
     styles = [load_image(path) for path in args.styles]
     init = load_image(init_path) if init_path is not None else None
+    masks = None if args.style_masks is None else [_mask(path) for path in args.style_masks]
     timings = {"image_load_s": time.perf_counter() - t0}
     k = 1 if grid is None else len(grid.labels)
     _usage(jaxstyle.plan_stages, content.shape[:2], [s.shape[:2] for s in styles], config,
@@ -339,6 +348,7 @@ def _stylize(args: argparse.Namespace) -> int:
 
     settings = {"jaxstyle": __version__, "content": args.content, "styles": args.styles,
                 "init": None if init_path is None else str(init_path),
+                "style_masks": args.style_masks,
                 "preserve_colors": args.preserve_colors, "weights": weights.source,
                 "weights_convention": weights.convention}
     every = math.gcd(MAX_CALLBACK_EVERY, args.print_every, args.save_every)
@@ -355,7 +365,8 @@ def _stylize(args: argparse.Namespace) -> int:
                       images[0] if k == 1 else grid.sheet(images), settings, config)
             return not flag.is_set()
 
-        options = dict(weights=weights, config=config, init=init, callback=callback,
+        options = dict(weights=weights, config=config, init=init, style_masks=masks,
+                       callback=callback,
                        preserve_colors=args.preserve_colors, callback_every=every,
                        devices=devices)
         if grid is None:
@@ -402,6 +413,17 @@ def _finish(args, result, settings, timings, device, manifest, t_start) -> int:
         print(f"wrote {out} ({w}x{h}, {k} setting{'s' * (k > 1)}, {result.steps} steps, best "
               f"loss {min(result.best_losses):.4g}, {timings['total_s']:.1f} s)")
     return EXIT_OK
+
+
+def _mask(path: str):
+    """A --style-masks file as an (h, w) mask in [0, 1] (its luminance), checked."""
+    try:
+        return as_masks([load_image(path)], 1)[0]
+    except files.ImageError:
+        raise
+    except ValueError as err:  # e.g. black everywhere: a problem of the file's content
+        raise files.InputError(f"{path}: {str(err).replace('style mask 0', 'the mask')}"
+                               ) from None
 
 
 def _save(path: Path, image, settings: dict, config: StyleConfig) -> str:

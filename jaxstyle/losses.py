@@ -73,12 +73,67 @@ def _style_layer_loss_jvp(primals, tangents):
     return loss, d_loss
 
 
+@jax.custom_jvp
+def guided_style_layer_loss(feats: jax.Array, target_gram: jax.Array,
+                            mask_weights: jax.Array) -> jax.Array:
+    """Guided E_l (Gatys et al. 2017, "Controlling Perceptual Factors in Neural Style
+    Transfer"): the style loss of one layer over the region a mask selects.
+
+    feats (h, w, N); mask_weights (h, w): w_p = m(p)^2, the mask at this layer squared;
+    target_gram (N, N): A, already on the guided region's scale. With F the (M, N) features,
+        G_w = sum_p w_p F_p F_p^T,  M_w = sum_p w_p,  E = sum_ij (G_w - A)_ij^2 / (4 N^2 M_w^2)
+    and E = 0 where M_w = 0. With w = 1 everywhere this is `style_layer_loss` exactly.
+    Derivative (custom JVP, D = G_w - A, c = 1 / (4 N^2 M_w^2)):
+        dE = 2c ( sum((w F)(D + D^T) * dF) - sum(D * dA) + sum_p dw_p F_p^T D F_p ) - 2 E dM_w / M_w
+    """
+    return _guided(feats, target_gram, mask_weights)[0]
+
+
+def _guided(feats, target_gram, mask_weights):
+    n = feats.shape[-1]
+    f = feats.reshape(-1, n)
+    w = mask_weights.reshape(-1, 1).astype(jnp.float32)
+    m = jnp.sum(w)
+    gram = jnp.einsum("mi,mj->ij", (w * f).astype(f.dtype), f,
+                      preferred_element_type=jnp.float32)
+    diff = gram - target_gram
+    scale = jnp.where(m > 0, 1.0 / (4.0 * n**2 * jnp.where(m > 0, m, 1.0) ** 2), 0.0)
+    return jnp.sum(diff * diff) * scale, f, w, m, diff, scale
+
+
+@guided_style_layer_loss.defjvp
+def _guided_jvp(primals, tangents):
+    feats, target_gram, mask_weights = primals
+    d_feats, d_target, d_weights = tangents
+    loss, f, w, m, diff, scale = _guided(feats, target_gram, mask_weights)
+    sym = (diff + diff.T).astype(f.dtype)
+    k = jnp.matmul((w * f).astype(f.dtype), sym, preferred_element_type=jnp.float32)
+    dw = d_weights.reshape(-1, 1).astype(jnp.float32)
+    fdf = jnp.sum(jnp.matmul(f, diff.astype(f.dtype), preferred_element_type=jnp.float32)
+                  * f.astype(jnp.float32), axis=1, keepdims=True)  # F_p^T D F_p, (M, 1)
+    d_loss = (2.0 * scale * (jnp.sum(k * d_feats.reshape(k.shape).astype(jnp.float32))
+                             - jnp.sum(diff * d_target) + jnp.sum(dw * fdf))
+              - 2.0 * loss * jnp.sum(dw) / jnp.where(m > 0, m, 1.0))
+    return loss, d_loss
+
+
 def style_loss(
     feats: dict[str, jax.Array],
     target_grams: dict[str, jax.Array],
     layer_weights: dict[str, float],
+    masks: dict[str, jax.Array] | None = None,
 ) -> jax.Array:
-    """L_s = sum_l w_l E_l over the layers in `layer_weights` (weights used as given)."""
+    """L_s = sum_l w_l E_l over the layers in `layer_weights` (weights used as given).
+
+    With `masks` ({layer: (S, h, w)} squared masks, one per style image) and target_grams
+    {layer: (S, N, N)}: L_s = sum_l w_l sum_k E_l^k, the guided loss of each style k over its
+    mask (`guided_style_layer_loss`).
+    """
+    if masks:
+        return sum(w * sum(guided_style_layer_loss(feats[name], target_grams[name][k],
+                                                   masks[name][k])
+                           for k in range(masks[name].shape[0]))
+                   for name, w in layer_weights.items())
     return sum(w * style_layer_loss(feats[name], target_grams[name])
                for name, w in layer_weights.items())
 
@@ -154,10 +209,15 @@ class Targets(NamedTuple):
     content: {layer: (h, w, C)} content features P.
     grams:   {layer: (C, C)} blended style Grams A = sum_k b_k A_k, each A_k rescaled by
              M_image / M_style_k so style images of another size are on the image's scale.
+             With masks: {layer: (S, C, C)}, A_k = (M_k / M_style_k) Gram(style k), M_k the
+             sum of style k's squared mask at the layer (no blending: the masks mix).
+    masks:   {} without masks; else {layer: (S, h, w)}: each style's mask at the layer
+             (2x2 averages per pooling before it), squared.
     """
 
     content: dict[str, jax.Array]
     grams: dict[str, jax.Array]
+    masks: dict[str, jax.Array] = {}
 
 
 def content_features(params: Any, image: jax.Array, spec: LossSpec) -> dict[str, jax.Array]:
@@ -180,6 +240,15 @@ def _pixels_at(layer: str, hw: Sequence[int]) -> int:
     return h * w
 
 
+def mask_at(mask: jax.Array, layer: str) -> jax.Array:
+    """An (H, W) mask at `layer`'s feature size: one 2x2, stride-2 average per pooling before
+    the layer (VALID: an odd last row or column is dropped, like the features)."""
+    for _ in range(pools_before(layer)):
+        h, w = mask.shape[0] // 2, mask.shape[1] // 2
+        mask = mask[: 2 * h, : 2 * w].reshape(h, 2, w, 2).mean(axis=(1, 3))
+    return mask
+
+
 @functools.partial(jax.jit, static_argnames=("spec", "with_content"))
 def compute_targets(
     params: Any,
@@ -188,15 +257,18 @@ def compute_targets(
     blend_weights: jax.Array,
     spec: LossSpec,
     with_content: bool = True,
+    masks: jax.Array | None = None,
 ) -> Targets:
     """Targets for a content image (H, W, 3) and style images [(Hk, Wk, 3)], all RGB [0, 1].
 
     blend_weights: (K,) b_k summing to 1. The content image's feature sizes set M.
     with_content=False leaves Targets.content empty ({}): for a run that starts at the content
-    image, whose first evaluation computes those features anyway (`optim.init_at_content`).
+    image, whose first evaluation computes those features anyway.
+    masks: None, or (K, H, W) in [0, 1], one per style image over the content image: guided
+    Grams (see `Targets`); blend_weights are then not used.
     """
     content_targets = content_features(params, content, spec) if with_content else {}
-    grams = {}
+    grams, guides = {}, {}
     # M of the generated image at each style layer (it has the content image's size).
     m_image = {name: _pixels_at(name, content.shape[:2]) for name in spec.style_layers}
     for k, style in enumerate(styles if spec.style_layers else []):
@@ -204,10 +276,18 @@ def compute_targets(
                                convention=spec.convention, dtype=spec.dtype)
         for name in spec.style_layers:
             f = style_feats[name]
-            scale = m_image[name] / (f.shape[0] * f.shape[1])
-            g = blend_weights[k] * scale * gram_matrix(f)
-            grams[name] = g if k == 0 else grams[name] + g
-    return Targets(content_targets, grams)
+            m_style = f.shape[0] * f.shape[1]
+            if masks is None:
+                g = blend_weights[k] * (m_image[name] / m_style) * gram_matrix(f)
+                grams[name] = g if k == 0 else grams[name] + g
+            else:
+                weights = jnp.square(mask_at(masks[k].astype(jnp.float32), name))
+                grams.setdefault(name, []).append(jnp.sum(weights) / m_style * gram_matrix(f))
+                guides.setdefault(name, []).append(weights)
+    if masks is not None:
+        grams = {name: jnp.stack(g) for name, g in grams.items()}
+        guides = {name: jnp.stack(g) for name, g in guides.items()}
+    return Targets(content_targets, grams, guides)
 
 
 def loss_parts(params: Any, targets: Targets, image: jax.Array, spec: LossSpec
@@ -217,7 +297,7 @@ def loss_parts(params: Any, targets: Targets, image: jax.Array, spec: LossSpec
     zero = jnp.zeros((), jnp.float32)
     l_c = sum((content_loss(feats[n], targets.content[n]) for n in spec.content_layers), zero)
     layer_weights = dict(zip(spec.style_layers, spec.style_layer_weights, strict=True))
-    l_s = style_loss(feats, targets.grams, layer_weights)
+    l_s = style_loss(feats, targets.grams, layer_weights, targets.masks)
     return {"content": l_c, "style": zero + l_s, "tv": total_variation(image, spec.tv_form)}
 
 
@@ -231,18 +311,25 @@ def total_loss(
     return total, parts
 
 
-def prepare_targets(weights: VGGWeights, content: Any, styles: Any, config: StyleConfig
-                    ) -> tuple[LossSpec, Targets]:
+def prepare_targets(weights: VGGWeights, content: Any, styles: Any, config: StyleConfig,
+                    style_masks: Sequence[Any] | None = None) -> tuple[LossSpec, Targets]:
     """(the static spec, the targets) of `config` for a content image (H, W, 3) and one style
-    image or a list of them, all RGB [0, 1]: what `total_loss` takes besides the image."""
+    image or a list of them, all RGB [0, 1]: what `total_loss` takes besides the image.
+    style_masks: None, or one (H, W) mask in [0, 1] per style image, at the content's size."""
     styles = list(styles) if isinstance(styles, (list, tuple)) else [styles]
     if not styles and config.style_layers:
         raise ValueError("at least one style image is needed when style layers are set")
     blend = jax.device_put(np.asarray(config.normalized_blend_weights(len(styles)), np.float32))
     spec = LossSpec.from_config(config, weights.convention)
+    content = as_image(content, "content image")
+    masks = None
+    if style_masks is not None:
+        masks = np.stack([np.asarray(m, np.float32) for m in style_masks])
+        if masks.shape != (len(styles), *content.shape[:2]):
+            raise ValueError(f"style_masks must be one (H, W) = {content.shape[:2]} mask per "
+                             f"style image ({len(styles)}), got shape {masks.shape}")
     styles = [as_image(s, f"style image {k}") for k, s in enumerate(styles)]
-    return spec, compute_targets(weights.params, as_image(content, "content image"), styles,
-                                 blend, spec)
+    return spec, compute_targets(weights.params, content, styles, blend, spec, masks=masks)
 
 
 def objective(
@@ -251,6 +338,7 @@ def objective(
     styles: Any,
     config: StyleConfig | None = None,
     loss_weights: LossWeights | None = None,
+    style_masks: Sequence[Any] | None = None,
 ) -> jax.tree_util.Partial:
     """The Gatys objective as a plain function of the image, for any optimizer.
 
@@ -258,10 +346,11 @@ def objective(
     image of the content image's shape. Targets are computed here, once. f is a
     `jax.tree_util.Partial`, a pytree whose leaves are the params, targets and loss weights:
     pass f as an argument to a jitted function (`jax.jit(lambda f, x: f(x))`) so that those
-    stay arguments instead of ~80 MB of baked-in constants.
+    stay arguments instead of ~80 MB of baked-in constants. style_masks: one (H, W) mask per
+    style image (spatial control: the guided style loss, see `Targets`).
     """
     config = config or StyleConfig()
-    spec, targets = prepare_targets(weights, content, styles, config)
+    spec, targets = prepare_targets(weights, content, styles, config, style_masks)
     loss_weights = config.loss_weights if loss_weights is None else loss_weights
     return jax.tree_util.Partial(_SpecLoss(spec), weights.params, targets, loss_weights)
 

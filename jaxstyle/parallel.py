@@ -35,7 +35,7 @@ from jax.sharding import PartitionSpec as P
 
 from jaxstyle import optim
 from jaxstyle.config import LossWeights
-from jaxstyle.losses import LossSpec, Targets, content_features
+from jaxstyle.losses import LossSpec, content_features
 from jaxstyle.vgg import BLOCK_WIDTHS, LAYER_NAMES, layer_depth, param_shapes
 
 AXIS = "settings"
@@ -99,8 +99,9 @@ def programs(mesh: Mesh, spec: LossSpec, opt: optim.OptimSpec, batch: int, init_
              max_steps: int = optim.MAX_CHUNK_STEPS) -> tuple[Any, Any]:
     """(init, chunk): the jitted programs of a run over the settings axis of `mesh`.
 
-    init(params, content, grams, lw[K], image0) -> (targets, state[K], losses (K, 4)): the
-        content targets (features of `content`), each setting's initial state (`optim.init`)
+    init(params, content, style, lw[K], image0) -> (targets, state[K], losses (K, 4)): the
+        targets (`style`, the style targets of `losses.compute_targets(with_content=False)`,
+        with the features of `content`), each setting's initial state (`optim.init`)
         at image0 (None for init_from "content", (H, W, 3) for "shared", (K, H, W, 3) for
         "per_setting") and its initial losses.
     chunk(params, targets, lw[K], state[K], n) -> (state[K], history (K, max_steps, 4)):
@@ -110,8 +111,8 @@ def programs(mesh: Mesh, spec: LossSpec, opt: optim.OptimSpec, batch: int, init_
     if init_from not in INIT_FROM:
         raise ValueError(f"init_from must be one of {INIT_FROM}, got {init_from!r}")
 
-    def local_init(params, content, grams, lws, image0):
-        targets = Targets(content_features(params, content, spec), grams)
+    def local_init(params, content, style, lws, image0):
+        targets = style._replace(content=content_features(params, content, spec))
 
         def one(c, s, t, *image):
             start = content if init_from == "content" else image[0] if image else image0

@@ -238,13 +238,13 @@ class Schedule:
 
 
 def run_stage(params: Any, spec: LossSpec, opt: optim.OptimSpec, content: np.ndarray,
-              styles: list[np.ndarray], blend: np.ndarray, loss_weights: LossWeights,
-              image0: np.ndarray | None, *, mesh: Mesh, batch_size: int | None,
-              schedule: Schedule) -> StageOutcome:
+              styles: list[np.ndarray], blend: np.ndarray, masks: np.ndarray | None,
+              loss_weights: LossWeights, image0: np.ndarray | None, *, mesh: Mesh,
+              batch_size: int | None, schedule: Schedule) -> StageOutcome:
     """Optimize K settings at one size: content (h, w, 3), styles [(hk, wk, 3)], blend (S,),
-    loss_weights (K,) host arrays, image0: None (start at the content image), (h, w, 3) for
-    every setting, or (K, h, w, 3). Stops early when every setting is non-finite or the
-    callback returns False."""
+    masks None or (S, h, w), loss_weights (K,) host arrays, image0: None (start at the
+    content image), (h, w, 3) for every setting, or (K, h, w, 3). Stops early when every
+    setting is non-finite or the callback returns False."""
     t_start = time.perf_counter()
     stage = schedule.stages[schedule.index]
     n_dev = mesh.devices.size
@@ -257,17 +257,18 @@ def run_stage(params: Any, spec: LossSpec, opt: optim.OptimSpec, content: np.nda
     replicated, by_setting = NamedSharding(mesh, P()), NamedSharding(mesh, P(parallel.AXIS))
 
     with runtime.count_compiles() as compiles:
-        params, content, styles, blend = parallel.put((params, content, styles, blend),
-                                                      replicated)
+        params, content, styles, blend, masks = parallel.put(
+            (params, content, styles, blend, masks), replicated)
         # Dispatched, not awaited: the programs compile while the device computes them.
-        grams = compute_targets(params, content, styles, blend, spec, with_content=False).grams
+        style = compute_targets(params, content, styles, blend, spec, with_content=False,
+                                masks=masks)
         lws = parallel.put(lws, by_setting)
         if image0 is not None:
             image0 = parallel.put(image0, by_setting if init_from == "per_setting"
                                   else replicated)
-        batch, run_chunk = _programs(params, content, grams, lws, image0, mesh, spec, opt,
+        batch, run_chunk = _programs(params, content, style, lws, image0, mesh, spec, opt,
                                      init_from, k_local, batch_size)
-        targets, state, initial = run_chunk.init(params, content, grams, lws, image0)
+        targets, state, initial = run_chunk.init(params, content, style, lws, image0)
         loop = _drive(lambda s, n: run_chunk.chunk(params, targets, lws, s, n), state, k,
                       initial, stage, schedule)
     t_end = time.perf_counter()
@@ -283,7 +284,7 @@ class _Compiled:
     chunk: Any
 
 
-def _programs(params, content, grams, lws, image0, mesh, spec, opt, init_from, k_local,
+def _programs(params, content, style, lws, image0, mesh, spec, opt, init_from, k_local,
               batch_size) -> tuple[int, _Compiled]:
     """(B, the init and chunk programs): B as given, else `parallel.fit_batch_size` (which
     compiles the one-setting chunk to read its memory analysis)."""
@@ -296,7 +297,7 @@ def _programs(params, content, grams, lws, image0, mesh, spec, opt, init_from, k
     one = get(1)
 
     def compile_one():
-        targets, state, _ = jax.eval_shape(one.init, params, content, grams, lws, image0)
+        targets, state, _ = jax.eval_shape(one.init, params, content, style, lws, image0)
         return one.chunk.lower(params, targets, lws, state, np.int32(0)).compile()
 
     batch, compiled = parallel.fit_batch_size(compile_one, k_local, mesh.devices.flat[0],

@@ -44,8 +44,9 @@ from jaxstyle.vgg import VGGWeights, layer_depth, pools_before
 
 def stylize(content: Any, styles: Any, *, weights: VGGWeights, config: StyleConfig | None = None,
             loss_weights: LossWeights | None = None, init: Any = None,
-            preserve_colors: str = "none", callback: Callback | None = None,
-            callback_every: int = 10, devices: Sequence[jax.Device] | None = None) -> Result:
+            style_masks: Sequence[Any] | None = None, preserve_colors: str = "none",
+            callback: Callback | None = None, callback_every: int = 10,
+            devices: Sequence[jax.Device] | None = None) -> Result:
     """Stylize `content` (H, W, 3) RGB [0, 1] with one style image or a list of them.
 
     Minimizes alpha L_c + beta L_s + gamma TV (`jaxstyle.losses`) over the image for the
@@ -54,6 +55,9 @@ def stylize(content: Any, styles: Any, *, weights: VGGWeights, config: StyleConf
     from numpy's default_rng(config.seed)). loss_weights (scalars) override the config's
     alpha, beta, gamma; they are traced, so changing them does not recompile. Neither do
     callback_every nor the step counts. preserve_colors: "none", "luminance" or "histogram".
+    style_masks: one mask per style image ((h, w) or (h, w, 1 or 3) in [0, 1], any size:
+    resized to each stage's image) saying where each style applies (Gatys et al. 2017's
+    guided Grams, `losses.guided_style_layer_loss`); the blend weights are then not used.
     callback(progress: `Progress`) runs every `callback_every` steps and at the end of each
     stage; returning False stops the run (Result.stopped = "interrupted"). devices: where to
     run (default JAX's first device). Raises ValueError for bad arguments and for sizes the
@@ -62,13 +66,14 @@ def stylize(content: Any, styles: Any, *, weights: VGGWeights, config: StyleConf
     lw = (config or StyleConfig()).loss_weights if loss_weights is None else loss_weights
     if np.shape(as_settings(lw).content) != (1,) or any(np.ndim(w) for w in lw):
         raise ValueError("stylize takes scalar loss weights; use jaxstyle.sweep for several")
-    return _run(content, styles, weights, config, WeightGrid.row(lw), init, preserve_colors,
-                None, callback, callback_every, devices)
+    return _run(content, styles, weights, config, WeightGrid.row(lw), init, style_masks,
+                preserve_colors, None, callback, callback_every, devices)
 
 
 def sweep(content: Any, styles: Any, *, weights: VGGWeights,
           loss_weights: LossWeights | WeightGrid, config: StyleConfig | None = None,
-          init: Any = None, preserve_colors: str = "none", batch_size: int | None = None,
+          init: Any = None, style_masks: Sequence[Any] | None = None,
+          preserve_colors: str = "none", batch_size: int | None = None,
           callback: Callback | None = None, callback_every: int = 10,
           devices: Sequence[jax.Device] | None = None) -> Result:
     """`stylize` for K loss-weight settings at once, in one compiled program.
@@ -85,8 +90,8 @@ def sweep(content: Any, styles: Any, *, weights: VGGWeights,
     if batch_size is not None and (not isinstance(batch_size, (int, np.integer))
                                    or batch_size < 1):
         raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
-    return _run(content, styles, weights, config, grid, init, preserve_colors, batch_size,
-                callback, callback_every, devices)
+    return _run(content, styles, weights, config, grid, init, style_masks, preserve_colors,
+                batch_size, callback, callback_every, devices)
 
 
 def min_side(config: StyleConfig) -> int:
@@ -138,8 +143,8 @@ def _check_memory(shape: tuple[int, int], config: StyleConfig, settings: int,
             "on its longer side")
 
 
-def _run(content, styles, weights, config, grid, init, preserve_colors, batch_size, callback,
-         callback_every, devices) -> Result:
+def _run(content, styles, weights, config, grid, init, style_masks, preserve_colors,
+         batch_size, callback, callback_every, devices) -> Result:
     t_start = time.perf_counter()
     config = StyleConfig() if config is None else config
     if not isinstance(callback_every, (int, np.integer)) or callback_every < 1:
@@ -151,6 +156,7 @@ def _run(content, styles, weights, config, grid, init, preserve_colors, batch_si
         raise ValueError("at least one style image is needed when style layers are set")
     blend = np.asarray(config.normalized_blend_weights(len(styles)), np.float32)
     init = None if init is None else as_rgb(init, "init image")
+    masks = None if style_masks is None else as_masks(style_masks, len(styles))
     lws = as_settings(grid.loss_weights)
     k = len(lws.content)
     mesh = parallel.settings_mesh(devices, k)
@@ -175,8 +181,8 @@ def _run(content, styles, weights, config, grid, init, preserve_colors, batch_si
         outcome = run_stage(weights.params, spec, opt, resize_to(run_content, stage.shape),
                             [resize_to(s, hw) for s, hw in zip(run_styles, stage.style_shapes,
                                                                 strict=True)],
-                            blend, lws, image0, mesh=mesh, batch_size=batch_size,
-                            schedule=schedule)
+                            blend, None if masks is None else _resize_masks(masks, stage.shape),
+                            lws, image0, mesh=mesh, batch_size=batch_size, schedule=schedule)
         outcome.images = finish(outcome.images)
         outcomes.append(outcome)
         steps_before += outcome.steps
@@ -184,6 +190,36 @@ def _run(content, styles, weights, config, grid, init, preserve_colors, batch_si
             break
     return _result(outcomes, stages, grid, config, mesh.devices.size,
                    time.perf_counter() - t_start)
+
+
+def as_masks(masks: Sequence[Any], num_styles: int) -> list[np.ndarray]:
+    """Style masks as (h, w) float32 arrays in [0, 1]: (h, w), (h, w, 1) or (h, w, 3) (then
+    its luminance) each. ValueError for another count than the style images, another shape,
+    values outside [0, 1], or a mask that is 0 everywhere (its style would apply nowhere)."""
+    masks = list(masks) if isinstance(masks, (list, tuple)) else [masks]
+    if len(masks) != num_styles:
+        raise ValueError(f"{len(masks)} style mask(s) given for {num_styles} style image(s): "
+                         "one mask per style image")
+    out = []
+    for k, mask in enumerate(masks):
+        m = np.asarray(mask, np.float32)
+        if m.ndim == 3 and m.shape[-1] in (1, 3):
+            m = m[..., 0] if m.shape[-1] == 1 else color.luminance_image(m)[..., 0]
+        if m.ndim != 2 or 0 in m.shape:
+            raise ValueError(f"style mask {k} must be an (h, w) array, got shape "
+                             f"{np.shape(mask)}")
+        if not (np.all(np.isfinite(m)) and m.min() >= 0 and m.max() <= 1):
+            raise ValueError(f"style mask {k} must hold values in [0, 1]")
+        if not m.max() > 0:
+            raise ValueError(f"style mask {k} is black everywhere: its style would apply "
+                             "nowhere")
+        out.append(m)
+    return out
+
+
+def _resize_masks(masks: list[np.ndarray], shape: tuple[int, int]) -> np.ndarray:
+    """(S, h, w): each mask resized to a stage's image (Lanczos, like the images)."""
+    return np.stack([resize_to(np.repeat(m[..., None], 3, -1), shape)[..., 0] for m in masks])
 
 
 def _start(i: int, stage: Stage, outcomes: list[StageOutcome], init, config: StyleConfig,

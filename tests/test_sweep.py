@@ -229,7 +229,8 @@ SHARDED = textwrap.dedent("""
     init, chunk = parallel.programs(mesh, spec, optim.OptimSpec.from_config(cfg),
                                     sharded.batch_size, "shared")
     lws = parallel.pad_settings(as_settings(grid.loss_weights), 4)[0]
-    _, state, _ = jax.eval_shape(init, w.params, imgs[0], targets.grams, lws, imgs[0])
+    style_only = targets._replace(content={})
+    _, state, _ = jax.eval_shape(init, w.params, imgs[0], style_only, lws, imgs[0])
     text = chunk.lower(w.params, targets, lws, state, np.int32(1)).compile().as_text()
     np.savez(sys.argv[2], images=sharded.images, best=sharded.best_losses,
              total=sharded.histories["total"])
