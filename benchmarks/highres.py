@@ -299,14 +299,14 @@ def _compile_programs(weights, content, styles, config):
     opt = optim.OptimSpec.from_config(config)
     t0 = time.perf_counter()
     image = jax.ShapeDtypeStruct(content.shape, jnp.float32)
-    grams = jax.eval_shape(functools.partial(compute_targets, spec=spec, with_content=False),
+    style = jax.eval_shape(functools.partial(compute_targets, spec=spec, with_content=False),
                            weights.params, image,
                            [jax.ShapeDtypeStruct(s.shape, jnp.float32) for s in styles],
-                           jax.ShapeDtypeStruct((len(styles),), jnp.float32)).grams
+                           jax.ShapeDtypeStruct((len(styles),), jnp.float32))
     lw = as_settings(config.loss_weights)
     init, chunk = parallel.programs(parallel.settings_mesh(k=1), spec, opt, 1, "content")
-    init_fn = init.lower(weights.params, image, grams, lw, None).compile()
-    targets, state, _ = jax.eval_shape(init, weights.params, image, grams, lw, None)
+    init_fn = init.lower(weights.params, image, style, lw, None).compile()
+    targets, state, _ = jax.eval_shape(init, weights.params, image, style, lw, None)
     chunk_fn = chunk.lower(weights.params, targets, lw, state,
                            jax.ShapeDtypeStruct((), jnp.int32)).compile()
     return [memory_account(init_fn), memory_account(chunk_fn)], time.perf_counter() - t0
