@@ -1,6 +1,6 @@
 """The jaxstyle objective, line for line, in PyTorch: the baseline bench.py compares against.
 
-Same formulas as jaxstyle.losses (DESIGN.md), same layers (style relu1_1..relu5_1, content
+Same formulas as jaxstyle.losses, same layers (style relu1_1..relu5_1, content
 relu4_2), same synthetic weights (jaxstyle.random_weights, HWIO -> OIHW), caffe preprocessing,
 NCHW tensors in channels_last memory (PyTorch's fast CPU layout), weights frozen, the gradient
 taken with respect to the image only:

@@ -1,0 +1,326 @@
+"""The accelerator check: every GPU row of the README in one process, each part guarded.
+
+    python benchmarks/device_check.py --out DIR [--quick] [--parts objective,torch,...]
+    (bash benchmarks/device_check.sh wraps it: installs nothing from the network, sets a
+    fresh JAXSTYLE_HOME, tees the log)
+
+Parts (each a function below; a part that fails is recorded as {"error": ...} and the others
+still run; --parts and the size options pick a subset so a rerun fits the time left):
+- torch:     the PyTorch baseline of the same objective (benchmarks/torch_baseline.py, CUDA on
+             a GPU), per --torch-sizes, in a subprocess run first (before JAX takes its share
+             of the device memory).
+- objective: value and gradient of the Gatys objective (jaxstyle.losses.total_loss) per
+             --sizes and per compute dtype (float32, bfloat16): median step time, achieved
+             FLOP/s (bench.objective_flops), XLA's memory plan of the compiled step, the
+             device's peak memory so far, the loss (bf16 against float32).
+- stylize:   `jaxstyle.stylize` with the default optimizer, --stylize-iterations steps, per
+             --stylize-sizes: per-iteration time, then a second process with the persistent
+             compilation cache warm: seconds from its start to its first step.
+- sweep:     --sweep-k (8) settings in one `jaxstyle.sweep` against one `stylize` run, at
+             --sweep-size, Adam and L-BFGS (both second calls: compiled).
+Synthetic VGG19 weights (`jaxstyle.random_weights(0)`): the real network's compute; every
+figure is from random weights. The photos are examples/chelsea.jpg and
+examples/hubble_deep_field.jpg squashed to size x size. Writes DIR/device_check.json and
+prints a Markdown summary.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import traceback
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)  # bench.py (FLOP count) and torch_baseline.py beside this file
+
+PARTS = ("torch", "objective", "stylize", "sweep")
+QUICK = dict(sizes=[32], torch_sizes=[32], stylize_sizes=[32], stylize_iterations=2,
+             sweep_size=32, sweep_iterations=1, sweep_k=2, steps=1)
+
+
+def _ints(text: str) -> list[int]:
+    return [int(v) for v in text.split(",") if v.strip()]
+
+
+def _images(size: int):
+    from bench import _images as photos
+
+    return photos(size)
+
+
+def _weights(path: str):
+    import jaxstyle
+
+    return jaxstyle.load_vgg19(path)
+
+
+def _device_memory() -> dict:
+    import jax
+
+    try:
+        stats = jax.devices()[0].memory_stats() or {}
+    except Exception:  # noqa: BLE001 - CPU devices may not implement it
+        stats = {}
+    return {k: stats[k] for k in ("peak_bytes_in_use", "bytes_in_use", "bytes_limit")
+            if k in stats}
+
+
+def part_torch(args, weights_npz: str) -> list[dict]:
+    import numpy as np
+
+    import importlib.util
+
+    if importlib.util.find_spec("torch") is None:
+        return [{"skipped": "torch is not installed: no PyTorch baseline"}]
+    device = "cuda" if args.backend == "gpu" else "cpu"
+    rows = []
+    for size in args.torch_sizes:
+        images = os.path.join(args.work, f"images_{size}.npz")
+        content, style = _images(size)
+        np.savez(images, content=content, style=style)
+        cmd = [sys.executable, os.path.join(HERE, "torch_baseline.py"), "--size", str(size),
+               "--steps", str(args.steps), "--device", device, "--weights-npz", weights_npz,
+               "--images", images]
+        out = subprocess.run(cmd, capture_output=True, text=True, timeout=args.timeout)
+        if out.returncode != 0:
+            rows.append({"size": size, "error": out.stderr.strip()[-2000:]})
+            continue
+        rows.append(json.loads(out.stdout.strip().splitlines()[-1]))
+    return rows
+
+
+def part_objective(args, weights_npz: str) -> list[dict]:
+    import jax
+    from bench import objective_flops
+
+    import jaxstyle
+    from jaxstyle.losses import prepare_targets, total_loss
+
+    weights = _weights(weights_npz)
+    step = jax.jit(jax.value_and_grad(total_loss, argnums=3, has_aux=True),
+                   static_argnames="spec")
+    rows = []
+    for size in args.sizes:
+        content, style = _images(size)
+        losses = {}
+        for dtype in args.dtypes:
+            row = {"size": size, "dtype": dtype}
+            try:
+                config = jaxstyle.StyleConfig(compute_dtype=dtype)
+                spec, targets = prepare_targets(weights, content, style, config)
+                x = jax.device_put(content)
+                t0 = time.perf_counter()
+                compiled = step.lower(weights.params, targets, config.loss_weights, x,
+                                      spec=spec).compile()
+                row["compile_s"] = time.perf_counter() - t0
+                mem = compiled.memory_analysis()
+                if mem is not None:
+                    row["xla_memory_bytes"] = (mem.argument_size_in_bytes
+                                               + mem.output_size_in_bytes
+                                               - mem.alias_size_in_bytes
+                                               + mem.temp_size_in_bytes)
+                (loss, _), _ = jax.block_until_ready(
+                    compiled(weights.params, targets, config.loss_weights, x))
+                times = []
+                for _ in range(args.steps):
+                    t0 = time.perf_counter()
+                    jax.block_until_ready(compiled(weights.params, targets,
+                                                   config.loss_weights, x))
+                    times.append(time.perf_counter() - t0)
+                row["step_times_s"] = times
+                row["step_s"] = statistics.median(times)
+                row["loss"] = losses[dtype] = float(loss)
+                flops = objective_flops(size, size)["total"]
+                row["gflop_per_s"] = flops / row["step_s"] / 1e9
+                row["device_memory"] = _device_memory()
+                if dtype != "float32" and "float32" in losses:
+                    row["loss_vs_float32"] = losses[dtype] / losses["float32"] - 1
+            except Exception as err:  # noqa: BLE001 - one size failing (OOM) ends nothing
+                row["error"] = f"{type(err).__name__}: {err}"[:2000]
+            rows.append(row)
+            print(f"objective {size} px {dtype}: {row.get('step_s', row.get('error'))}",
+                  file=sys.stderr, flush=True)
+    return rows
+
+
+FIRST_STEP = """
+import time; t0 = time.perf_counter()
+import json, sys
+sys.path.insert(0, sys.argv[1])
+from jaxstyle import runtime
+runtime.enable_compile_cache()
+import jaxstyle
+from bench import _images
+content, style = _images(int(sys.argv[2]))
+stamps = []
+jaxstyle.stylize(content, style, weights=jaxstyle.load_vgg19(sys.argv[3]),
+                 config=jaxstyle.StyleConfig(iterations=1),
+                 callback=lambda p: stamps.append(time.perf_counter()), callback_every=1)
+print(json.dumps({"first_step_s": stamps[0] - t0}))
+"""
+
+
+def part_stylize(args, weights_npz: str) -> list[dict]:
+    import jaxstyle
+
+    weights = _weights(weights_npz)
+    rows = []
+    for size in args.stylize_sizes:
+        row = {"size": size, "optimizer": jaxstyle.StyleConfig().optimizer,
+               "iterations": args.stylize_iterations}
+        try:
+            content, style = _images(size)
+            stamps: list[float] = []
+            result = jaxstyle.stylize(content, style, weights=weights,
+                                      config=jaxstyle.StyleConfig(
+                                          iterations=args.stylize_iterations),
+                                      callback=lambda p, stamps=stamps: stamps.append(
+                                          time.perf_counter()),
+                                      callback_every=1)
+            row["timings"] = dict(result.timings)
+            row["iteration_s"] = statistics.median(
+                [b - a for a, b in zip(stamps[:-1], stamps[1:], strict=True)])
+            row["final_loss"] = float(result.history["total"][-1])
+            # A second process, the same shapes: its programs come from the persistent cache.
+            out = subprocess.run([sys.executable, "-c", FIRST_STEP, HERE, str(size),
+                                  weights_npz], capture_output=True, text=True,
+                                 timeout=args.timeout)
+            if out.returncode == 0:
+                row.update(json.loads(out.stdout.strip().splitlines()[-1]))
+            else:
+                row["first_step_error"] = out.stderr.strip()[-2000:]
+        except Exception as err:  # noqa: BLE001
+            row["error"] = f"{type(err).__name__}: {err}"[:2000]
+        rows.append(row)
+        print(f"stylize {size} px: {row.get('iteration_s', row.get('error'))}", file=sys.stderr,
+              flush=True)
+    return rows
+
+
+def part_sweep(args, weights_npz: str) -> list[dict]:
+    import numpy as np
+
+    import jaxstyle
+
+    weights = _weights(weights_npz)
+    content, style = _images(args.sweep_size)
+    rows = []
+    for optimizer in ("adam", "lbfgs"):
+        k = args.sweep_k
+        row = {"size": args.sweep_size, "optimizer": optimizer, "k": k,
+               "iterations": args.sweep_iterations}
+        try:
+            config = jaxstyle.StyleConfig(optimizer=optimizer, iterations=args.sweep_iterations)
+            lw = jaxstyle.LossWeights.of(np.ones(k), np.geomspace(1e2, 1e4, k), np.zeros(k))
+            runs = {"one_s": dict(), "sweep_s": dict(loss_weights=lw)}
+            for name, extra in runs.items():
+                call = jaxstyle.sweep if extra else jaxstyle.stylize
+                call(content, style, weights=weights, config=config, **extra)  # compiles
+                t0 = time.perf_counter()
+                result = call(content, style, weights=weights, config=config, **extra)
+                row[name] = time.perf_counter() - t0
+            row["batch_size"] = result.batch_size
+            row["sweep_over_one"] = row["sweep_s"] / row["one_s"]
+        except Exception as err:  # noqa: BLE001
+            row["error"] = f"{type(err).__name__}: {err}"[:2000]
+        rows.append(row)
+        print(f"sweep {optimizer}: {row.get('sweep_over_one', row.get('error'))}",
+              file=sys.stderr, flush=True)
+    return rows
+
+
+def markdown(report: dict) -> str:
+    lines = [f"device: {report['device']}, jax {report['jax']}, {report['date']}; random "
+             "VGG19 weights", ""]
+    torch_by_size = {r["size"]: r for r in report.get("torch", []) if "error" not in r}
+    lines += ["| size | dtype | step | GFLOP/s | XLA memory | PyTorch step | loss vs f32 |",
+              "|---|---|---|---|---|---|---|"]
+    for r in report.get("objective", []):
+        if "error" in r:
+            lines.append(f"| {r['size']} | {r['dtype']} | error: {r['error'][:80]} | | | | |")
+            continue
+        pt = torch_by_size.get(r["size"], {}) if r["dtype"] == "float32" else {}
+        lines.append(f"| {r['size']} | {r['dtype']} | {r['step_s'] * 1e3:.1f} ms "
+                     f"| {r['gflop_per_s']:.0f} | {r.get('xla_memory_bytes', 0) / 2**30:.2f} GiB "
+                     f"| {pt['step_s'] * 1e3:.1f} ms |" if pt else
+                     f"| {r['size']} | {r['dtype']} | {r['step_s'] * 1e3:.1f} ms "
+                     f"| {r['gflop_per_s']:.0f} | {r.get('xla_memory_bytes', 0) / 2**30:.2f} GiB "
+                     "| - |")
+        lines[-1] += (f" {r['loss_vs_float32']:+.2%} |" if "loss_vs_float32" in r else " - |")
+    for r in report.get("stylize", []):
+        lines.append(f"\nstylize {r['size']} px ({r['optimizer']}, {r['iterations']} steps): "
+                     + (f"error {r['error'][:80]}" if "error" in r else
+                        f"{r['iteration_s'] * 1e3:.1f} ms per iteration, second process "
+                        f"first step at {r.get('first_step_s', float('nan')):.2f} s"))
+    for r in report.get("sweep", []):
+        lines.append(f"sweep of {r['k']}, {r['optimizer']} at {r['size']} px: "
+                     + (f"error {r['error'][:80]}" if "error" in r else
+                        f"{r['sweep_s']:.2f} s against one run {r['one_s']:.2f} s "
+                        f"({r['sweep_over_one']:.2f}x, batch {r['batch_size']})"))
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--out", required=True, help="directory for device_check.json")
+    p.add_argument("--quick", action="store_true", help="toy sizes: what the tests run")
+    p.add_argument("--parts", type=lambda t: t.split(","), default=list(PARTS))
+    p.add_argument("--sizes", type=_ints, default=[512, 1024, 2048, 4096])
+    p.add_argument("--dtypes", type=lambda t: t.split(","), default=["float32", "bfloat16"])
+    p.add_argument("--torch-sizes", type=_ints, default=[512, 1024])
+    p.add_argument("--stylize-sizes", type=_ints, default=[512, 1024])
+    p.add_argument("--stylize-iterations", type=int, default=50)
+    p.add_argument("--sweep-size", type=int, default=512)
+    p.add_argument("--sweep-iterations", type=int, default=20)
+    p.add_argument("--sweep-k", type=int, default=8, help="settings in the sweep")
+    p.add_argument("--steps", type=int, default=10, help="timed objective steps per size")
+    p.add_argument("--timeout", type=float, default=600.0, help="seconds per subprocess")
+    args = p.parse_args(argv)
+    if args.quick:
+        for key, value in QUICK.items():
+            setattr(args, key, value)
+    unknown = set(args.parts) - set(PARTS)
+    if unknown:
+        p.error(f"unknown parts {sorted(unknown)}; choose from {', '.join(PARTS)}")
+    os.makedirs(args.out, exist_ok=True)
+    args.work = tempfile.mkdtemp(prefix="device_check_")
+    weights_npz = os.path.join(args.work, "random_weights.npz")
+
+    from jaxstyle import runtime
+
+    runtime.set_xla_cpu_flags()
+    runtime.enable_compile_cache()
+    import jax
+
+    import jaxstyle
+
+    jaxstyle.save_weights(jaxstyle.random_weights(0), weights_npz)
+    args.backend = jax.default_backend()
+    report = {"device": str(jax.devices()[0].device_kind), "backend": args.backend,
+              "jax": jax.__version__, "date": time.strftime("%Y-%m-%d %H:%M"),
+              "argv": sys.argv[1:] if argv is None else list(argv), "quick": args.quick}
+    path = os.path.join(args.out, "device_check.json")
+    for part in PARTS:  # in this order: torch first, before JAX fills the device
+        if part not in args.parts:
+            continue
+        t0 = time.perf_counter()
+        try:
+            report[part] = globals()[f"part_{part}"](args, weights_npz)
+        except Exception:  # noqa: BLE001 - the report says what broke; the rest still runs
+            report[part] = [{"error": traceback.format_exc()[-2000:]}]
+        report[f"{part}_s"] = time.perf_counter() - t0
+        with open(path, "w") as fh:  # after every part: a timeout keeps what was measured
+            json.dump(report, fh, indent=2)
+    print(markdown(report))
+    errors = [r for part in PARTS for r in report.get(part, []) if "error" in r]
+    return 1 if errors else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
