@@ -72,9 +72,9 @@ def _device_memory() -> dict:
 
 
 def part_torch(args, weights_npz: str) -> list[dict]:
-    import numpy as np
-
     import importlib.util
+
+    import numpy as np
 
     if importlib.util.find_spec("torch") is None:
         return [{"skipped": "torch is not installed: no PyTorch baseline"}]
