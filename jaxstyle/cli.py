@@ -380,10 +380,11 @@ def _stylize(args: argparse.Namespace) -> int:
 def _finish(args, result, settings, timings, device, manifest, t_start) -> int:
     """Write the image(s), the sheet and the JSON; report; the exit status."""
     out, k = args.output, len(result)
-    if result.stopped == "nonfinite" and result.steps == 0:
-        raise files.InputError(f"{result.message} Nothing written.")
+    nothing = result.stopped == "nonfinite" and result.steps == 0  # no finite image at all
     written = {}
-    if k == 1:
+    if nothing:
+        pass
+    elif k == 1:
         written["image"] = _save(out, result.image, settings, result.config)
     else:
         written["images"] = [_save(_setting_path(out, label), image, settings,
@@ -398,6 +399,8 @@ def _finish(args, result, settings, timings, device, manifest, t_start) -> int:
                    "device": {"platform": device.platform, "kind": device.device_kind,
                               "count": result.devices}}
         files.write_json(manifest, summary, sort_keys=True)
+    if nothing:
+        raise files.InputError(f"{result.message} No image written.")
     bad = [label for label, b in zip(result.labels, result.nonfinite, strict=True) if b]
     if result.stopped == "nonfinite":
         raise files.InputError(f"{result.message} Wrote the best finite image(s) to {out}")

@@ -453,13 +453,16 @@ def test_several_styles_init_path_jpeg(files, weights_file, tmp_path):
     assert doc["inputs"]["init"] == str(files["style2"])
 
 
-def test_nonfinite_at_the_initial_image_writes_nothing(files, weights_file, tmp_path, capsys):
-    out = tmp_path / "nf.png"
+def test_nonfinite_at_the_initial_image_writes_no_image(files, weights_file, tmp_path, capsys):
+    out, summary = tmp_path / "nf.png", tmp_path / "nf.json"
     # tv ~ 1e2 at the content image: gamma = 1e37 overflows float32.
-    assert cli.main(run_argv(files, weights_file, out, "--quiet", "--tv-weight", "1e37")) == 1
+    assert cli.main(run_argv(files, weights_file, out, "--quiet", "--tv-weight", "1e37",
+                             "--json", str(summary))) == 1
     line = one_line_error(capsys)
-    assert "non-finite at the initial image" in line and "Nothing written" in line
-    assert list(tmp_path.iterdir()) == []
+    assert "non-finite at the initial image" in line and "No image written" in line
+    assert list(tmp_path.iterdir()) == [summary]
+    doc = json.loads(summary.read_text())  # the summary says what happened, NaN as null
+    assert doc["status"] == "nonfinite" and doc["outputs"] == {} and doc["steps"] == 0
 
 
 def test_interrupt_flag_stops_the_run_and_saves(files, weights_file, tmp_path, capfd,
