@@ -305,8 +305,8 @@ def _compile_programs(weights, content, styles, config):
                            jax.ShapeDtypeStruct((len(styles),), jnp.float32))
     lw = as_settings(config.loss_weights)
     init, chunk = parallel.programs(parallel.settings_mesh(k=1), spec, opt, 1, "content")
-    init_fn = init.lower(weights.params, image, style, lw, None).compile()
-    targets, state, _ = jax.eval_shape(init, weights.params, image, style, lw, None)
+    init_fn = init.lower(weights.params, image, style, lw, None, None).compile()
+    targets, state, _ = jax.eval_shape(init, weights.params, image, style, lw, None, None)
     chunk_fn = chunk.lower(weights.params, targets, lw, state,
                            jax.ShapeDtypeStruct((), jnp.int32)).compile()
     return [memory_account(init_fn), memory_account(chunk_fn)], time.perf_counter() - t0

@@ -147,6 +147,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"start image: {'|'.join(INITS)}|PATH (default {_default('init')})")
     g.add_argument("--seed", metavar="N", type=_numbers(int, minimum=0, many=False),
                    help=f"seed of the noise init (default {_default('seed')})")
+    g.add_argument("--average-decay", metavar="D", type=_numbers(positive=True, many=False),
+                   help="write the moving average of the iterates with this decay (e.g. "
+                        "0.99) instead of the best iterate (default: the best iterate)")
     g = p.add_argument_group(
         "sweeps", "A comma list on any weight option, or --ratio, runs every combination in "
                   "one compiled program:\nOUT becomes the labelled contact sheet, setting i "
@@ -162,10 +165,11 @@ def build_parser() -> argparse.ArgumentParser:
                         f"(default {DEFAULT_IMAGE_SIZE})")
     g.add_argument("--style-scale", metavar="S", type=_numbers(positive=True, many=False),
                    help=f"style size relative to the output's (default {_default('style_scale')})")
-    g.add_argument("--scales", metavar="PX,...", type=_numbers(int, positive=True),
+    g.add_argument("--scales", metavar="PX,...|auto",
+                   type=lambda t: t if t == "auto" else _numbers(int, positive=True)(t),
                    help="coarse to fine: stylize at these longer sides in turn (e.g. "
                         "256,512,1024), each stage starting from the last; the last is the "
-                        "output size")
+                        "output size; auto: from 128 px to --image-size in steps of sqrt(2)")
     g.add_argument("--scale-iterations", metavar="N,...", type=_numbers(int, positive=True),
                    help="steps of each --scales stage (default --iterations each)")
     g.add_argument("--preserve-colors", choices=COLOR_MODES, default="none",
@@ -279,7 +283,7 @@ def config_and_grid(args: argparse.Namespace):
             raise UsageError(f"--init: {args.init!r} is neither one of {', '.join(INITS)} nor "
                              "an existing image file")
         fields["init"] = args.init if args.init in INITS else "content"  # a path: loaded later
-    if args.scales is None and args.image_size is None:
+    if args.scales in (None, "auto") and args.image_size is None:
         fields["image_size"] = DEFAULT_IMAGE_SIZE
     if args.style_masks is not None and len(args.style_masks) != len(args.styles):
         raise UsageError(f"--style-masks: {len(args.style_masks)} mask(s) for "
@@ -338,8 +342,8 @@ def _stylize(args: argparse.Namespace) -> int:
     masks = None if args.style_masks is None else [_mask(path) for path in args.style_masks]
     timings = {"image_load_s": time.perf_counter() - t0}
     k = 1 if grid is None else len(grid.labels)
-    _usage(jaxstyle.plan_stages, content.shape[:2], [s.shape[:2] for s in styles], config,
-           settings=k, device=device)  # before the weights: a bad size costs nothing
+    stages = _usage(jaxstyle.plan_stages, content.shape[:2], [s.shape[:2] for s in styles],
+                    config, settings=k, device=device)  # before the weights: costs nothing
 
     t0 = time.perf_counter()
     with Bar(args.quiet, unit="B", desc="VGG19 weights (once; cached)") as bar:
@@ -353,7 +357,7 @@ def _stylize(args: argparse.Namespace) -> int:
                 "weights_convention": weights.convention}
     every = math.gcd(MAX_CALLBACK_EVERY, args.print_every, args.save_every)
     flag = InterruptFlag(args.quiet)
-    with Bar(args.quiet, total=sum(config.stage_iterations), unit="step", desc="compiling",
+    with Bar(args.quiet, total=sum(s.iterations for s in stages), unit="step", desc="compiling",
               print_every=args.print_every) as bar, flag:
 
         def callback(progress) -> bool:

@@ -104,10 +104,19 @@ class StyleConfig:
     style_blend_weights: tuple[float, ...] | None = None
     # Coarse to fine: the longer side in pixels at each stage, strictly increasing, e.g.
     # (256, 512, 1024); each stage starts from the previous result, upsampled. The last is the
-    # output size (image_size, if also given, must equal it). None: one stage.
-    scales: tuple[int, ...] | None = None
+    # output size (image_size, if also given, must equal it). "auto": from 128 px up to the
+    # output size in steps of sqrt(2) (crowsonkb/style-transfer-pytorch's ladder). None: one
+    # stage.
+    scales: tuple[int, ...] | str | None = None
     # Optimizer steps per stage, one per scale; None: `iterations` at every stage.
     scale_iterations: tuple[int, ...] | None = None
+    # Adam across stages: go on with its moments, resized to the next stage (True), or start
+    # afresh (False). L-BFGS always starts afresh (its curvature pairs belong to one size).
+    carry_state: bool = True
+    # None, or d in (0, 1): return the bias-corrected exponential moving average of the
+    # iterates with decay d (e.g. 0.99) instead of the best iterate; a later stage starts
+    # from it.
+    average_decay: float | None = None
 
     def __post_init__(self) -> None:
         self.validate()
@@ -144,10 +153,19 @@ class StyleConfig:
             raise ValueError(f"style_scale must be > 0, got {self.style_scale!r}")
         if self.image_size is not None and not _positive_ints((self.image_size,)):
             raise ValueError(f"image_size must be a positive integer, got {self.image_size!r}")
+        if self.average_decay is not None and not 0 < self.average_decay < 1:
+            raise ValueError(f"average_decay must be in (0, 1), got {self.average_decay!r}")
         self._validate_scales()
 
     def _validate_scales(self) -> None:
         scales, iterations = self.scales, self.scale_iterations
+        if isinstance(scales, str):
+            if scales != "auto":
+                raise ValueError(f"scales must be a tuple of sizes or 'auto', got {scales!r}")
+            if iterations is not None:
+                raise ValueError("scale_iterations needs explicit scales (with 'auto' every "
+                                 "stage runs `iterations`)")
+            return
         if scales is not None:
             if not isinstance(scales, tuple) or not scales or not _positive_ints(scales):
                 raise ValueError(f"scales must be a non-empty tuple of positive integers, "
@@ -168,14 +186,19 @@ class StyleConfig:
     @property
     def output_side(self) -> int | None:
         """The output's longest side: the last scale, else image_size (None: the content's)."""
-        return self.scales[-1] if self.scales else self.image_size
+        return self.scales[-1] if isinstance(self.scales, tuple) else self.image_size
 
-    @property
-    def stage_iterations(self) -> tuple[int, ...]:
-        """Steps per stage: `scale_iterations`, else `iterations` at every stage."""
+    def stage_sides(self, output_side: int) -> tuple[int, ...]:
+        """The longest side of each stage for an output of `output_side` px."""
+        if self.scales == "auto":
+            return auto_scales(output_side)
+        return self.scales or (output_side,)
+
+    def stage_iterations(self, stages: int) -> tuple[int, ...]:
+        """Steps per stage: `scale_iterations`, else `iterations` at every one of `stages`."""
         if self.scale_iterations is not None:
             return tuple(self.scale_iterations)
-        return (self.iterations,) * len(self.scales or (None,))
+        return (self.iterations,) * stages
 
     @property
     def loss_weights(self) -> LossWeights:
@@ -203,6 +226,17 @@ class StyleConfig:
         """The fields as JSON-ready values (tuples as lists)."""
         return {f.name: list(v) if isinstance(v := getattr(self, f.name), tuple) else v
                 for f in dataclasses.fields(self)}
+
+
+def auto_scales(end: int, start: int = 128) -> tuple[int, ...]:
+    """Sides from `start` (or `end`, if smaller) up to `end` in steps of sqrt(2):
+    round(end / 2^(i/2)) for i = 0, 1, ... while >= start, in increasing order."""
+    start = min(start, end)
+    sides, i = set(), 0
+    while (side := round(end / 2 ** (i / 2))) >= start:
+        sides.add(side)
+        i += 1
+    return tuple(sorted(sides))
 
 
 def _positive_ints(values) -> bool:

@@ -47,13 +47,15 @@ class OptimSpec:
 
     name: one of config.OPTIMIZERS. learning_rate: Adam's step size in [0, 1] pixel units
     (ignored by L-BFGS). memory_size: L-BFGS history length. linesearch_steps: most function
-    evaluations per zoom line search.
+    evaluations per zoom line search. average_decay: None, or d in (0, 1): the state also
+    carries the bias-corrected exponential moving average of the iterates (`output`).
     """
 
     name: str = "lbfgs"
     learning_rate: float = 0.02
     memory_size: int = 10
     linesearch_steps: int = 20
+    average_decay: float | None = None
 
     def __post_init__(self) -> None:
         if self.name not in OPTIMIZERS:
@@ -61,7 +63,8 @@ class OptimSpec:
 
     @classmethod
     def from_config(cls, config: StyleConfig) -> OptimSpec:
-        return cls(name=config.optimizer, learning_rate=float(config.learning_rate))
+        return cls(name=config.optimizer, learning_rate=float(config.learning_rate),
+                   average_decay=config.average_decay)
 
     @property
     def clip(self) -> bool:
@@ -101,6 +104,8 @@ class StepState(NamedTuple):
     best_step:  () int32 step at which it was reached (0 = the initial image).
     step:       () int32 t, steps taken.
     ok:         () bool, every loss and gradient so far finite; False stops the loop.
+    average:    None, or with `OptimSpec.average_decay` = d the moving average of the
+                iterates: (value (H, W, 3), d^n); `output` corrects its bias.
     """
 
     image: jax.Array
@@ -113,6 +118,29 @@ class StepState(NamedTuple):
     best_step: jax.Array
     step: jax.Array
     ok: jax.Array
+    average: Any = None
+
+
+def output(state: StepState) -> jax.Array:
+    """The image a run returns: the best iterate, or with averaging the bias-corrected
+    average of the iterates, value / (1 - d^n) (Adam's correction; n counts the start)."""
+    if state.average is None:
+        return state.best_image
+    value, decayed = state.average
+    return value / (1.0 - decayed)[..., None, None, None]
+
+
+def _averaged(average: Any, image: jax.Array, decay: float | None,
+              keep: jax.Array | bool = False) -> Any:
+    """The average after one more iterate: value d + (1 - d) x, d^n d (None: no average);
+    unchanged where `keep` (a step that went non-finite adds nothing)."""
+    if decay is None:
+        return None
+    if average is None:  # the start: one update from zero
+        return (1.0 - decay) * image, jnp.asarray(decay, jnp.float32)
+    value, decayed = average
+    return (jnp.where(keep, value, decay * value + (1.0 - decay) * image),
+            jnp.where(keep, decayed, decayed * decay))
 
 
 @functools.partial(jax.jit, static_argnames="spec")
@@ -152,11 +180,12 @@ def _all_finite(*arrays: jax.Array) -> jax.Array:
 
 
 def init(params: Any, targets: Targets, loss_weights: LossWeights, image: jax.Array, *,
-         spec: LossSpec, optim: OptimSpec) -> StepState:
+         spec: LossSpec, optim: OptimSpec, opt_state: Any = None) -> StepState:
     """The initial state at `image` (H, W, 3): one loss and gradient evaluation.
 
-    All leaves are strongly typed (no weak types), so `chunk` sees the same types on every
-    call and compiles once.
+    opt_state: the optimizer's state to go on from (a previous stage's, `resize_opt_state`);
+    None starts it afresh. All leaves are strongly typed (no weak types), so `chunk` sees the
+    same types on every call and compiles once.
     """
     image = jnp.asarray(image, jnp.float32)
     f = _objective(params, targets, loss_weights, spec)
@@ -165,7 +194,7 @@ def init(params: Any, targets: Targets, loss_weights: LossWeights, image: jax.Ar
     losses = grad["aux"]
     state = StepState(
         image=image,
-        opt_state=optim.transformation().init(p),
+        opt_state=optim.transformation().init(p) if opt_state is None else opt_state,
         value=value,
         grad=grad["image"],
         losses=losses,
@@ -174,6 +203,7 @@ def init(params: Any, targets: Targets, loss_weights: LossWeights, image: jax.Ar
         best_step=jnp.zeros((), jnp.int32),
         step=jnp.zeros((), jnp.int32),
         ok=_all_finite(losses, grad["image"]),
+        average=_averaged(None, image, optim.average_decay),
     )
     return jax.tree.map(lambda a: jnp.asarray(a, a.dtype), state)
 
@@ -225,6 +255,7 @@ def step(params: Any, targets: Targets, loss_weights: LossWeights, state: StepSt
         best_step=jnp.where(better, new_step, state.best_step),
         step=new_step,
         ok=ok,
+        average=_averaged(state.average, image, optim.average_decay, keep=~ok),
     )
 
 
@@ -256,3 +287,21 @@ def chunk(params: Any, targets: Targets, loss_weights: LossWeights, state: StepS
     _, state, history = jax.lax.while_loop(cond, body, (jnp.zeros((), jnp.int32), state,
                                                         history))
     return state, history
+
+
+def resize_opt_state(opt_state: Any, shape: tuple[int, int]) -> Any:
+    """A (K-batched) Adam state moved to images of `shape` (h, w), to go on at the next
+    stage of a coarse-to-fine run: the first moments resized bicubically, the second
+    bilinearly and kept >= 0; the step count and the loss parts' moments unchanged (so the
+    bias correction goes on where it was). Leaves of shape (..., H, W, 3) are the images'."""
+
+    def resize(path, leaf):
+        leaf = jnp.asarray(leaf)
+        if leaf.ndim < 3 or leaf.shape[-1] != 3:
+            return leaf
+        second = any(getattr(k, "name", None) == "nu" for k in path)
+        out = jax.image.resize(leaf, (*leaf.shape[:-3], *shape, 3),
+                               method="linear" if second else "cubic")
+        return jnp.maximum(out, 0.0) if second else out
+
+    return jax.tree_util.tree_map_with_path(resize, opt_state)

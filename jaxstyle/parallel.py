@@ -96,14 +96,16 @@ def map_settings(f: Callable[..., Any], xs: Any, batch_size: int) -> Any:
 
 @functools.lru_cache(maxsize=32)
 def programs(mesh: Mesh, spec: LossSpec, opt: optim.OptimSpec, batch: int, init_from: str,
-             max_steps: int = optim.MAX_CHUNK_STEPS) -> tuple[Any, Any]:
+             carry: bool = False, max_steps: int = optim.MAX_CHUNK_STEPS) -> tuple[Any, Any]:
     """(init, chunk): the jitted programs of a run over the settings axis of `mesh`.
 
-    init(params, content, style, lw[K], image0) -> (targets, state[K], losses (K, 4)): the
-        targets (`style`, the style targets of `losses.compute_targets(with_content=False)`,
-        with the features of `content`), each setting's initial state (`optim.init`)
-        at image0 (None for init_from "content", (H, W, 3) for "shared", (K, H, W, 3) for
-        "per_setting") and its initial losses.
+    init(params, content, style, lw[K], image0, opt_state0) -> (targets, state[K], losses
+        (K, 4)): the targets (`style`, the style targets of
+        `losses.compute_targets(with_content=False)`, with the features of `content`), each
+        setting's initial state (`optim.init`) at image0 (None for init_from "content",
+        (H, W, 3) for "shared", (K, H, W, 3) for "per_setting") and its initial losses.
+        opt_state0: with `carry`, each setting's optimizer state to go on from (K-batched),
+        else None.
     chunk(params, targets, lw[K], state[K], n) -> (state[K], history (K, max_steps, 4)):
         `optim.chunk` per setting; the state is donated.
     Cached by their static arguments, so equal runs reuse the traced and compiled programs.
@@ -111,15 +113,17 @@ def programs(mesh: Mesh, spec: LossSpec, opt: optim.OptimSpec, batch: int, init_
     if init_from not in INIT_FROM:
         raise ValueError(f"init_from must be one of {INIT_FROM}, got {init_from!r}")
 
-    def local_init(params, content, style, lws, image0):
+    def local_init(params, content, style, lws, image0, opt_state0):
         targets = style._replace(content=content_features(params, content, spec))
 
-        def one(c, s, t, *image):
-            start = content if init_from == "content" else image[0] if image else image0
+        def one(c, s, t, *mapped):
+            image = mapped[0] if init_from == "per_setting" else image0
+            start = content if init_from == "content" else image
             return optim.init(params, targets, LossWeights(c, s, t), start, spec=spec,
-                              optim=opt)
+                              optim=opt, opt_state=mapped[-1] if carry else None)
 
-        per_setting = (image0,) if init_from == "per_setting" else ()
+        per_setting = ((image0,) if init_from == "per_setting" else ()) + (
+            (opt_state0,) if carry else ())
         states = map_settings(one, (*lws, *per_setting), batch)
         # The initial losses again, as their own buffers: the states are donated to the first
         # chunk before the host reads them.
@@ -136,7 +140,8 @@ def programs(mesh: Mesh, spec: LossSpec, opt: optim.OptimSpec, batch: int, init_
     # check_vma=False: optax's line search uses lax.cond, whose branches shard_map's
     # varying-axes check cannot type.
     shard = functools.partial(jax.shard_map, mesh=mesh, check_vma=False)
-    init = jax.jit(shard(local_init, in_specs=(P(), P(), P(), P(AXIS), image_spec),
+    init = jax.jit(shard(local_init, in_specs=(P(), P(), P(), P(AXIS), image_spec,
+                                               P(AXIS) if carry else P()),
                          out_specs=(P(), P(AXIS), P(AXIS))))
     chunk = jax.jit(shard(local_chunk, in_specs=(P(), P(), P(AXIS), P(AXIS), P()),
                           out_specs=(P(AXIS), P(AXIS))),

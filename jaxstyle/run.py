@@ -218,6 +218,7 @@ class StageOutcome:
     interrupted: bool
     timings: dict[str, float]
     batch_size: int
+    opt_state: Any = None  # the final optimizer states (K-batched, host), when asked for
 
 
 @dataclasses.dataclass(frozen=True)
@@ -237,23 +238,36 @@ class Schedule:
         return sum(s.iterations for s in self.stages)
 
 
+@dataclasses.dataclass(frozen=True)
+class Start:
+    """Where a stage starts. image: None (the content image), (h, w, 3) for every setting or
+    (K, h, w, 3); opt_state: None (afresh) or the K settings' optimizer states to go on from;
+    keep_state: return the final optimizer states (for the next stage to go on)."""
+
+    image: np.ndarray | None = None
+    opt_state: Any = None
+    keep_state: bool = False
+
+
 def run_stage(params: Any, spec: LossSpec, opt: optim.OptimSpec, content: np.ndarray,
               styles: list[np.ndarray], blend: np.ndarray, masks: np.ndarray | None,
-              loss_weights: LossWeights, image0: np.ndarray | None, *, mesh: Mesh,
+              loss_weights: LossWeights, start: Start, *, mesh: Mesh,
               batch_size: int | None, schedule: Schedule) -> StageOutcome:
     """Optimize K settings at one size: content (h, w, 3), styles [(hk, wk, 3)], blend (S,),
-    masks None or (S, h, w), loss_weights (K,) host arrays, image0: None (start at the
-    content image), (h, w, 3) for every setting, or (K, h, w, 3). Stops early when every
-    setting is non-finite or the callback returns False."""
+    masks None or (S, h, w), loss_weights (K,) host arrays, from `start`. Stops early when
+    every setting is non-finite or the callback returns False."""
     t_start = time.perf_counter()
     stage = schedule.stages[schedule.index]
     n_dev = mesh.devices.size
     lws, k = parallel.pad_settings(loss_weights, n_dev)
     k_local = len(lws.content) // n_dev
+    image0, opt_state0 = start.image, start.opt_state
     init_from = ("content" if image0 is None else
                  "per_setting" if np.ndim(image0) == 4 else "shared")
     if init_from == "per_setting":
         image0, _ = parallel.pad_settings(image0, n_dev)
+    if opt_state0 is not None:
+        opt_state0, _ = parallel.pad_settings(opt_state0, n_dev)
     replicated, by_setting = NamedSharding(mesh, P()), NamedSharding(mesh, P(parallel.AXIS))
 
     with runtime.count_compiles() as compiles:
@@ -266,11 +280,12 @@ def run_stage(params: Any, spec: LossSpec, opt: optim.OptimSpec, content: np.nda
         if image0 is not None:
             image0 = parallel.put(image0, by_setting if init_from == "per_setting"
                                   else replicated)
-        batch, run_chunk = _programs(params, content, style, lws, image0, mesh, spec, opt,
-                                     init_from, k_local, batch_size)
-        targets, state, initial = run_chunk.init(params, content, style, lws, image0)
+        opt_state0 = None if opt_state0 is None else parallel.put(opt_state0, by_setting)
+        inputs = (params, content, style, lws, image0, opt_state0)
+        batch, run_chunk = _programs(inputs, mesh, spec, opt, init_from, k_local, batch_size)
+        targets, state, initial = run_chunk.init(*inputs)
         loop = _drive(lambda s, n: run_chunk.chunk(params, targets, lws, s, n), state, k,
-                      initial, stage, schedule)
+                      initial, stage, schedule, start.keep_state)
     t_end = time.perf_counter()
     t_ready = loop.pop("t_ready")
     loop["timings"] = {"setup_s": t_ready - t_start, "compile_s": compiles.seconds,
@@ -284,21 +299,23 @@ class _Compiled:
     chunk: Any
 
 
-def _programs(params, content, style, lws, image0, mesh, spec, opt, init_from, k_local,
-              batch_size) -> tuple[int, _Compiled]:
-    """(B, the init and chunk programs): B as given, else `parallel.fit_batch_size` (which
-    compiles the one-setting chunk to read its memory analysis)."""
+def _programs(inputs, mesh, spec, opt, init_from, k_local, batch_size
+              ) -> tuple[int, _Compiled]:
+    """(B, the init and chunk programs) for the init program's `inputs`: B as given, else
+    `parallel.fit_batch_size` (which compiles the one-setting chunk to read its memory
+    analysis)."""
+    carry = inputs[-1] is not None
 
     def get(b: int) -> _Compiled:
-        return _Compiled(*parallel.programs(mesh, spec, opt, b, init_from))
+        return _Compiled(*parallel.programs(mesh, spec, opt, b, init_from, carry))
 
     if batch_size is not None:
         return min(int(batch_size), k_local), get(min(int(batch_size), k_local))
     one = get(1)
 
     def compile_one():
-        targets, state, _ = jax.eval_shape(one.init, params, content, style, lws, image0)
-        return one.chunk.lower(params, targets, lws, state, np.int32(0)).compile()
+        targets, state, _ = jax.eval_shape(one.init, *inputs)
+        return one.chunk.lower(inputs[0], targets, inputs[3], state, np.int32(0)).compile()
 
     batch, compiled = parallel.fit_batch_size(compile_one, k_local, mesh.devices.flat[0],
                                               opt.name)
@@ -307,7 +324,8 @@ def _programs(params, content, style, lws, image0, mesh, spec, opt, init_from, k
     return batch, get(batch)
 
 
-def _drive(run_chunk, state, k: int, initial, stage: Stage, schedule: Schedule) -> dict:
+def _drive(run_chunk, state, k: int, initial, stage: Stage, schedule: Schedule,
+           keep_state: bool) -> dict:
     """The host loop: compiled chunks until the stage's steps are done, every setting is
     non-finite, or the callback says stop. Chunks end at callback points, so a callback sees
     exactly its step."""
@@ -334,10 +352,12 @@ def _drive(run_chunk, state, k: int, initial, stage: Stage, schedule: Schedule) 
         t_ready = time.perf_counter()
     if callback is not None and last_called != done and not interrupted:
         callback(_progress(state, before + done, k, schedule))
-    best_image, best_loss, best_step, ok = parallel.fetch(
-        (state.best_image, state.best_loss, state.best_step, state.ok))
+    images, best_loss, best_step, ok = parallel.fetch(
+        (optim.output(state), state.best_loss, state.best_step, state.ok))
     return {
-        "images": np.clip(best_image[:k].astype(np.float32), 0.0, 1.0),
+        "images": np.clip(images[:k].astype(np.float32), 0.0, 1.0),
+        "opt_state": (jax.tree.map(lambda a: a[:k], parallel.fetch(state.opt_state))
+                      if keep_state else None),
         "histories": (np.concatenate(rows, axis=1) if rows
                       else np.zeros((k, 0, len(LOSS_NAMES)), np.float32)),
         "best_losses": best_loss[:k].astype(np.float64),
@@ -357,7 +377,7 @@ def _progress(state: optim.StepState, step: int, k: int, schedule: Schedule) -> 
     def images() -> np.ndarray:
         if state.best_image.is_deleted():
             raise RuntimeError("Progress.images() can only be called during the callback")
-        raw = np.clip(parallel.fetch(state.best_image)[:k].astype(np.float32), 0.0, 1.0)
+        raw = np.clip(parallel.fetch(optim.output(state))[:k].astype(np.float32), 0.0, 1.0)
         return schedule.finish(raw)
 
     return Progress(step, schedule.total_steps, schedule.index, len(schedule.stages),

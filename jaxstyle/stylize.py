@@ -38,7 +38,16 @@ from jaxstyle.config import LossWeights, StyleConfig
 from jaxstyle.grids import WeightGrid, as_settings
 from jaxstyle.image import as_rgb, resize_to, scale_shape, style_size_for
 from jaxstyle.losses import LossSpec
-from jaxstyle.run import LOSS_NAMES, Callback, Result, Schedule, Stage, StageOutcome, run_stage
+from jaxstyle.run import (
+    LOSS_NAMES,
+    Callback,
+    Result,
+    Schedule,
+    Stage,
+    StageOutcome,
+    Start,
+    run_stage,
+)
 from jaxstyle.vgg import VGGWeights, layer_depth, pools_before
 
 
@@ -112,9 +121,9 @@ def plan_stages(content_hw: Sequence[int], style_hws: Sequence[Sequence[int]],
     """
     config.normalized_blend_weights(len(style_hws))  # one blend weight per style image
     side = config.output_side or max(int(content_hw[0]), int(content_hw[1]))
-    scales = config.scales or (side,)
+    scales = config.stage_sides(side)
     stages = []
-    for scale, iterations in zip(scales, config.stage_iterations, strict=True):
+    for scale, iterations in zip(scales, config.stage_iterations(len(scales)), strict=True):
         shape = scale_shape(content_hw, scale)
         style_shapes = tuple(style_size_for(shape, hw, config.style_scale) for hw in style_hws)
         need = min_side(config)
@@ -176,20 +185,20 @@ def _run(content, styles, weights, config, grid, init, style_masks, preserve_col
         def finish(raw: np.ndarray, content_here=content_here) -> np.ndarray:
             return np.stack([color.finish(im, content_here, preserve_colors) for im in raw])
 
-        image0 = _start(i, stage, outcomes, init, config, run_content, run_styles)
+        start = _start(i, stages, outcomes, init, config, run_content, run_styles)
         schedule = Schedule(i, stages, steps_before, callback, callback_every, finish)
         outcome = run_stage(weights.params, spec, opt, resize_to(run_content, stage.shape),
                             [resize_to(s, hw) for s, hw in zip(run_styles, stage.style_shapes,
                                                                 strict=True)],
                             blend, None if masks is None else _resize_masks(masks, stage.shape),
-                            lws, image0, mesh=mesh, batch_size=batch_size, schedule=schedule)
-        outcome.images = finish(outcome.images)
+                            lws, start, mesh=mesh, batch_size=batch_size, schedule=schedule)
         outcomes.append(outcome)
         steps_before += outcome.steps
         if outcome.interrupted or outcome.nonfinite.all():
             break
-    return _result(outcomes, stages, grid, config, mesh.devices.size,
-                   time.perf_counter() - t_start)
+    # The images a user gets: colours put back (a next stage started from the raw ones).
+    return _result(outcomes, finish(outcomes[-1].images), stages, grid, config,
+                   mesh.devices.size, time.perf_counter() - t_start)
 
 
 def as_masks(masks: Sequence[Any], num_styles: int) -> list[np.ndarray]:
@@ -222,25 +231,33 @@ def _resize_masks(masks: list[np.ndarray], shape: tuple[int, int]) -> np.ndarray
     return np.stack([resize_to(np.repeat(m[..., None], 3, -1), shape)[..., 0] for m in masks])
 
 
-def _start(i: int, stage: Stage, outcomes: list[StageOutcome], init, config: StyleConfig,
-           content: np.ndarray, styles: list[np.ndarray]) -> np.ndarray | None:
-    """Stage i's first image: the previous stage's images upsampled (K, h, w, 3), else the
-    init image or mode at this stage's size (None: the content image itself)."""
+def _start(i: int, stages: tuple[Stage, ...], outcomes: list[StageOutcome], init,
+           config: StyleConfig, content: np.ndarray, styles: list[np.ndarray]) -> Start:
+    """Where stage i starts: the previous stage's images upsampled (K, h, w, 3) and, for
+    Adam with `carry_state`, its optimizer states resized; else the init image or mode at
+    this stage's size (None: the content image itself)."""
+    shape = stages[i].shape
+    keep = (config.optimizer == "adam" and config.carry_state and i + 1 < len(stages))
     if outcomes:
-        return np.stack([resize_to(im, stage.shape) for im in outcomes[-1].images])
+        previous = outcomes[-1]
+        opt_state = (None if previous.opt_state is None else
+                     optim.resize_opt_state(previous.opt_state, shape))
+        return Start(np.stack([resize_to(im, shape) for im in previous.images]), opt_state,
+                     keep)
     if init is not None:
-        return resize_to(init, stage.shape)
+        return Start(resize_to(init, shape), keep_state=keep)
     if config.init == "noise":
-        return np.random.default_rng(config.seed).random((*stage.shape, 3), np.float32)
+        return Start(np.random.default_rng(config.seed).random((*shape, 3), np.float32),
+                     keep_state=keep)
     if config.init == "style":
         if not styles:
             raise ValueError("init='style' needs a style image")
-        return resize_to(styles[0], stage.shape)
-    return None
+        return Start(resize_to(styles[0], shape), keep_state=keep)
+    return Start(keep_state=keep)
 
 
-def _result(outcomes: list[StageOutcome], stages: tuple[Stage, ...], grid: WeightGrid,
-            config: StyleConfig, devices: int, total_s: float) -> Result:
+def _result(outcomes: list[StageOutcome], images: np.ndarray, stages: tuple[Stage, ...],
+            grid: WeightGrid, config: StyleConfig, devices: int, total_s: float) -> Result:
     last = outcomes[-1]
     steps_before = sum(o.steps for o in outcomes[:-1])
     histories = np.concatenate([o.histories for o in outcomes], axis=1)
@@ -258,7 +275,7 @@ def _result(outcomes: list[StageOutcome], stages: tuple[Stage, ...], grid: Weigh
         h, w = stages[len(outcomes) - 1].shape
         message = f"stage {len(outcomes)} of {len(stages)} ({h}x{w}): {message}"
     return Result(
-        images=last.images,
+        images=images,
         grid=grid,
         histories={name: histories[:, :, j].copy() for j, name in enumerate(LOSS_NAMES)},
         best_losses=last.best_losses,

@@ -257,7 +257,7 @@ def test_the_content_start_shares_the_content_forward_pass(weights, images):
 
     def convolutions(init_from, image0):
         init, _ = parallel.programs(mesh, spec, optim.OptimSpec(), 1, init_from)
-        lowered = init.lower(weights.params, content, full._replace(content={}), lw, image0)
+        lowered = init.lower(weights.params, content, full._replace(content={}), lw, image0, None)
         return lowered, len(re.findall(r"convolution\(", lowered.compile().as_text()))
 
     # 13 convolutions up to conv5_1, forward and input gradient; the content forward pass
@@ -266,7 +266,7 @@ def test_the_content_start_shares_the_content_forward_pass(weights, images):
     lowered, count = convolutions("content", None)
     assert count == 26
     style_only = full._replace(content={})
-    targets, state, initial = lowered.compile()(weights.params, content, style_only, lw, None)
+    targets, state, initial = lowered.compile()(weights.params, content, style_only, lw, None, None)
     for name, p in full.content.items():
         np.testing.assert_allclose(targets.content[name], p, rtol=1e-5,
                                    atol=1e-5 * float(np.abs(p).max()))
@@ -316,7 +316,7 @@ def test_the_memory_estimate_holds_against_xla(weights, optimizer, shape):
                                     optim.OptimSpec.from_config(config), 1, "content")
     lw = as_settings(config.loss_weights)
     style_only = targets._replace(content={})
-    _, state, _ = jax.eval_shape(init, weights.params, content, style_only, lw, None)
+    _, state, _ = jax.eval_shape(init, weights.params, content, style_only, lw, None, None)
     stats = chunk.lower(weights.params, targets, lw, state, np.int32(1)).compile() \
         .memory_analysis()
     params = sum(a.nbytes for a in jax.tree.leaves(weights.params))

@@ -230,7 +230,7 @@ SHARDED = textwrap.dedent("""
                                     sharded.batch_size, "shared")
     lws = parallel.pad_settings(as_settings(grid.loss_weights), 4)[0]
     style_only = targets._replace(content={})
-    _, state, _ = jax.eval_shape(init, w.params, imgs[0], style_only, lws, imgs[0])
+    _, state, _ = jax.eval_shape(init, w.params, imgs[0], style_only, lws, imgs[0], None)
     text = chunk.lower(w.params, targets, lws, state, np.int32(1)).compile().as_text()
     np.savez(sys.argv[2], images=sharded.images, best=sharded.best_losses,
              total=sharded.histories["total"])
