@@ -31,9 +31,15 @@ def reflect_conv(x: jax.Array, features: int, name: str, size: int = 3) -> jax.A
     """ReflectionPad2d(size // 2) + Conv2d(size x size, stride 1, with bias): (N, H, W, Cin)
     -> (N, H, W, features). Call inside a compact Flax module: the convolution is its
     submodule `name`, with params {"kernel": (size, size, Cin, features) HWIO, "bias"}."""
-    if size > 1:
-        x = reflect_pad(x, size // 2)
-    return nn.Conv(features, (size, size), padding="VALID", name=name)(x)
+    p = size // 2
+    conv = nn.Conv(features, (size, size), padding="SAME", name=name)
+    if p == 0:
+        return conv(x)
+    # The VALID convolution of the padded input, computed as the 'SAME' one cropped: on XLA
+    # CPU (YNNPACK) a VALID 3x3 convolution ran 2.5x slower than a 'SAME' one of the same
+    # output size (measured at 32-256 px, 64-512 channels); the ring of extra outputs costs
+    # (2 / H) of the work.
+    return conv(reflect_pad(x, p))[:, p:-p, p:-p]
 
 
 def max_pool_ceil(x: jax.Array) -> jax.Array:

@@ -130,7 +130,8 @@ class Transform(nn.Module):
     def setup(self):
         self.sanet4_1 = SANet(self.channels, self.max_attention_bytes)
         self.sanet5_1 = SANet(self.channels, self.max_attention_bytes)
-        self.merge_conv = nn.Conv(self.channels, (3, 3), padding="VALID")
+        # 'SAME' on the reflection-padded input, then cropped: see `ops.reflect_conv`.
+        self.merge_conv = nn.Conv(self.channels, (3, 3), padding="SAME")
 
     def style_code(self, s41: jax.Array, s51: jax.Array) -> dict[str, tuple[jax.Array, ...]]:
         return {"relu4_1": self.sanet4_1.style_code(s41),
@@ -145,7 +146,7 @@ class Transform(nn.Module):
                 f"{c51.shape[1:3]}")
         o4 = self.sanet4_1.with_code(c41, *code["relu4_1"])
         o5 = self.sanet5_1.with_code(c51, *code["relu5_1"])
-        return self.merge_conv(reflect_pad(o4 + upsample_nearest2(o5)))
+        return self.merge_conv(reflect_pad(o4 + upsample_nearest2(o5)))[:, 1:-1, 1:-1]
 
     def __call__(self, c41: jax.Array, c51: jax.Array, s41: jax.Array, s51: jax.Array
                  ) -> jax.Array:
