@@ -181,7 +181,8 @@ def read_model(path: str | os.PathLike) -> tuple[str, dict[str, Any]]:
     if not path.is_file():
         raise WeightsError(f"{path}: no such file (expected a jaxstyle model .npz)")
     try:
-        with np.load(path, allow_pickle=False) as f:
+        # Opened here: np.load leaves its own file open when the archive is corrupt.
+        with open(path, "rb") as fh, np.load(fh, allow_pickle=False) as f:
             flat = {key: f[key] for key in f.files}
     except (zipfile.BadZipFile, OSError, EOFError, ValueError) as e:
         raise WeightsError(f"{path} is not a readable jaxstyle model .npz: {e}") from e
