@@ -4,8 +4,9 @@
   out here from ARBITRARY.md's tables (not from jaxstyle's), and the files themselves in
   PyTorch's legacy format (tests/weight_files.py's writer, independent of jaxstyle's reader).
 - The networks in float64 NumPy, NCHW, module by module in the reference code's
-  nn.Sequential order: ReflectionPad2d as np.pad(mode="reflect"), convolutions as sums of
-  per-tap matrix products, ceil-mode max pooling, nearest upsampling, softmax attention.
+  nn.Sequential order: ReflectionPad2d as np.pad(mode="reflect"), convolutions as matrix
+  products over stacked shifted copies (im2col), ceil-mode max pooling, nearest upsampling,
+  softmax attention.
 """
 
 from __future__ import annotations
@@ -118,16 +119,15 @@ def write_released(directory: Path) -> dict[str, Path]:
 
 def conv(x: np.ndarray, w: np.ndarray, b: np.ndarray) -> np.ndarray:
     """VALID cross-correlation, stride 1: (N, C, H, W) x (O, C, kh, kw) -> (N, O, H-kh+1,
-    W-kw+1), as the sum over taps of (O, C) x (C, positions) products, plus the bias."""
+    W-kw+1): out[n, o, i, j] = sum_{c, a, d} w[o, c, a, d] x[n, c, i + a, j + d] + b[o],
+    as one (O, C kh kw) x (C kh kw, positions) product over the stacked shifted copies."""
     x, w = np.asarray(x, np.float64), np.asarray(w, np.float64)
-    kh, kw = w.shape[2:]
+    n, c, _, _ = x.shape
+    o, _, kh, kw = w.shape
     h, wd = x.shape[2] - kh + 1, x.shape[3] - kw + 1
-    out = np.zeros((x.shape[0], w.shape[0], h, wd))
-    for a in range(kh):
-        for c in range(kw):
-            out += np.einsum("oc,nchw->nohw", w[:, :, a, c], x[:, :, a:a + h, c:c + wd],
-                             optimize=True)
-    return out + np.asarray(b, np.float64)[None, :, None, None]
+    taps = np.stack([x[:, :, a:a + h, d:d + wd] for a in range(kh) for d in range(kw)], axis=2)
+    out = w.reshape(o, c * kh * kw) @ taps.reshape(n, c * kh * kw, h * wd)
+    return out.reshape(n, o, h, wd) + np.asarray(b, np.float64)[None, :, None, None]
 
 
 def reflect_pad(x: np.ndarray, p: int = 1) -> np.ndarray:
