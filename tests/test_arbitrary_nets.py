@@ -34,6 +34,8 @@ from jaxstyle.arbitrary import (
 from jaxstyle.arbitrary import decoder as decoder_net
 from jaxstyle.arbitrary import encoder as encoder_net
 from jaxstyle.arbitrary import sanet as sanet_net
+from jaxstyle.arbitrary.ops import max_pool_ceil
+from jaxstyle.vgg import max_pool_2x2
 
 TOL = 1e-5
 LAYERS = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")
@@ -106,6 +108,25 @@ def test_encoder_computes_nothing_past_the_deepest_layer(params, image, features
     assert str(jaxpr).count("conv_general_dilated") == 4  # conv0, conv1_1, conv1_2, conv2_1
     with pytest.raises(ValueError, match="unknown encoder layer"):
         encode(params["encoder"], image, ("relu4_2",))
+
+
+def test_max_pool_ceil_values_and_gradient():
+    """Ceil mode against NumPy; the gradient goes to each window's first maximum, as torch's
+    and jaxstyle.vgg.max_pool_2x2's (integer inputs: many ties)."""
+    x = np.random.default_rng(3).integers(0, 3, (2, 7, 9, 5)).astype(np.float32)
+    out = max_pool_ceil(x)
+    np.testing.assert_array_equal(out, ref.nhwc(ref.max_pool_ceil(ref.nchw(x))))
+    weights = np.arange(out.size, dtype=np.float32).reshape(out.shape)
+    grad = jax.grad(lambda x: (max_pool_ceil(x) * weights).sum())(x)
+    padded = lambda x: jnp.pad(x, ((0, 0), (0, 1), (0, 1), (0, 0)),  # noqa: E731
+                               constant_values=-jnp.inf)
+    expected = jax.grad(lambda x: (max_pool_2x2(padded(x)) * weights).sum())(x)
+    np.testing.assert_array_equal(grad, expected)
+    if torch is not None:
+        xt = torch.from_numpy(ref.nchw(x).copy()).requires_grad_()
+        pooled = torch.nn.functional.max_pool2d(xt, 2, 2, ceil_mode=True)
+        (pooled * torch.from_numpy(ref.nchw(weights).copy())).sum().backward()
+        np.testing.assert_array_equal(grad, ref.nhwc(xt.grad.numpy()))
 
 
 def test_mean_std_mvn_adain_match_numpy():

@@ -18,7 +18,7 @@ from typing import Any
 import flax.linen as nn
 import jax
 
-from jaxstyle.arbitrary.ops import reflect_conv, upsample_nearest2
+from jaxstyle.arbitrary.ops import UpsampleConv, reflect_conv
 
 # (output channels, upsample after it) of conv1 ... conv9; input channels: 512 then the
 # previous output.
@@ -32,12 +32,14 @@ class Decoder(nn.Module):
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
-        for k, (width, up) in enumerate(_CONVS, 1):
-            x = reflect_conv(x, width, f"conv{k}")
+        up = False
+        for k, (width, up_after) in enumerate(_CONVS, 1):
+            # A convolution after an upsampling runs on the low-resolution map (UpsampleConv).
+            x = (UpsampleConv(width, name=f"conv{k}")(x) if up
+                 else reflect_conv(x, width, f"conv{k}"))
             if k < len(_CONVS):
                 x = nn.relu(x)
-            if up:
-                x = upsample_nearest2(x)
+            up = up_after
         return x
 
 

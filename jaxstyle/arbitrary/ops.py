@@ -3,8 +3,9 @@
 - `reflect_pad`, `reflect_conv`: ReflectionPad2d(p) then a VALID convolution, as every 3x3
   convolution of the normalised VGG19, the decoder and the Transform's merge_conv.
 - `max_pool_ceil`: MaxPool2d(2, 2, ceil_mode=True): an odd side keeps its last row/column
-  as a window of its own, so (h, w) -> (ceil(h / 2), ceil(w / 2)).
-- `upsample_nearest2`: nn.Upsample(scale_factor=2, mode="nearest").
+  as a window of its own, so (h, w) -> (ceil(h / 2), ceil(w / 2)); gradients as torch's.
+- `upsample_nearest2`: nn.Upsample(scale_factor=2, mode="nearest"); `UpsampleConv`: that
+  upsampling followed by a reflection-padded 3x3 convolution, computed at low resolution.
 - `mean_std`, `mvn`, `adain`: instance statistics over positions, per image and channel, with
   the unbiased variance plus 1e-5 (the reference code's `calc_mean_std`).
 """
@@ -14,6 +15,7 @@ from __future__ import annotations
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from jaxstyle.vgg import max_pool_2x2
 
@@ -46,13 +48,36 @@ def max_pool_ceil(x: jax.Array) -> jax.Array:
     """2x2 max pooling, stride 2, ceil mode: (N, H, W, C) -> (N, ceil(H/2), ceil(W/2), C).
 
     An odd side is padded with -inf (never the maximum: every window keeps at least one real
-    element), then pooled by `jaxstyle.vgg.max_pool_2x2` (reshape + max, whose custom VJP
-    sends the gradient to the window's first maximum, as torch does).
+    element), then pooled by `_max_pool_even`.
     """
     _, h, w, _ = x.shape
     if h % 2 or w % 2:
         x = jnp.pad(x, ((0, 0), (0, h % 2), (0, w % 2), (0, 0)), constant_values=-jnp.inf)
-    return max_pool_2x2(x)
+    return _max_pool_even(x)
+
+
+@jax.custom_vjp
+def _max_pool_even(x: jax.Array) -> jax.Array:
+    """2x2 max pooling of even sides: the same values and gradient (to each window's first
+    maximum, as torch) as `jaxstyle.vgg.max_pool_2x2`, with a forward pass of elementwise
+    maxima (rows, then columns) instead of a windowed reduction, which XLA CPU ran 2x
+    slower (12.2 against 5.5 ms at 512 x 512 x 64)."""
+    n, h, w, c = x.shape
+    rows = x.reshape(n, h // 2, 2 * w, c)  # row pairs side by side
+    rows = jnp.maximum(rows[:, :, :w], rows[:, :, w:])
+    cols = rows.reshape(n, h // 2, w // 2, 2 * c)  # column pairs side by side
+    return jnp.maximum(cols[..., :c], cols[..., c:])
+
+
+def _max_pool_even_fwd(x):
+    return _max_pool_even(x), x
+
+
+def _max_pool_even_bwd(x, g):
+    return jax.vjp(max_pool_2x2, x)[1](g)
+
+
+_max_pool_even.defvjp(_max_pool_even_fwd, _max_pool_even_bwd)
 
 
 def upsample_nearest2(x: jax.Array) -> jax.Array:
@@ -60,6 +85,50 @@ def upsample_nearest2(x: jax.Array) -> jax.Array:
     n, h, w, c = x.shape
     x = jnp.broadcast_to(x[:, :, None, :, None, :], (n, h, 2, w, 2, c))
     return x.reshape(n, 2 * h, 2 * w, c)
+
+
+# Nearest x2 upsampling then a 3x3 tap dy: output row 2i + a reads edge-padded input row
+# i + (a + dy + 1) // 2, i.e. offsets (0, 1, 1) for a = 0 and (1, 1, 2) for a = 1. As 2x2
+# windows starting at row i + a: _PHASE_TAPS[a][u, dy] = 1 when tap dy lands on window row u.
+_PHASE_TAPS = np.array([[[1, 0, 0], [0, 1, 1]], [[1, 1, 0], [0, 0, 1]]], np.float32)
+
+
+class UpsampleConv(nn.Module):
+    """`reflect_conv(upsample_nearest2(x), features)` with 16 taps per input pixel, not 36.
+
+    (N, H, W, Cin) -> (N, 2H, 2W, features); params {"kernel": (3, 3, Cin, features) HWIO,
+    "bias"} as `reflect_conv`'s (nn.Conv's defaults for init). Reflection padding of a
+    nearest-upsampled map repeats its edge pixel, so with E = x edge-padded by 1,
+        out[2i + a, 2j + b] = sum_{u, v in {0, 1}} E[i + a + u, j + b + v] K_ab[u, v],
+        K_ab[u, v] = sum_{dy, dx} T_a[u, dy] T_b[v, dx] K[dy, dx]      (T = _PHASE_TAPS)
+    computed as one 2x2 convolution of E with the four phase kernels side by side (4 *
+    features outputs), then interleaved. The same sums in another order: equal to the direct
+    form up to float32 rounding. The decoder's convolutions after each upsampling took 0.53-0.6x
+    of the direct form's time (XLA CPU, 64-256 px maps).
+    """
+
+    features: int
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        n, h, w, cin = x.shape
+        kernel = self.param("kernel", nn.initializers.lecun_normal(),
+                             (3, 3, cin, self.features), jnp.float32)
+        bias = self.param("bias", nn.initializers.zeros_init(), (self.features,), jnp.float32)
+        taps = jnp.asarray(_PHASE_TAPS)
+        # (2, 2, Cin, features, 2, 2): window (u, v), channels, phase (a, b).
+        phases = jnp.einsum("aud,bve,deio->uvioab", taps, taps, kernel)
+        phases = phases.reshape(2, 2, cin, self.features * 4)
+        e = jnp.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)), mode="edge")
+        # Output (r, s) covers the 2x2 window at E[r, s]: H + 1 rows (padding (0, 1) rather
+        # than VALID, which XLA CPU runs on a slower path; its extra last row is dropped).
+        y = jax.lax.conv_general_dilated(e, phases, (1, 1), ((0, 1), (0, 1)),
+                                         dimension_numbers=("NHWC", "HWIO", "NHWC"))
+        y = y[:, : h + 1, : w + 1].reshape(n, h + 1, w + 1, self.features, 2, 2)
+        rows = [jnp.stack([y[:, a:a + h, b:b + w, :, a, b] for b in (0, 1)], axis=3)
+                for a in (0, 1)]  # each (N, H, W, 2 (b), features)
+        out = jnp.stack(rows, axis=2).reshape(n, 2 * h, 2 * w, self.features)
+        return out + bias[None, None, None]
 
 
 def mean_std(x: jax.Array, eps: float = EPS) -> tuple[jax.Array, jax.Array]:
