@@ -13,6 +13,7 @@ after one untimed first call (jax: compile + run):
 - without_style_s: the same with the style encoded once beforehand (jax: `encode_styles`;
   PyTorch: the style's encoder features, so its Transform still runs g and h on them);
 - batch_s: --batch contents in one call against the encoded style; images per second;
+- with_style_cpu_s: the process CPU time (all threads) of each with-style call;
 - peak memory: VmHWM of the worker (device peak bytes on a GPU).
 The table reports, per model and size, the median over rounds of each worker's median, the
 ratio jax / PyTorch per round and of those medians, and the load seen. GFLOP are analytic
@@ -138,15 +139,18 @@ def jax_worker(args) -> dict:
     rows = {"with_style_s": [], "without_style_s": [], "batch_s": []}
     if args.batch > 1:
         stylize(params, batch, codes)  # compile the batched program
+    cpu = []
     for _ in range(args.repeats):
+        c0 = time.process_time()
         rows["with_style_s"] += _timed(lambda: stylize(params, content, style), 1)
+        cpu.append(time.process_time() - c0)
         rows["without_style_s"] += _timed(lambda: stylize(params, content, codes), 1)
         if args.batch > 1:
             rows["batch_s"] += _timed(lambda: stylize(params, batch, codes), 1)
     device = jax.devices()[0]
     stats = device.memory_stats() if device.platform != "cpu" else None
     return {"framework": "jax", "kind": args.kind, "size": args.size, "batch": args.batch,
-            "first_s": first, **rows, "peak_rss_bytes": peak_rss_bytes(),
+            "first_s": first, **rows, "with_style_cpu_s": cpu, "peak_rss_bytes": peak_rss_bytes(),
             "device_peak_bytes": stats.get("peak_bytes_in_use") if stats else None,
             "output_mean": float(out.mean()), "device": str(device), "xla_flags": flags,
             "jax": jax.__version__}
@@ -247,7 +251,7 @@ def main(argv=None) -> int:
               "args": {k: v for k, v in vars(args).items() if k not in ("worker", "kind",
                                                                          "size", "weights",
                                                                          "images")},
-              "load_start": os.getloadavg(), "rows": [], "summary": []}
+              "commit": _commit(), "load_start": os.getloadavg(), "rows": [], "summary": []}
     with tempfile.TemporaryDirectory() as work:
         paths = _prepare(work, kinds, sizes)
         for r in range(args.rounds):
@@ -289,6 +293,14 @@ def _command(framework: str, kind: str, size: int, paths: dict, args) -> list[st
     return cmd + (["--channels-last"] if framework == "torch-cl" else [])
 
 
+def _commit() -> str | None:
+    try:
+        return subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
+                              cwd=HERE, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return None
+
+
 def _has_torch() -> bool:
     import importlib.util
 
@@ -305,7 +317,7 @@ def _summarize(rows, kind, size) -> dict:
         fr = [r for r in mine if r["framework"] == fw]
         if not fr:
             continue
-        for key in ("with_style_s", "without_style_s", "batch_s"):
+        for key in ("with_style_s", "without_style_s", "batch_s", "with_style_cpu_s"):
             out[f"{fw}_{key}"] = _summary(fr, key)
         out[f"{fw}_peak_rss_bytes"] = max(r["peak_rss_bytes"] for r in fr)
         out[f"{fw}_first_s"] = statistics.median(r["first_s"] for r in fr)
@@ -313,7 +325,7 @@ def _summarize(rows, kind, size) -> dict:
     if "jax_with_style_s" in out and torches:
         best = min(torches, key=lambda fw: out[f"{fw}_with_style_s"])
         out["torch_baseline"] = best
-        for key in ("with_style_s", "without_style_s", "batch_s"):
+        for key in ("with_style_s", "without_style_s", "batch_s", "with_style_cpu_s"):
             if out.get(f"jax_{key}") and out.get(f"{best}_{key}"):
                 out[f"ratio_{key}"] = out[f"jax_{key}"] / out[f"{best}_{key}"]
         out["ratio_with_style_per_round"] = [

@@ -214,7 +214,7 @@ def benchmark(kind: str, weights_npz: str, size: int, *, repeats: int, batch: in
         return model.stylize(c, [model.encode_style(s)])
 
     code = model.encode_style(s)
-    rows = {"with_style_s": [], "without_style_s": [], "batch_s": []}
+    rows = {"with_style_s": [], "without_style_s": [], "batch_s": [], "with_style_cpu_s": []}
     with torch.inference_mode():
         t0 = time.perf_counter()
         out = full()
@@ -226,14 +226,17 @@ def benchmark(kind: str, weights_npz: str, size: int, *, repeats: int, batch: in
                              else None)):
                 if fn is None:
                     continue
-                t0 = time.perf_counter()
+                t0, c0 = time.perf_counter(), time.process_time()
                 fn()
                 rows[key].append(time.perf_counter() - t0)
+                if key == "with_style_s":
+                    rows["with_style_cpu_s"].append(time.process_time() - c0)
     result = {
         "framework": "torch", "kind": kind, "size": size, "threads": threads,
         "channels_last": channels_last, "batch": batch, "first_s": first,
         "with_style_s": rows["with_style_s"], "without_style_s": rows["without_style_s"],
-        "batch_s": rows["batch_s"], "peak_rss_bytes": peak_rss_bytes(),
+        "batch_s": rows["batch_s"], "with_style_cpu_s": rows["with_style_cpu_s"],
+        "peak_rss_bytes": peak_rss_bytes(),
         "output_mean": float(out.mean()), "torch": torch.__version__,
     }
     for key in ("with_style_s", "without_style_s"):
