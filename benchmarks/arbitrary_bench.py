@@ -226,7 +226,8 @@ def main(argv=None) -> int:
                         "channels_last; the ratios are against the faster one")
     p.add_argument("--no-xla-flags", dest="xla_flags", action="store_false",
                    help="leave out jaxstyle.runtime.CPU_FLAGS")
-    p.add_argument("--quick", action="store_true", help="32 px, one round, one repeat")
+    p.add_argument("--quick", action="store_true",
+                   help="32 px, one round, one repeat, no batch")
     p.add_argument("--timeout", type=float, default=1800)
     p.add_argument("--json", help="write every measurement here")
     p.add_argument("--silent", action="store_true")
@@ -241,7 +242,7 @@ def main(argv=None) -> int:
         print(MARKER + json.dumps(jax_worker(args)))
         return 0
     if args.quick:
-        args.sizes, args.rounds, args.repeats, args.batch = "32", 1, 1, 2
+        args.sizes, args.rounds, args.repeats, args.batch = "32", 1, 1, 1
     sizes = [int(s) for s in args.sizes.split(",") if s]
     kinds = [k for k in args.models.split(",") if k]
     torch_ok = not args.no_torch and _has_torch()

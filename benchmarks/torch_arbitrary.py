@@ -115,9 +115,10 @@ class Transform(nn.Module):
 
 
 def load(module: nn.Module, arrays: dict[str, np.ndarray]) -> nn.Module:
-    """`module` with the state dict `arrays` (strict), in eval mode."""
-    module.load_state_dict({k: torch.from_numpy(np.asarray(v, np.float32)) for k, v in
-                            arrays.items()}, strict=True)
+    """`module` with the state dict `arrays` (strict, tensors taken over: the module may be
+    built on the "meta" device, skipping the random init), in eval mode."""
+    module.load_state_dict({k: torch.from_numpy(np.array(v, np.float32)) for k, v in
+                            arrays.items()}, strict=True, assign=True)
     return module.eval()
 
 
@@ -129,10 +130,13 @@ class Model:
         # The modules up to the deepest layer used (relu5_1 / relu4_1); the rest of the file's
         # layers (conv5_2 .. conv5_4, and conv4_2 on for AdaIN) are left out, as unused.
         end = VGG_SLICES[4 if kind == "sanet" else 3][1]
-        net = load(vgg()[:end], {k: v for k, v in vgg_state.items() if int(k.split(".")[0]) < end})
+        with torch.device("meta"):  # no random init: every tensor comes from the state dicts
+            net, dec = vgg()[:end], decoder()
+            transform = Transform() if kind == "sanet" else None
+        net = load(net, {k: v for k, v in vgg_state.items() if int(k.split(".")[0]) < end})
         self.enc = [net[a:b] for a, b in VGG_SLICES if b <= end]
-        self.decoder = load(decoder(), decoder_state)
-        self.transform = load(Transform(), transformer_state) if kind == "sanet" else None
+        self.decoder = load(dec, decoder_state)
+        self.transform = load(transform, transformer_state) if transform is not None else None
 
     def to(self, **kwargs) -> Model:
         for m in [*self.enc, self.decoder] + ([self.transform] if self.transform else []):

@@ -43,7 +43,7 @@ def test_quick_run_end_to_end(tmp_path):
     for row in rows:
         assert "error" not in row, row
         assert row["size"] == 32 and len(row["with_style_s"]) == 1 and row["first_s"] > 0
-        assert len(row["batch_s"]) == 1 and row["peak_rss_bytes"] > 50 * 2**20
+        assert row["batch_s"] == [] and row["peak_rss_bytes"] > 50 * 2**20
     (summary,) = report["summary"]
     assert summary["jax_with_style_s"] > 0 and summary["with_style_gflop"] > 0
     if bench._has_torch():  # same weights, same images: the same picture

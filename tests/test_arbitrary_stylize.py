@@ -8,13 +8,14 @@ import sys
 from pathlib import Path
 
 import arbitrary_reference as ref
+import jax
 import numpy as np
 import pytest
 from conftest import smooth_image
 
 from jaxstyle import runtime
-from jaxstyle.arbitrary import encode_styles, load_adain, load_sanet, stylize_adain, stylize_sanet
-from jaxstyle.arbitrary.stylize import EncodedStyles, padding
+from jaxstyle.arbitrary import encode_styles, stylize_adain, stylize_sanet
+from jaxstyle.arbitrary.stylize import EncodedStyles, _program, padding
 from jaxstyle.image import match_color_histogram
 
 TOL = 1e-5
@@ -33,22 +34,22 @@ needs_torch = pytest.mark.skipif(torch is None, reason="torch is not installed")
 
 CONTENT = smooth_image(20, 40, 36)  # padded to 48 x 48 (SANet) and 40 x 40 (AdaIN)
 STYLES = [smooth_image(21, 40, 44), smooth_image(22, 24, 30)]
+SMALL = smooth_image(23, 21, 9)  # not multiples of 8, one side under 16: padded to 24 x 16
 
 
 @pytest.fixture(scope="module")
-def files(tmp_path_factory):
-    return ref.write_released(tmp_path_factory.mktemp("released"))
+def sanet(sanet_params):
+    return sanet_params
 
 
 @pytest.fixture(scope="module")
-def sanet(files):
-    return load_sanet(vgg=files["vgg_normalised.pth"], decoder=files["decoder_iter_500000.pth"],
-                      transformer=files["transformer_iter_500000.pth"])
+def adain(adain_params):
+    return adain_params
 
 
 @pytest.fixture(scope="module")
-def adain(files):
-    return load_adain(vgg=files["vgg_normalised.pth"], decoder=files["decoder.pth"])
+def adain_small(adain):
+    return stylize_adain(adain, SMALL, STYLES[1])
 
 
 @pytest.fixture(scope="module")
@@ -72,10 +73,14 @@ def test_sanet_matches_numpy(sanet_alphas):
 
 
 def test_vmapped_alphas_equal_separate_calls(sanet, sanet_alphas):
-    for k, alpha in enumerate([0.0, 0.6, 1.0]):
-        single = stylize_sanet(sanet, CONTENT, STYLES, alpha=alpha, style_weights=[3, 1])
-        assert single.shape == (40, 36, 3)
-        np.testing.assert_allclose(single, sanet_alphas[k], rtol=1e-5, atol=1e-6)
+    """The alpha = 1 member of the vmapped (mixing) program equals a call with the default
+    alpha, a separate program that skips the content's own transform T(c, c)."""
+    single = stylize_sanet(sanet, CONTENT, STYLES, style_weights=[3, 1])
+    assert single.shape == (40, 36, 3)
+    np.testing.assert_allclose(single, sanet_alphas[2], rtol=1e-5, atol=1e-6)
+    expected = ref.stylize("sanet", CONTENT, STYLES, weights=[3, 1])
+    assert ref.rel_err(single, expected) <= TOL
+    assert not np.allclose(sanet_alphas[0], single)  # alpha = 0: the content's own transform
 
 
 def test_adain_matches_numpy_and_batches(adain):
@@ -89,7 +94,7 @@ def test_adain_matches_numpy_and_batches(adain):
 
 
 @needs_torch
-def test_sanet_and_adain_match_torch(sanet, adain, sanet_alphas):
+def test_sanet_and_adain_match_torch(sanet_alphas, adain_small):
     sanet_model = tref.Model("sanet", ref.vgg_state(), ref.decoder_state(1),
                              ref.transformer_state())
     adain_model = tref.Model("adain", ref.vgg_state(), ref.decoder_state(3))
@@ -101,17 +106,14 @@ def test_sanet_and_adain_match_torch(sanet, adain, sanet_alphas):
         codes = [sanet_model.encode_style(nchw(s)) for s in STYLES]
         expected = sanet_model.stylize(nchw(CONTENT), codes, alpha=0.6, weights=[0.75, 0.25])
         assert ref.rel_err(sanet_alphas[1], expected[0].numpy().transpose(1, 2, 0)) <= TOL
-        expected = adain_model.stylize(nchw(CONTENT), [adain_model.encode_style(nchw(STYLES[0]))])
-    out = stylize_adain(adain, CONTENT, STYLES[0])
-    assert ref.rel_err(out, expected[0].numpy().transpose(1, 2, 0)) <= TOL
+        expected = adain_model.stylize(nchw(SMALL), [adain_model.encode_style(nchw(STYLES[1]))])
+    assert ref.rel_err(adain_small, expected[0].numpy().transpose(1, 2, 0)) <= TOL
 
 
-def test_sizes_come_back_unresized(adain):
-    content = smooth_image(23, 21, 9)  # not multiples of 8, one side under 16
-    out = stylize_adain(adain, content, STYLES[1])
-    assert out.shape == (21, 9, 3)
-    expected = ref.stylize("adain", content, [STYLES[1]], dec_state=ref.decoder_state(3))
-    assert ref.rel_err(out, expected) <= TOL
+def test_sizes_come_back_unresized(adain_small):
+    assert adain_small.shape == (21, 9, 3)
+    expected = ref.stylize("adain", SMALL, [STYLES[1]], dec_state=ref.decoder_state(3))
+    assert ref.rel_err(adain_small, expected) <= TOL
 
 
 def test_encoded_styles_are_reused_without_recompiling(sanet, sanet_alphas):
@@ -130,12 +132,25 @@ def test_encoded_styles_are_reused_without_recompiling(sanet, sanet_alphas):
     assert not np.allclose(other, out)
 
 
+def test_params_are_arguments_not_constants(sanet):
+    """The compiled program takes the ~80 MB of params as arguments: its lowered text stays
+    small (a closure would embed them as constants)."""
+    codes = encode_styles(sanet, STYLES[0])
+    lowered = _program.lower(sanet, CONTENT[None], codes.codes, np.ones(1, np.float32),
+                             np.ones(1, np.float32), kind="sanet", pads=((4, 4), (6, 6)),
+                             mix=False, max_attention_bytes=2**28)
+    assert len(lowered.as_text()) < 2**20
+    params_info = lowered.args_info[0][0]  # (args, kwargs) -> args -> params
+    assert len(jax.tree.leaves(params_info)) == len(jax.tree.leaves(sanet))
+
+
 def test_preserve_colors_recolours_each_style_per_content(adain):
-    batch = np.stack([CONTENT, 1 - CONTENT])
-    out = stylize_adain(adain, batch, STYLES[0], preserve_colors=True)
+    batch = np.stack([SMALL, 1 - SMALL])
+    out = stylize_adain(adain, batch, STYLES[1], preserve_colors=True)
     for k in range(2):
-        expected = stylize_adain(adain, batch[k], match_color_histogram(STYLES[0], batch[k]))
-        np.testing.assert_allclose(out[k], expected, rtol=1e-5, atol=1e-6)
+        recoloured = match_color_histogram(STYLES[1], batch[k])
+        expected = ref.stylize("adain", batch[k], [recoloured], dec_state=ref.decoder_state(3))
+        assert ref.rel_err(out[k], expected) <= TOL
     with pytest.raises(ValueError, match="pass images, not EncodedStyles"):
         stylize_adain(adain, CONTENT, encode_styles(adain, STYLES[0]), preserve_colors=True)
 

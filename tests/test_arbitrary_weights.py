@@ -33,19 +33,13 @@ DECODER_NAMES = {1: "conv1", 5: "conv2", 8: "conv3", 11: "conv4", 14: "conv5", 1
 
 
 @pytest.fixture(scope="module")
-def files(tmp_path_factory):
-    return ref.write_released(tmp_path_factory.mktemp("released"))
+def files(arbitrary_files):
+    return arbitrary_files
 
 
 @pytest.fixture(autouse=True)
 def no_weights_dir(monkeypatch):
     monkeypatch.delenv(W.ENV_DIR, raising=False)
-
-
-@pytest.fixture(scope="module")
-def sanet_params(files):
-    return load_sanet(vgg=files["vgg_normalised.pth"], decoder=files["decoder_iter_500000.pth"],
-                      transformer=files["transformer_iter_500000.pth"])
 
 
 def _expected(part_state, names):

@@ -8,6 +8,9 @@ reference Sequential's modules 3, 16 and 23):
     conv1 512->256 | up | conv2 256->256, conv3 256->256, conv4 256->256, conv5 256->128 | up
     conv6 128->128, conv7 128->64 | up | conv8 64->64, conv9 64->3 (no ReLU)
 
+The convolutions after an upsampling (conv2, conv6, conv8) run as `ops.UpsampleConv`, on
+the map before upsampling: the same function with 16 instead of 36 taps per input pixel.
+
 Params (HWIO): {"conv1": {"kernel": (3, 3, 512, 256), "bias": (256,)}, ..., "conv9"}.
 """
 

@@ -25,7 +25,7 @@ EPS = 1e-5
 
 def reflect_pad(x: jax.Array, pad: int = 1) -> jax.Array:
     """(N, H, W, C) -> (N, H + 2p, W + 2p, C), mirrored without repeating the edge
-    (ReflectionPad2d; needs H, W > p, as torch does)."""
+    (ReflectionPad2d; torch needs H, W > p, and the networks here never pad smaller maps)."""
     return jnp.pad(x, ((0, 0), (pad, pad), (pad, pad), (0, 0)), mode="reflect")
 
 
@@ -39,8 +39,8 @@ def reflect_conv(x: jax.Array, features: int, name: str, size: int = 3) -> jax.A
         return conv(x)
     # The VALID convolution of the padded input, computed as the 'SAME' one cropped: on XLA
     # CPU (YNNPACK) a VALID 3x3 convolution ran 2.5x slower than a 'SAME' one of the same
-    # output size (measured at 32-256 px, 64-512 channels); the ring of extra outputs costs
-    # (2 / H) of the work.
+    # output size (measured at 32-256 px, 64-512 channels); the ring of extra outputs adds
+    # about 4 / H to the work.
     return conv(reflect_pad(x, p))[:, p:-p, p:-p]
 
 
@@ -87,10 +87,14 @@ def upsample_nearest2(x: jax.Array) -> jax.Array:
     return x.reshape(n, 2 * h, 2 * w, c)
 
 
-# Nearest x2 upsampling then a 3x3 tap dy: output row 2i + a reads edge-padded input row
-# i + (a + dy + 1) // 2, i.e. offsets (0, 1, 1) for a = 0 and (1, 1, 2) for a = 1. As 2x2
-# windows starting at row i + a: _PHASE_TAPS[a][u, dy] = 1 when tap dy lands on window row u.
-_PHASE_TAPS = np.array([[[1, 0, 0], [0, 1, 1]], [[1, 1, 0], [0, 0, 1]]], np.float32)
+def _phase_matrix() -> np.ndarray:
+    """(16, 9): row (a, b, u, v), column (dy, dx): 1 where 3x3 tap (dy, dx) of output phase
+    (a, b) reads the 2x2 window's (u, v) (`UpsampleConv`)."""
+    rows = np.array([[[1, 0, 0], [0, 1, 1]], [[1, 1, 0], [0, 0, 1]]], np.float32)  # a, u, dy
+    return np.einsum("aud,bve->abuvde", rows, rows).reshape(16, 9)
+
+
+_PHASES = _phase_matrix()
 
 
 class UpsampleConv(nn.Module):
@@ -98,13 +102,15 @@ class UpsampleConv(nn.Module):
 
     (N, H, W, Cin) -> (N, 2H, 2W, features); params {"kernel": (3, 3, Cin, features) HWIO,
     "bias"} as `reflect_conv`'s (nn.Conv's defaults for init). Reflection padding of a
-    nearest-upsampled map repeats its edge pixel, so with E = x edge-padded by 1,
-        out[2i + a, 2j + b] = sum_{u, v in {0, 1}} E[i + a + u, j + b + v] K_ab[u, v],
-        K_ab[u, v] = sum_{dy, dx} T_a[u, dy] T_b[v, dx] K[dy, dx]      (T = _PHASE_TAPS)
-    computed as one 2x2 convolution of E with the four phase kernels side by side (4 *
-    features outputs), then interleaved. The same sums in another order: equal to the direct
-    form up to float32 rounding. The decoder's convolutions after each upsampling took 0.53-0.6x
-    of the direct form's time (XLA CPU, 64-256 px maps).
+    nearest-upsampled map repeats its edge pixel, so with E = x edge-padded by 1, output row
+    2i + a reads E's rows i + (a + dy + 1) // 2 for taps dy = 0, 1, 2: rows (i, i+1, i+1) for
+    a = 0, (i+1, i+1, i+2) for a = 1. Each output phase (a, b) is thus a 2x2 convolution of
+    E starting at (i + a, j + b), whose kernel sums the taps that share a row/column:
+        rows a = 0: (K[0], K[1] + K[2]);  a = 1: (K[0] + K[1], K[2]);  columns likewise.
+    One 2x2 convolution of E with the four phase kernels side by side (4 * features outputs),
+    then interleaved. The same sums in another order: equal to the direct form up to float32
+    rounding. The decoder's convolutions after each upsampling took 0.53-0.6x of the direct
+    form's time (XLA CPU, 64-256 px maps).
     """
 
     features: int
@@ -112,23 +118,24 @@ class UpsampleConv(nn.Module):
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
         n, h, w, cin = x.shape
-        kernel = self.param("kernel", nn.initializers.lecun_normal(),
-                             (3, 3, cin, self.features), jnp.float32)
+        k = self.param("kernel", nn.initializers.lecun_normal(), (3, 3, cin, self.features),
+                       jnp.float32)
         bias = self.param("bias", nn.initializers.zeros_init(), (self.features,), jnp.float32)
-        taps = jnp.asarray(_PHASE_TAPS)
-        # (2, 2, Cin, features, 2, 2): window (u, v), channels, phase (a, b).
-        phases = jnp.einsum("aud,bve,deio->uvioab", taps, taps, kernel)
-        phases = phases.reshape(2, 2, cin, self.features * 4)
+        # The four phase kernels as one small product (a dot compiles in a fraction of the
+        # time of the equivalent slices and sums), HIGHEST so no backend rounds the kernel.
+        phases = jnp.dot(jnp.asarray(_PHASES), k.reshape(9, cin * self.features),
+                         precision=jax.lax.Precision.HIGHEST)
+        phases = phases.reshape(2, 2, 2, 2, cin, self.features).transpose(2, 3, 4, 0, 1, 5)
+        phases = phases.reshape(2, 2, cin, 4 * self.features)  # (u, v, Cin, (a, b, F))
         e = jnp.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)), mode="edge")
         # Output (r, s) covers the 2x2 window at E[r, s]: H + 1 rows (padding (0, 1) rather
         # than VALID, which XLA CPU runs on a slower path; its extra last row is dropped).
         y = jax.lax.conv_general_dilated(e, phases, (1, 1), ((0, 1), (0, 1)),
                                          dimension_numbers=("NHWC", "HWIO", "NHWC"))
-        y = y[:, : h + 1, : w + 1].reshape(n, h + 1, w + 1, self.features, 2, 2)
-        rows = [jnp.stack([y[:, a:a + h, b:b + w, :, a, b] for b in (0, 1)], axis=3)
-                for a in (0, 1)]  # each (N, H, W, 2 (b), features)
-        out = jnp.stack(rows, axis=2).reshape(n, 2 * h, 2 * w, self.features)
-        return out + bias[None, None, None]
+        f = self.features
+        out = jnp.stack([jnp.stack([y[:, a:a + h, b:b + w, (2 * a + b) * f:(2 * a + b + 1) * f]
+                                    for b in (0, 1)], axis=3) for a in (0, 1)], axis=2)
+        return out.reshape(n, 2 * h, 2 * w, f) + bias[None, None, None]
 
 
 def mean_std(x: jax.Array, eps: float = EPS) -> tuple[jax.Array, jax.Array]:

@@ -25,8 +25,9 @@ Params (HWIO): {"sanet4_1": {"f": {"kernel": (1, 1, C, C), "bias": (C,)}, "g", "
 
 Attention memory: S holds (H W) x (Hs Ws) floats per image at relu4_1, (512 / 8)^4 * 4
 bytes = 64 MiB for a 512 px content and style, 16 GiB at 2048 px. The softmax runs over style
-positions only, so `attention` splits the content positions into chunks (exactly the same
-result) to keep the block of logits under `max_attention_bytes`.
+positions only, so `attention` splits the content positions into chunks (the same result,
+up to the float rounding of differently blocked products) to keep the block of logits
+under `max_attention_bytes`.
 """
 
 from __future__ import annotations
@@ -45,7 +46,6 @@ CHANNELS = 512
 # holds; more content positions are processed in chunks. The softmax keeps about two such
 # blocks alive (logits and probabilities).
 DEFAULT_ATTENTION_BYTES = 256 * 2**20
-LEVELS = ("relu4_1", "relu5_1")
 
 
 def attention(query: jax.Array, key: jax.Array, value: jax.Array, *,
