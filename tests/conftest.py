@@ -71,3 +71,29 @@ def content_image():
 @pytest.fixture(scope="session")
 def style_image():
     return smooth_image(11, 56, 40)
+
+
+@pytest.fixture(scope="session")
+def arbitrary_files(tmp_path_factory):
+    """The five released AdaIN/SANet files with synthetic weights, in PyTorch's legacy format
+    (tests/arbitrary_reference.py), written once per session."""
+    import arbitrary_reference
+
+    return arbitrary_reference.write_released(tmp_path_factory.mktemp("released"))
+
+
+@pytest.fixture(scope="session")
+def sanet_params(arbitrary_files):
+    from jaxstyle.arbitrary import load_sanet
+
+    return load_sanet(vgg=arbitrary_files["vgg_normalised.pth"],
+                      decoder=arbitrary_files["decoder_iter_500000.pth"],
+                      transformer=arbitrary_files["transformer_iter_500000.pth"])
+
+
+@pytest.fixture(scope="session")
+def adain_params(arbitrary_files):
+    from jaxstyle.arbitrary import load_adain
+
+    return load_adain(vgg=arbitrary_files["vgg_normalised.pth"],
+                      decoder=arbitrary_files["decoder.pth"])

@@ -243,6 +243,23 @@ def write_torch_legacy(path, params, **options) -> Path:
     (torchvision's vgg19-dcbb9e9d.pth dates from 2017).
     """
     state, storages = _torch_state(params, key=lambda k: f"9{k:04d}", **options)
+    return _write_legacy(path, state, storages)
+
+
+def write_legacy_state_dict(path, arrays) -> Path:
+    """Any {key: np.ndarray} state dict in PyTorch's legacy (pre-1.6) `torch.save` layout,
+    written without torch (as `write_torch_legacy`; float32 tensors, keys in the given
+    order): the format of the released AdaIN/SANet files."""
+    state = collections.OrderedDict()
+    storages = {}
+    for k, (name, value) in enumerate(arrays.items()):
+        storage = _Storage(f"{k}", np.ascontiguousarray(value, "<f4"))
+        storages[storage.key] = storage
+        state[name] = _Tensor(storage, value.shape, [s // 4 for s in storage.array.strides])
+    return _write_legacy(path, state, storages)
+
+
+def _write_legacy(path, state, storages) -> Path:
     keys = sorted(storages)
     with open(path, "wb") as f:
         pickle.dump(0x1950A86A20F9469CFC6C, f, protocol=2)

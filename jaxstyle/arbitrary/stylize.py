@@ -1,0 +1,269 @@
+"""Arbitrary style in one forward pass: `stylize_sanet`, `stylize_adain`, `encode_styles`.
+
+    params = load_sanet(...)
+    out = stylize_sanet(params, content, style)                  # (H, W, 3) in [0, 1]
+    out = stylize_sanet(params, contents, [s1, s2], style_weights=[3, 1], alpha=[0.5, 1.0])
+    codes = encode_styles(params, style)                         # once ...
+    for batch in batches: stylize_sanet(params, batch, codes)    # ... for many contents
+
+Images are float32 RGB in [0, 1]: a content (H, W, 3) or a batch (N, H, W, 3) of same-sized
+contents; styles one (Hs, Ws, 3) image or a list, each of its own size, or `encode_styles`'
+result. With c the content's features, s_i the styles', w_i the style weights normalised to
+sum 1 and alpha in [0, 1]:
+
+    SANet:  t = alpha * sum_i w_i T(c, s_i) + (1 - alpha) * T(c, c);   out = D(t)
+    AdaIN:  t = alpha * sum_i w_i adain(c4, s4_i) + (1 - alpha) * c4;  out = D(t)
+
+(T the SANet Transform on relu4_1/relu5_1, adain on relu4_1, D the decoder), clipped to
+[0, 1]. T(c, c) is computed only when some alpha is below 1. A sequence of alphas runs as
+one compiled program (the decoder vmapped over them) and adds a leading alpha axis.
+
+Sizes: the Transform needs relu4_1 sides even, the decoder gives 8 x relu4_1's sides, so a
+content is reflect-padded (evenly on both sides) to a multiple of 16 (SANet) or 8 (AdaIN),
+and at least twice that, and the output cropped back to H x W: a 600 px photo comes back at
+600 px, not resized. Styles are encoded at their own size, at least 17 px (SANet) or 9 px
+(AdaIN) per side, so that every reflection-padded feature map has 2 rows and columns.
+
+Params are jit arguments, never closed over; shapes, the model kind and whether T(c, c) is
+needed are static, alphas and style weights traced: new values do not recompile.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from collections.abc import Sequence
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxstyle.arbitrary import sanet
+from jaxstyle.arbitrary.decoder import decode
+from jaxstyle.arbitrary.encoder import encode
+from jaxstyle.arbitrary.ops import adain, mean_std
+
+# Content sides are padded to a multiple of this (relu4_1 even for SANet's Transform).
+MULTIPLE = {"sanet": 16, "adain": 8}
+# Smallest style side: the deepest reflection-padded map (SANet: conv5_1's input, H/16;
+# AdaIN: conv4_1's, H/8, ceil-mode) must have 2 rows.
+MIN_STYLE_SIDE = {"sanet": 17, "adain": 9}
+_LEVELS = {"sanet": ("relu4_1", "relu5_1"), "adain": ("relu4_1",)}
+
+
+@dataclasses.dataclass(frozen=True)
+class EncodedStyles:
+    """Styles encoded once for any number of contents (`encode_styles`).
+
+    kind:  "sanet" or "adain", the params they were encoded with.
+    codes: per style, SANet {"relu4_1": (key, value), "relu5_1": (key, value)}, each (M,
+           Hs Ws, 512) (`sanet.Transform.style_code`); AdaIN (mean, std) of relu4_1, each
+           (M, 1, 1, 512). Device arrays.
+    sizes: per style, the image's (Hs, Ws).
+    batch: M: 1 (shared by every content) or N (one per content, from preserve_colors).
+    """
+
+    kind: str
+    codes: tuple[Any, ...]
+    sizes: tuple[tuple[int, int], ...]
+    batch: int = 1
+
+
+def model_kind(params: Any) -> str:
+    """"sanet" for params with a Transform, else "adain"; ValueError if not such params."""
+    if not isinstance(params, dict) or not {"encoder", "decoder"} <= set(params):
+        raise ValueError("expected AdaIN or SANet params ({'encoder', 'decoder'[, "
+                         "'transform']}) from load_sanet / load_adain")
+    return "sanet" if "transform" in params else "adain"
+
+
+def encode_styles(params: Any, styles: Any) -> EncodedStyles:
+    """Encode one style image (Hs, Ws, 3) or a list of them (each its own size) for the
+    model of `params` (SANet: the Transform's keys and values; AdaIN: relu4_1 mean, std)."""
+    kind = model_kind(params)
+    images = _style_images(styles, kind)
+    return _encode(params, kind, [image[None] for image in images])
+
+
+def stylize_sanet(params: Any, content: Any, styles: Any, *,
+                  alpha: float | Sequence[float] = 1.0,
+                  style_weights: Sequence[float] | None = None,
+                  preserve_colors: bool = False,
+                  max_attention_bytes: int = sanet.DEFAULT_ATTENTION_BYTES) -> np.ndarray:
+    """SANet style transfer (module docstring): (H, W, 3) or (N, H, W, 3) content -> the same
+    shape, with a leading alpha axis (A, ...) when `alpha` is a sequence; float32 in [0, 1].
+
+    styles: an image, a list of images, or `encode_styles(params, ...)`. style_weights: one
+    per style, >= 0 (normalised to sum 1; default equal). preserve_colors: each style is first
+    recoloured to the content's colour statistics (`jaxstyle.image.match_color_histogram`;
+    per content in a batch; needs style images, not codes). max_attention_bytes: the
+    attention's largest logits block (`sanet.attention`); smaller runs in more chunks.
+    """
+    if model_kind(params) != "sanet":
+        raise ValueError("stylize_sanet needs SANet params (with a 'transform'): load_sanet")
+    return _stylize(params, "sanet", content, styles, alpha, style_weights, preserve_colors,
+                    max_attention_bytes)
+
+
+def stylize_adain(params: Any, content: Any, styles: Any, *,
+                  alpha: float | Sequence[float] = 1.0,
+                  style_weights: Sequence[float] | None = None,
+                  preserve_colors: bool = False) -> np.ndarray:
+    """AdaIN style transfer (module docstring); arguments and result as `stylize_sanet`."""
+    if model_kind(params) != "adain":
+        raise ValueError("stylize_adain needs AdaIN params (no 'transform'); these are SANet's "
+                         "(a SANet decoder is not an AdaIN decoder): load_adain")
+    return _stylize(params, "adain", content, styles, alpha, style_weights, preserve_colors,
+                    sanet.DEFAULT_ATTENTION_BYTES)
+
+
+def padding(size: int, kind: str) -> tuple[int, int]:
+    """(before, after) reflection padding of a content side for `kind`: up to a multiple of
+    MULTIPLE[kind], at least 2 x MULTIPLE[kind], split evenly (the extra pixel after)."""
+    m = MULTIPLE[kind]
+    total = max(-(-size // m) * m, 2 * m) - size
+    return total // 2, total - total // 2
+
+
+def _stylize(params, kind, content, styles, alpha, style_weights, preserve_colors,
+             max_attention_bytes) -> np.ndarray:
+    batch, single = _content_batch(content)
+    alphas, scalar_alpha = _alphas(alpha)
+    if isinstance(styles, EncodedStyles):
+        if preserve_colors:
+            raise ValueError("preserve_colors recolours the style images: pass images, not "
+                             "EncodedStyles")
+        if styles.kind != kind:
+            raise ValueError(f"these styles were encoded for {styles.kind}, not {kind}")
+        if styles.batch not in (1, len(batch)):
+            raise ValueError(f"styles encoded for {styles.batch} contents, got {len(batch)}")
+        encoded = styles
+    else:
+        images = _style_images(styles, kind)
+        if preserve_colors:
+            from jaxstyle.image import match_color_histogram
+
+            stacks = [np.stack([match_color_histogram(s, c) for c in batch]) for s in images]
+        else:
+            stacks = [s[None] for s in images]
+        encoded = _encode(params, kind, stacks)
+    weights = _style_weights(style_weights, len(encoded.codes))
+    (_, h, w, _) = batch.shape
+    out = _program(params, batch, encoded.codes, weights, alphas, kind=kind,
+                   pads=(padding(h, kind), padding(w, kind)), mix=bool(np.any(alphas != 1)),
+                   max_attention_bytes=int(max_attention_bytes))
+    out = np.asarray(out)
+    if single:
+        out = out[:, 0]
+    return out[0] if scalar_alpha else out
+
+
+def _encode(params, kind, stacks: list[np.ndarray]) -> EncodedStyles:
+    codes = tuple(_style_code(params, jax.device_put(s), kind=kind) for s in stacks)
+    return EncodedStyles(kind, codes, tuple(s.shape[1:3] for s in stacks), stacks[0].shape[0])
+
+
+@functools.partial(jax.jit, static_argnames="kind")
+def _style_code(params, style, *, kind):
+    """(M, Hs, Ws, 3) style images -> their code (EncodedStyles.codes' entry)."""
+    feats = encode(params["encoder"], style, _LEVELS[kind])
+    if kind == "sanet":
+        return sanet.style_code(params["transform"], feats["relu4_1"], feats["relu5_1"])
+    return mean_std(feats["relu4_1"])
+
+
+@functools.partial(jax.jit, static_argnames=("kind", "pads", "mix", "max_attention_bytes"))
+def _program(params, content, codes, weights, alphas, *, kind, pads, mix,
+             max_attention_bytes):
+    """(N, H, W, 3) contents -> (A, N, H, W, 3) stylized images, one per alpha.
+
+    pads: ((top, bottom), (left, right)) reflection padding; mix: whether any alpha < 1
+    (then the content's own transform is computed).
+    """
+    (top, bottom), (left, right) = pads
+    _, h, w, _ = content.shape
+    x = jnp.pad(content, ((0, 0), (top, bottom), (left, right), (0, 0)), mode="reflect")
+    feats = encode(params["encoder"], x, _LEVELS[kind])
+    if kind == "sanet":
+        c41, c51 = feats["relu4_1"], feats["relu5_1"]
+
+        def t(code):
+            return sanet.transform(params["transform"], c41, c51, code,
+                                   max_attention_bytes=max_attention_bytes)
+
+        styled = sum(weights[i] * t(code) for i, code in enumerate(codes))
+        base = t(sanet.style_code(params["transform"], c41, c51)) if mix else None
+    else:
+        c41 = feats["relu4_1"]
+        styled = sum(weights[i] * adain(c41, code) for i, code in enumerate(codes))
+        base = c41 if mix else None
+
+    def one(alpha):
+        t = styled if base is None else alpha * styled + (1 - alpha) * base
+        image = decode(params["decoder"], t)[:, top:top + h, left:left + w]
+        return jnp.clip(image, 0.0, 1.0)
+
+    return jax.vmap(one)(alphas)
+
+
+def _content_batch(content: Any) -> tuple[np.ndarray, bool]:
+    """(N, H, W, 3) float32 of a content image or batch, and whether it was one image."""
+    arr = np.asarray(content, np.float32)
+    single = arr.ndim == 3
+    if single:
+        arr = arr[None]
+    if arr.ndim != 4 or arr.shape[-1] != 3 or 0 in arr.shape:
+        raise ValueError("content must be an (H, W, 3) RGB image or an (N, H, W, 3) batch, "
+                         f"got shape {np.shape(content)}")
+    _check_values(arr, "content")
+    return arr, single
+
+
+def _style_images(styles: Any, kind: str) -> list[np.ndarray]:
+    items = list(styles) if isinstance(styles, (list, tuple)) else [styles]
+    if not items:
+        raise ValueError("no style image given")
+    images = []
+    for k, style in enumerate(items):
+        what = "style image" if len(items) == 1 else f"style image {k}"
+        arr = np.asarray(style, np.float32)
+        if arr.ndim != 3 or arr.shape[-1] != 3:
+            raise ValueError(f"{what} must be an (H, W, 3) RGB array, got shape {arr.shape}")
+        if min(arr.shape[:2]) < MIN_STYLE_SIDE[kind]:
+            raise ValueError(f"{what} is {arr.shape[0]}x{arr.shape[1]}: {kind} needs style "
+                             f"sides of at least {MIN_STYLE_SIDE[kind]} px")
+        _check_values(arr, what)
+        images.append(arr)
+    return images
+
+
+def _check_values(arr: np.ndarray, what: str) -> None:
+    if not np.isfinite(arr).all():
+        raise ValueError(f"{what} contains NaN or inf values")
+    lo, hi = float(arr.min()), float(arr.max())
+    if lo < 0.0 or hi > 1.0:
+        raise ValueError(f"{what} must be RGB in [0, 1]; its values span [{lo:.4g}, {hi:.4g}]")
+
+
+def _alphas(alpha: Any) -> tuple[np.ndarray, bool]:
+    """(A,) float32 alphas and whether one scalar was given; each finite, in [0, 1]."""
+    scalar = np.ndim(alpha) == 0
+    arr = np.atleast_1d(np.asarray(alpha, np.float64))
+    if arr.ndim != 1 or arr.size == 0:
+        raise ValueError(f"alpha must be a number or a non-empty sequence, got {alpha!r}")
+    if not (np.isfinite(arr).all() and (arr >= 0).all() and (arr <= 1).all()):
+        raise ValueError(f"alpha must be in [0, 1], got {alpha!r}")
+    return arr.astype(np.float32), scalar
+
+
+def _style_weights(weights: Any, count: int) -> np.ndarray:
+    """(count,) float32 weights normalised to sum 1 (None: equal)."""
+    if weights is None:
+        return np.full(count, 1.0 / count, np.float32)
+    arr = np.asarray(weights, np.float64)
+    if arr.shape != (count,):
+        raise ValueError(f"style_weights needs one weight per style ({count}), got {weights!r}")
+    if not (np.isfinite(arr).all() and (arr >= 0).all() and arr.sum() > 0):
+        raise ValueError(f"style_weights must be >= 0 with a positive sum, got {weights!r}")
+    return (arr / arr.sum()).astype(np.float32)
