@@ -96,7 +96,7 @@ def stylize_sanet(params: Any, content: Any, styles: Any, *,
 
     styles: an image, a list of images, or `encode_styles(params, ...)`. style_weights: one
     per style, >= 0 (normalised to sum 1; default equal). preserve_colors: each style is first
-    recoloured to the content's colour statistics (`jaxstyle.image.match_color_histogram`;
+    recoloured to the content's colour statistics (`jaxstyle.color.match_color_histogram`;
     per content in a batch; needs style images, not codes). max_attention_bytes: the
     attention's largest logits block (`sanet.attention`); smaller runs in more chunks.
     """
@@ -142,7 +142,7 @@ def _stylize(params, kind, content, styles, alpha, style_weights, preserve_color
     else:
         images = _style_images(styles, kind)
         if preserve_colors:
-            from jaxstyle.image import match_color_histogram
+            from jaxstyle.color import match_color_histogram
 
             stacks = [np.stack([match_color_histogram(s, c) for c in batch]) for s in images]
         else:
