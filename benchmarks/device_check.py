@@ -18,6 +18,10 @@ still run; --parts and the size options pick a subset so a rerun fits the time l
              compilation cache warm: seconds from its start to its first step.
 - sweep:     --sweep-k (8) settings in one `jaxstyle.sweep` against one `stylize` run, at
              --sweep-size, Adam and L-BFGS (both second calls: compiled).
+- arbitrary: SANet and AdaIN (`jaxstyle.arbitrary`, random weights of the real networks) per
+             --arbitrary-sizes: seconds per image with the style encoded in the call and
+             encoded once, and per image in batches of --arbitrary-batch
+             (benchmarks/arbitrary_bench.py's worker, JAX only, in a subprocess).
 Synthetic VGG19 weights (`jaxstyle.random_weights(0)`): the real network's compute; every
 figure is from random weights. The photos are examples/chelsea.jpg and
 examples/hubble_deep_field.jpg squashed to size x size. Writes DIR/device_check.json and
@@ -39,9 +43,10 @@ import traceback
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)  # bench.py (FLOP count) and torch_baseline.py beside this file
 
-PARTS = ("torch", "objective", "stylize", "sweep")
+PARTS = ("torch", "objective", "stylize", "sweep", "arbitrary")
 QUICK = dict(sizes=[32], torch_sizes=[32], stylize_sizes=[32], stylize_iterations=2,
-             sweep_size=32, sweep_iterations=1, sweep_k=2, steps=1)
+             sweep_size=32, sweep_iterations=1, sweep_k=2, steps=1, arbitrary_sizes=[32],
+             arbitrary_batch=2, arbitrary_repeats=1)
 
 
 def _ints(text: str) -> list[int]:
@@ -235,6 +240,34 @@ def part_sweep(args, weights_npz: str) -> list[dict]:
     return rows
 
 
+def part_arbitrary(args, weights_npz: str) -> list[dict]:
+    out = os.path.join(args.work, "arbitrary.json")
+    cmd = [sys.executable, os.path.join(HERE, "arbitrary_bench.py"), "--no-torch", "--rounds",
+           "1", "--sizes", ",".join(map(str, args.arbitrary_sizes)), "--batch",
+           str(args.arbitrary_batch), "--repeats", str(args.arbitrary_repeats), "--json", out]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=args.timeout)
+    print(proc.stdout[-3000:], file=sys.stderr, flush=True)
+    if not os.path.exists(out):
+        return [{"error": f"arbitrary_bench.py exit {proc.returncode}: {proc.stderr[-1500:]}"}]
+    with open(out) as fh:
+        bench = json.load(fh)
+    rows = []
+    for row in bench["rows"]:
+        if "error" in row:
+            rows.append({"kind": row.get("kind"), "size": row.get("size"),
+                         "error": str(row["error"])[:2000]})
+            continue
+        rows.append({"kind": row["kind"], "size": row["size"], "batch": row["batch"],
+                     "first_s": row["first_s"],
+                     "with_style_s": statistics.median(row["with_style_s"]),
+                     "without_style_s": statistics.median(row["without_style_s"]),
+                     "per_image_batched_s": (statistics.median(row["batch_s"]) / row["batch"]
+                                             if row["batch_s"] else None),
+                     "device_peak_bytes": row.get("device_peak_bytes"),
+                     "device": row.get("device")})
+    return rows
+
+
 def markdown(report: dict) -> str:
     lines = [f"device: {report['device']}, jax {report['jax']}, {report['date']}; random "
              "VGG19 weights", ""]
@@ -263,6 +296,13 @@ def markdown(report: dict) -> str:
                      + (f"error {r['error'][:80]}" if "error" in r else
                         f"{r['sweep_s']:.2f} s against one run {r['one_s']:.2f} s "
                         f"({r['sweep_over_one']:.2f}x, batch {r['batch_size']})"))
+    for r in report.get("arbitrary", []):
+        lines.append(f"{r.get('kind')} {r.get('size')} px: " + (
+            f"error {r['error'][:80]}" if "error" in r else
+            f"{r['with_style_s'] * 1e3:.1f} ms per image (style encoded in the call), "
+            f"{r['without_style_s'] * 1e3:.1f} ms (encoded once)"
+            + (f", {r['per_image_batched_s'] * 1e3:.1f} ms per image in batches of "
+               f"{r['batch']}" if r["per_image_batched_s"] else "")))
     return "\n".join(lines)
 
 
@@ -280,6 +320,9 @@ def main(argv=None) -> int:
     p.add_argument("--sweep-iterations", type=int, default=20)
     p.add_argument("--sweep-k", type=int, default=8, help="settings in the sweep")
     p.add_argument("--steps", type=int, default=10, help="timed objective steps per size")
+    p.add_argument("--arbitrary-sizes", type=_ints, default=[512, 1024])
+    p.add_argument("--arbitrary-batch", type=int, default=8, help="contents per batched call")
+    p.add_argument("--arbitrary-repeats", type=int, default=5, help="timed calls per row")
     p.add_argument("--timeout", type=float, default=600.0, help="seconds per subprocess")
     args = p.parse_args(argv)
     if args.quick:

@@ -200,7 +200,15 @@ def expected_shapes() -> dict[str, tuple[int, ...]]:
 
 def _check_params(flat: dict[str, np.ndarray], path: Path, what: str = "does not hold") -> None:
     """Check flat {"conv1_1/kernel": array} against the model; cast to float32 in place."""
-    expected = expected_shapes()
+    problems = array_problems(flat, expected_shapes())
+    if problems:
+        raise WeightsError(f"{path}: {what} VGG19 weights: " + "; ".join(problems))
+
+
+def array_problems(flat: dict[str, Any], expected: dict[str, tuple[int, ...]]) -> list[str]:
+    """What is wrong with flat {"a/b/kernel": array} against {key: shape}: missing and
+    unexpected keys, wrong shapes, non-float dtypes, NaN or inf. Arrays that pass are cast
+    to float32 in place. Shared by every weight format (VGG19 and the arbitrary models)."""
     missing = [k for k in expected if k not in flat]
     extra = sorted(k for k in flat if k not in expected)
     problems = []
@@ -212,8 +220,8 @@ def _check_params(flat: dict[str, np.ndarray], path: Path, what: str = "does not
         if key not in flat:
             continue
         value = np.asarray(flat[key])
-        if value.shape != shape:
-            problems.append(f"{key} has shape {value.shape}, expected {shape}")
+        if value.shape != tuple(shape):
+            problems.append(f"{key} has shape {value.shape}, expected {tuple(shape)}")
         elif value.dtype.kind != "f" and value.dtype.name != "bfloat16":
             problems.append(f"{key} has dtype {value.dtype}, expected floating point")
         else:
@@ -221,8 +229,7 @@ def _check_params(flat: dict[str, np.ndarray], path: Path, what: str = "does not
             if not np.isfinite(value).all():
                 problems.append(f"{key} contains NaN or inf")
             flat[key] = value
-    if problems:
-        raise WeightsError(f"{path}: {what} VGG19 weights: " + "; ".join(problems))
+    return problems
 
 
 def _some(names: list[str], limit: int = 8) -> str:

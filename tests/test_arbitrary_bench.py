@@ -49,3 +49,22 @@ def test_quick_run_end_to_end(tmp_path):
     if bench._has_torch():  # same weights, same images: the same picture
         means = {r["framework"]: r["output_mean"] for r in rows}
         assert means["jax"] == pytest.approx(means["torch"], rel=1e-4)
+
+
+def test_sanet_start_quick(tmp_path):
+    """benchmarks/sanet_start.py --quick: both starts run the same objective; the SANet start's
+    clock begins after its forward pass; JSON and plot written."""
+    spec = importlib.util.spec_from_file_location("_sanet_start", BENCH_DIR / "sanet_start.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    assert script.main(["--quick", "--out", str(tmp_path)]) == 0
+    report = json.loads((tmp_path / "sanet_start.json").read_text())
+    content_run, sanet_run = report["runs"]
+    assert report["random_weights"] and report["size"] == 32 and report["sanet_s"] > 0
+    assert content_run["offset_s"] == 0 and sanet_run["offset_s"] == report["sanet_s"]
+    for run in report["runs"]:
+        assert run["steps"] == [1, 2]
+        assert run["seconds"][0] > run["offset_s"] and run["seconds"] == sorted(run["seconds"])
+        assert min(run["loss"]) <= run["start_loss"]
+    assert content_run["start_loss"] != sanet_run["start_loss"]  # different start images
+    assert (tmp_path / "sanet_start.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -33,4 +33,8 @@ def test_device_check_quick_runs_every_part(tmp_path):
     assert stylize["iteration_s"] > 0 and stylize["first_step_s"] > 0
     assert [r["optimizer"] for r in report["sweep"]] == ["adam", "lbfgs"]
     assert all(r["sweep_s"] > 0 and r["one_s"] > 0 for r in report["sweep"])
-    assert (tmp_path / "device_check.log").read_text().count("| 32 |") == 2
+    assert [(r["kind"], r["size"]) for r in report["arbitrary"]] == [("sanet", 32), ("adain", 32)]
+    assert all(r["with_style_s"] > 0 and r["per_image_batched_s"] > 0
+               for r in report["arbitrary"])
+    log = (tmp_path / "device_check.log").read_text()
+    assert log.count("| 32 | float32 |") == 1 and log.count("| 32 | bfloat16 |") == 1

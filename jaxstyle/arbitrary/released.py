@@ -71,7 +71,7 @@ def layout(part: str) -> dict[str, tuple[tuple[str, ...] | None, tuple[int, ...]
         shapes = decoder_net.param_shapes()
         keys = {name: f"{DECODER_INDEX[name]}" for name in shapes}
     elif part == "transformer":
-        shapes = _flatten(sanet_net.param_shapes())
+        shapes = flatten_layers(sanet_net.param_shapes())
         keys = {name: name.replace("/", ".") for name in shapes}
     else:
         raise ValueError(f"unknown layout {part!r}; expected one of {tuple(DESCRIPTION)}")
@@ -178,14 +178,14 @@ def _check_input_layer(conv0: dict[str, np.ndarray], path: Path) -> None:
         EncoderInputWarning, stacklevel=3)
 
 
-def _flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+def flatten_layers(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     """{"a": {"b": {"kernel": x}}} -> {"a/b": {"kernel": x}} (down to kernel/bias dicts)."""
     out = {}
     for name, node in tree.items():
         if "kernel" in node:
             out[prefix + name] = node
         else:
-            out.update(_flatten(node, f"{prefix}{name}/"))
+            out.update(flatten_layers(node, f"{prefix}{name}/"))
     return out
 
 

@@ -47,8 +47,9 @@ from jaxstyle import files
 from jaxstyle.arbitrary import decoder as decoder_net
 from jaxstyle.arbitrary import encoder as encoder_net
 from jaxstyle.arbitrary import sanet as sanet_net
-from jaxstyle.arbitrary.released import read_released
+from jaxstyle.arbitrary.released import flatten_layers, read_released
 from jaxstyle.files import WeightsError
+from jaxstyle.weights import array_problems
 
 ENV_DIR = "JAXSTYLE_ARBITRARY_WEIGHTS"
 KINDS = ("sanet", "adain")
@@ -248,7 +249,7 @@ def random_params(kind: str, seed: int = 0) -> dict[str, Any]:
         return {"kernel": rng.normal(0, std, shape["kernel"]).astype(np.float32),
                 "bias": bias.astype(np.float32)}
 
-    flat = {path: layer(path, shape) for path, shape in _flatten_layers(shapes).items()}
+    flat = {path: layer(path, shape) for path, shape in flatten_layers(shapes).items()}
     kernel, bias = encoder_net.input_layer()
     flat["encoder/conv0"] = {"kernel": kernel, "bias": bias}
     params: dict[str, Any] = {}
@@ -276,45 +277,11 @@ def _flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
     return out
 
 
-def _flatten_layers(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    """{"encoder": {"conv0": {"kernel": s, "bias": s}}} -> {"encoder/conv0": {...}}."""
-    out = {}
-    for name, node in tree.items():
-        if "kernel" in node:
-            out[prefix + name] = node
-        else:
-            out.update(_flatten_layers(node, f"{prefix}{name}/"))
-    return out
-
-
 def _check_flat(flat: dict[str, Any], kind: str, what: str) -> None:
     """Check flat {"decoder/conv1/kernel": array} against `kind`: every key and shape, finite
     floats; the encoder part is optional but then complete. Casts to float32 in place."""
     has_encoder = any(key.startswith("encoder/") for key in flat)
-    expected = {k: tuple(v) for k, v in _flatten(param_shapes(kind, encoder=has_encoder)).items()}
-    problems = []
-    missing = [k for k in expected if k not in flat]
-    unknown = sorted(k for k in flat if k not in expected)
-    if missing:
-        problems.append("missing " + _some(missing))
-    if unknown:
-        problems.append("unexpected " + _some(unknown))
-    for key, shape in expected.items():
-        if key not in flat:
-            continue
-        value = np.asarray(flat[key])
-        if value.shape != shape:
-            problems.append(f"{key} has shape {value.shape}, expected {shape}")
-        elif value.dtype.kind != "f":
-            problems.append(f"{key} has dtype {value.dtype}, expected floating point")
-        elif not np.isfinite(value).all():
-            problems.append(f"{key} contains NaN or inf")
-        else:
-            flat[key] = value.astype(np.float32, copy=False)
+    expected = _flatten(param_shapes(kind, encoder=has_encoder))
+    problems = array_problems(flat, expected)
     if problems:
         raise WeightsError(f"{what}: " + "; ".join(problems))
-
-
-def _some(names: list[str], limit: int = 6) -> str:
-    more = f" and {len(names) - limit} more" if len(names) > limit else ""
-    return ", ".join(names[:limit]) + more
