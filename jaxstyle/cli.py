@@ -199,12 +199,17 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("source", metavar="SRC", type=Path, help="weight file to read")
     c.add_argument("dest", metavar="DEST.npz", type=Path, help="the .npz to write (atomically)")
     c.add_argument("--debug", action="store_true", help="show tracebacks on errors")
+    from jaxstyle.arbitrary import train_cli  # imports this module's helpers
+
+    train_cli.add_parsers(sub)
     return root
 
 
 EPILOG = f"""\
 other commands:
   {PROG} convert SRC DEST.npz   convert VGG19 weights (.h5, .pth) to a jaxstyle .npz
+  {PROG} train-sanet|train-adain --content-dir DIR --style-dir DIR --out RUN
+                                train arbitrary-style networks (see their --help)
 
 environment:
   JAXSTYLE_WEIGHTS            weights file used when --weights is not given
@@ -215,7 +220,7 @@ exit status: 0 done; 1 bad or missing file, unwritable output, weights unavailab
 non-finite loss; 2 usage error; 130 interrupted (Ctrl-C writes the best image so far)."""
 
 
-COMMANDS = ("stylize", "convert")
+COMMANDS = ("stylize", "convert", "train-sanet", "train-adain")
 
 
 def parse(argv: Sequence[str]) -> argparse.Namespace:
@@ -235,6 +240,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             args = parse(argv)
         except SystemExit as done:  # --help
             return int(done.code or 0)
+        if args.command.startswith("train-"):
+            from jaxstyle.arbitrary import train_cli
+
+            return train_cli.run(args)
         return _convert(args) if args.command == "convert" else _stylize(args)
     except UsageError as err:
         return _fail(str(err), debug, EXIT_USAGE)
