@@ -1,7 +1,8 @@
 """The `jaxstyle` command line: parse, call one library function, show progress, exit codes.
 
     jaxstyle [stylize] CONTENT STYLE [STYLE ...] -o OUT.png [options]   (also python cli.py)
-    jaxstyle convert SRC DEST.npz
+    jaxstyle sanet|adain CONTENT STYLE [STYLE ...] -o OUT.png --vgg ... --decoder ...
+    jaxstyle convert SRC DEST.npz | jaxstyle convert sanet|adain DEST.npz --vgg ... --decoder ...
 
 Options convert their text with argparse `type=` converters into the `StyleConfig` fields of
 the same names (their `dest`); the library owns every rule of the run (sizes, colours,
@@ -144,7 +145,11 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--learning-rate", metavar="LR", type=_numbers(positive=True, many=False),
                    help=f"Adam step size on [0,1] pixels (default {_default('learning_rate')})")
     g.add_argument("--init", metavar="INIT",
-                   help=f"start image: {'|'.join(INITS)}|PATH (default {_default('init')})")
+                   help=f"start image: {'|'.join(INITS)}|sanet|PATH (default "
+                        f"{_default('init')}); sanet: the SANet result (--sanet-model)")
+    g.add_argument("--sanet-model", metavar="FILE.npz",
+                   help="--init sanet's model: a converted SANet with its encoder "
+                        "(jaxstyle convert sanet)")
     g.add_argument("--seed", metavar="N", type=_numbers(int, minimum=0, many=False),
                    help=f"seed of the noise init (default {_default('seed')})")
     g.add_argument("--average-decay", metavar="D", type=_numbers(positive=True, many=False),
@@ -193,23 +198,36 @@ def build_parser() -> argparse.ArgumentParser:
                    help="run on this platform (default: JAX's choice)")
     g.add_argument("--no-compile-cache", action="store_true",
                    help="do not use the persistent compilation cache")
+    from jaxstyle.arbitrary import cli as arbitrary_cli
+
+    arbitrary_cli.add_parsers(sub, _Parser, _formatter, _numbers, EXIT_STATUS)
+    from jaxstyle.arbitrary import train_cli
+
+    train_cli.add_parsers(sub, _Parser, _formatter, _numbers, EXIT_STATUS)
     c = sub.add_parser("convert", prog=f"{PROG} convert", formatter_class=_formatter,
                        description="Convert VGG19 weights (Keras .h5, torchvision .pth) into a "
                                    "jaxstyle .npz, checking every key and shape.")
-    c.add_argument("source", metavar="SRC", type=Path, help="weight file to read")
+    c.add_argument("source", metavar="SRC",
+                   help="VGG19 weight file to read, or sanet / adain: the released files "
+                        "named by --vgg, --decoder, --transformer")
     c.add_argument("dest", metavar="DEST.npz", type=Path, help="the .npz to write (atomically)")
+    c.add_argument("--vgg", metavar="FILE", help="sanet/adain: vgg_normalised.pth")
+    c.add_argument("--decoder", metavar="FILE", help="sanet/adain: the decoder file")
+    c.add_argument("--transformer", metavar="FILE", help="sanet: transformer_iter_500000.pth")
     c.add_argument("--debug", action="store_true", help="show tracebacks on errors")
-    from jaxstyle.arbitrary import train_cli  # imports this module's helpers
-
-    train_cli.add_parsers(sub)
     return root
 
+
+EXIT_STATUS = """\
+exit status: 0 done; 1 bad or missing file, unwritable output, weights unavailable;
+2 usage error; 130 interrupted."""
 
 EPILOG = f"""\
 other commands:
   {PROG} convert SRC DEST.npz   convert VGG19 weights (.h5, .pth) to a jaxstyle .npz
+  {PROG} sanet|adain ...        arbitrary style in one forward pass ({PROG} sanet --help)
   {PROG} train-sanet|train-adain --content-dir DIR --style-dir DIR --out RUN
-                                train arbitrary-style networks (see their --help)
+                                train those networks ({PROG} train-sanet --help)
 
 environment:
   JAXSTYLE_WEIGHTS            weights file used when --weights is not given
@@ -220,7 +238,7 @@ exit status: 0 done; 1 bad or missing file, unwritable output, weights unavailab
 non-finite loss; 2 usage error; 130 interrupted (Ctrl-C writes the best image so far)."""
 
 
-COMMANDS = ("stylize", "convert", "train-sanet", "train-adain")
+COMMANDS = ("stylize", "convert", "sanet", "adain", "train-sanet", "train-adain")
 
 
 def parse(argv: Sequence[str]) -> argparse.Namespace:
@@ -240,11 +258,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             args = parse(argv)
         except SystemExit as done:  # --help
             return int(done.code or 0)
-        if args.command.startswith("train-"):
-            from jaxstyle.arbitrary import train_cli
-
-            return train_cli.run(args)
-        return _convert(args) if args.command == "convert" else _stylize(args)
+        if args.command == "convert":
+            return _convert(args)
+        return args.run(args) if hasattr(args, "run") else _stylize(args)
     except UsageError as err:
         return _fail(str(err), debug, EXIT_USAGE)
     except (files.InputError, OSError, RuntimeError) as err:
@@ -287,7 +303,11 @@ def config_and_grid(args: argparse.Namespace):
     lists = {f: fields.pop(f) for f in ("content_weight", "style_weight", "tv_weight")
              if f in fields}
     fields.update({f: v[0] for f, v in lists.items() if len(v) == 1})
-    if args.init is not None:
+    if (args.init == "sanet") != (args.sanet_model is not None):
+        raise UsageError("--init sanet and --sanet-model go together")
+    if args.init == "sanet":
+        fields["init"] = "content"  # the start image is data: the SANet result, made later
+    elif args.init is not None:
         if args.init not in INITS and not os.path.exists(args.init):
             raise UsageError(f"--init: {args.init!r} is neither one of {', '.join(INITS)} nor "
                              "an existing image file")
@@ -322,7 +342,8 @@ def _stylize(args: argparse.Namespace) -> int:
 
     t_start = time.perf_counter()
     config, grid = config_and_grid(args)
-    init_path = Path(args.init) if args.init is not None and args.init not in INITS else None
+    init_path = (Path(args.init) if args.init is not None and args.init not in (*INITS, "sanet")
+                 else None)
     inputs = [Path(args.content), *map(Path, args.styles), *([init_path] if init_path else []),
               *map(Path, args.style_masks or [])]
     out = args.output
@@ -358,9 +379,14 @@ def _stylize(args: argparse.Namespace) -> int:
     with Bar(args.quiet, unit="B", desc="VGG19 weights (once; cached)") as bar:
         weights = jaxstyle.load_vgg19(args.weights, progress=bar.bytes)
     timings["weight_load_s"] = time.perf_counter() - t0
+    if args.sanet_model is not None:
+        t0 = time.perf_counter()
+        init = _sanet_start(args.sanet_model, content, styles, stages[-1], config)
+        timings["sanet_init_s"] = time.perf_counter() - t0
 
     settings = {"jaxstyle": __version__, "content": args.content, "styles": args.styles,
-                "init": None if init_path is None else str(init_path),
+                "init": (f"sanet:{args.sanet_model}" if args.sanet_model else
+                         None if init_path is None else str(init_path)),
                 "style_masks": args.style_masks,
                 "preserve_colors": args.preserve_colors, "weights": weights.source,
                 "weights_convention": weights.convention}
@@ -431,6 +457,18 @@ def _finish(args, result, settings, timings, device, manifest, t_start) -> int:
     return EXIT_OK
 
 
+def _sanet_start(model: str, content, styles, stage, config: StyleConfig):
+    """--init sanet: the SANet result (one forward pass) at the output's size, the styles at
+    their sizes there and blended by the style blend weights: the optimization's start."""
+    from jaxstyle.arbitrary import load_sanet, stylize_sanet
+    from jaxstyle.image import resize_to
+
+    params = load_sanet(model=model)
+    styles = [resize_to(s, hw) for s, hw in zip(styles, stage.style_shapes, strict=True)]
+    return _usage(stylize_sanet, params, resize_to(content, stage.shape), styles,
+                  style_weights=config.normalized_blend_weights(len(styles)))
+
+
 def _mask(path: str):
     """A --style-masks file as an (h, w) mask in [0, 1] (its luminance), checked."""
     try:
@@ -458,11 +496,21 @@ def _setting_path(output: Path, label: str) -> Path:
 
 
 def _convert(args: argparse.Namespace) -> int:
+    from jaxstyle.arbitrary import cli as arbitrary_cli
     from jaxstyle.weights import convert_weights
 
     if args.dest.suffix.lower() != ".npz":
         raise UsageError(f"convert: DEST must end in .npz, got {args.dest}")
-    if args.source.exists() and args.source.resolve() == args.dest.resolve():
+    model = arbitrary_cli.is_kind(args.source)
+    parts = {"--vgg": args.vgg, "--decoder": args.decoder, "--transformer": args.transformer}
+    if not model and any(parts.values()):
+        raise UsageError("convert: --vgg, --decoder and --transformer are for sanet / adain")
+    if args.source == "adain" and args.transformer:
+        raise UsageError("convert adain: AdaIN has no Transform (--transformer is for sanet)")
+    if not model and Path(args.source).exists() and \
+            Path(args.source).resolve() == args.dest.resolve():
         raise UsageError("convert: SRC and DEST are the same file")
-    print(f"wrote {convert_weights(args.source, args.dest)}")
+    written = (arbitrary_cli.convert(args) if model else
+               convert_weights(Path(args.source), args.dest))
+    print(f"wrote {written}")
     return EXIT_OK

@@ -51,25 +51,27 @@ class Bar:
             if self.bar is not None:
                 self.bar.update(done - self.bar.n)
 
-    def steps(self, progress, text: str | None = None) -> None:
-        """Show `progress` (step, total_steps, losses; stage, num_stages if staged) with
-        `text`, default its losses."""
+    def update(self, done: int, text: str = "", desc: str = "") -> None:
+        """`done` of `total` units, with `text` after the bar (or on the line)."""
         if self.quiet:
             return
         if not self.started:
             self._start(self.total)
-        text = _losses_text(progress) if text is None else text
         if self.bar is not None:
-            stages = getattr(progress, "num_stages", 1)
-            self.bar.set_description_str(f"{progress.stage + 1}/{stages}" if stages > 1
-                                         else "", refresh=False)
+            self.bar.set_description_str(desc, refresh=False)
             self.bar.set_postfix_str(text, refresh=False)
-            self.bar.update(progress.step - self.bar.n)
-        elif self.print_every and progress.step != self.last and (
-                progress.step % self.print_every == 0 or progress.step == progress.total_steps):
-            self.last = progress.step
-            print(f"step {progress.step}/{progress.total_steps}  {text}", file=sys.stderr,
+            self.bar.update(done - self.bar.n)
+        elif self.print_every and done != self.last and (
+                done % self.print_every == 0 or done == self.total):
+            self.last = done
+            print(f"{self.unit} {done}/{self.total}  {text}".rstrip(), file=sys.stderr,
                   flush=True)
+
+    def steps(self, progress) -> None:
+        """A style transfer's `Progress`: steps done, the losses, the stage."""
+        self.update(progress.step, _losses_text(progress),
+                    f"{progress.stage + 1}/{progress.num_stages}"
+                    if progress.num_stages > 1 else "")
 
 
 def _losses_text(progress) -> str:

@@ -174,6 +174,8 @@ def test_input_validation(sanet, adain):
             stylize_adain(adain, args.pop("content"), args.pop("styles"), **args)
     with pytest.raises(ValueError, match="at least 17 px"):
         stylize_sanet(sanet, CONTENT, np.zeros((16, 40, 3)))
+    with pytest.raises(ValueError, match="max_attention_bytes must be a positive int"):
+        stylize_sanet(sanet, CONTENT, STYLES[0], max_attention_bytes=0)
     with pytest.raises(ValueError, match="needs AdaIN params"):
         stylize_adain(sanet, CONTENT, STYLES[0])
     with pytest.raises(ValueError, match="needs SANet params"):

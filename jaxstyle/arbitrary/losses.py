@@ -45,12 +45,10 @@ from jaxstyle.arbitrary import sanet
 from jaxstyle.arbitrary.decoder import decode
 from jaxstyle.arbitrary.encoder import LAYERS, encode
 from jaxstyle.arbitrary.ops import adain, mean_std, mvn
+from jaxstyle.arbitrary.train_config import MIN_SIDE, MULTIPLE
 
 SANET_WEIGHTS = {"content": 1.0, "style": 3.0, "identity1": 50.0, "identity2": 1.0}
 ADAIN_WEIGHTS = {"content": 1.0, "style": 10.0}
-# Side multiple and smallest side of a training image per model (module docstring).
-MULTIPLE = {"sanet": 16, "adain": 8}
-MIN_SIDE = {"sanet": 32, "adain": 16}
 _ADAIN_LAYERS = LAYERS[:4]
 
 

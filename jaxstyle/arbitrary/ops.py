@@ -44,6 +44,24 @@ def reflect_conv(x: jax.Array, features: int, name: str, size: int = 3) -> jax.A
     return conv(reflect_pad(x, p))[:, p:-p, p:-p]
 
 
+class Conv1x1(nn.Module):
+    """A 1x1 convolution with bias as one matrix product: (N, H, W, Cin) -> (N, H, W,
+    features), params {"kernel": (1, 1, Cin, features) HWIO, "bias"} as nn.Conv's. XLA CPU
+    ran the product 1.5x faster than the equivalent convolution (64 x 64 x 512 -> 512:
+    30 against 46 ms)."""
+
+    features: int
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        n, h, w, cin = x.shape
+        k = self.param("kernel", nn.initializers.lecun_normal(), (1, 1, cin, self.features),
+                       jnp.float32)
+        bias = self.param("bias", nn.initializers.zeros_init(), (self.features,), jnp.float32)
+        y = jnp.dot(x.reshape(n * h * w, cin), k[0, 0]) + bias[None]
+        return y.reshape(n, h, w, self.features)
+
+
 def max_pool_ceil(x: jax.Array) -> jax.Array:
     """2x2 max pooling, stride 2, ceil mode: (N, H, W, C) -> (N, ceil(H/2), ceil(W/2), C).
 

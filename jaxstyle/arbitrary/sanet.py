@@ -39,7 +39,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from jaxstyle.arbitrary.ops import mvn, reflect_pad, upsample_nearest2
+from jaxstyle.arbitrary.ops import Conv1x1, mvn, reflect_pad, upsample_nearest2
 
 CHANNELS = 512
 # Largest float32 logits block (N x content positions x style positions) one attention step
@@ -99,7 +99,7 @@ class SANet(nn.Module):
     max_attention_bytes: int = DEFAULT_ATTENTION_BYTES
 
     def setup(self):
-        conv = lambda name: nn.Conv(self.channels, (1, 1), name=name)  # noqa: E731
+        conv = lambda name: Conv1x1(self.channels, name=name)  # noqa: E731
         self.f, self.g, self.h, self.out_conv = (conv(n) for n in ("f", "g", "h", "out_conv"))
 
     def style_code(self, style: jax.Array) -> tuple[jax.Array, jax.Array]:

@@ -40,11 +40,9 @@ from jax.sharding import PartitionSpec as P
 from jaxstyle.arbitrary import decoder as decoder_net
 from jaxstyle.arbitrary import sanet as sanet_net
 from jaxstyle.arbitrary.losses import LOSSES
+from jaxstyle.arbitrary.train_config import COMPUTE_DTYPES, KINDS
 
 AXIS = "batch"
-KINDS = ("sanet", "adain")
-DEFAULT_BATCH = {"sanet": 5, "adain": 8}  # the reference recipes' batch sizes
-COMPUTE_DTYPES = ("float32", "bfloat16")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -102,6 +102,8 @@ def stylize_sanet(params: Any, content: Any, styles: Any, *,
     """
     if model_kind(params) != "sanet":
         raise ValueError("stylize_sanet needs SANet params (with a 'transform'): load_sanet")
+    if not (isinstance(max_attention_bytes, int) and max_attention_bytes > 0):
+        raise ValueError(f"max_attention_bytes must be a positive int, got {max_attention_bytes!r}")
     return _stylize(params, "sanet", content, styles, alpha, style_weights, preserve_colors,
                     max_attention_bytes)
 

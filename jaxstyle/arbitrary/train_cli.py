@@ -21,40 +21,32 @@ import signal
 import sys
 from pathlib import Path
 
-from jaxstyle import files, runtime
-from jaxstyle.arbitrary import data, trainer
-from jaxstyle.arbitrary.released import read_released
-from jaxstyle.arbitrary.weights import ENV_DIR, PARTS, read_encoder, read_model
-from jaxstyle.cli import (
-    EXIT_INTERRUPTED,
-    EXIT_OK,
-    PROG,
-    UsageError,
-    _formatter,
-    _numbers,
-    _usage,
-)
-from jaxstyle.console import Bar, InterruptFlag
+from jaxstyle import files
+from jaxstyle.arbitrary.train_config import DEFAULT_BATCH, MULTIPLE, TrainConfig
 
 COMMANDS = ("train-sanet", "train-adain")
-_DEFAULTS = {f.name: f.default for f in dataclasses.fields(trainer.TrainConfig)}
+EXIT_OK, EXIT_INTERRUPTED = 0, 130
+_DEFAULTS = {f.name: f.default for f in dataclasses.fields(TrainConfig)}
 _STOP = ("stopping after the current step, then writing a checkpoint (resume with --resume; "
          "a second signal quits without saving)")
 
 
-def add_parsers(subparsers: argparse._SubParsersAction) -> None:
-    """Add train-sanet and train-adain to jaxstyle's subcommands."""
+def add_parsers(sub, parser_class, formatter, numbers, epilog: str) -> None:
+    """The `train-sanet` and `train-adain` subcommands on the argparse subparsers `sub` (as
+    `jaxstyle.arbitrary.cli.add_parsers`; imports no JAX)."""
     for kind, name, paper in (("sanet", "train-sanet", "SANet (Park and Lee, CVPR 2019)"),
                               ("adain", "train-adain", "AdaIN (Huang and Belongie, ICCV 2017)")):
-        p = subparsers.add_parser(
-            name, prog=f"{PROG} {name}", formatter_class=_formatter, epilog=_EPILOG,
+        p = sub.add_parser(
+            name, prog=f"jaxstyle {name}", formatter_class=formatter,
+            epilog=_EPILOG + "\n\n" + epilog,
             description=f"Train {paper}: its decoder{' and Transform' if kind == 'sanet' else ''}"
                         " on folders of content and style\nimages, the normalised VGG19 "
                         "encoder frozen. Defaults: the reference recipe.")
-        _add_options(p, kind)
+        _add_options(p, kind, numbers)
+        p.set_defaults(run=run)
 
 
-def _add_options(p: argparse.ArgumentParser, kind: str) -> None:
+def _add_options(p: argparse.ArgumentParser, kind: str, _numbers) -> None:
     positive = _numbers(int, positive=True, many=False)
     count = _numbers(int, minimum=0, many=False)
     rate = _numbers(positive=True, many=False)
@@ -64,7 +56,7 @@ def _add_options(p: argparse.ArgumentParser, kind: str) -> None:
     g.add_argument("--style-dir", metavar="DIR", required=True, type=Path,
                    help="style images (searched recursively), e.g. WikiArt")
     g.add_argument("--vgg", metavar="FILE", type=Path,
-                   help=f"the encoder, vgg_normalised.pth (default ${ENV_DIR}/"
+                   help="the encoder, vgg_normalised.pth (default $JAXSTYLE_ARBITRARY_WEIGHTS/"
                         "vgg_normalised.pth)")
     g.add_argument("--out", metavar="RUN", required=True, type=Path,
                    help=f"run directory: log.jsonl, samples_<step>.png, checkpoints/, "
@@ -76,7 +68,7 @@ def _add_options(p: argparse.ArgumentParser, kind: str) -> None:
                         "released " + ("DECODER.pth,TRANSFORMER.pth" if kind == "sanet" else
                                        "decoder .pth") + " (default: fresh, from --seed)")
     g = p.add_argument_group("recipe")
-    batch = trainer.step.DEFAULT_BATCH[kind]
+    batch = DEFAULT_BATCH[kind]
     for flag, kw, what in (
             ("--steps", dict(type=positive), f"training steps (default {_DEFAULTS['steps']})"),
             ("--batch-size", dict(type=positive), f"images per step over all devices and "
@@ -89,7 +81,7 @@ def _add_options(p: argparse.ArgumentParser, kind: str) -> None:
                                                  f"(default {_DEFAULTS['load_size']})"),
             ("--crop-size", dict(type=positive), f"side of the random square crops (default "
                                                  f"{_DEFAULTS['crop_size']}; a multiple of "
-                                                 f"{16 if kind == 'sanet' else 8})"),
+                                                 f"{MULTIPLE[kind]})"),
             ("--seed", dict(type=count), "data order, crops, fresh weights (default 0)")):
         g.add_argument(flag, metavar="N" if "size" in flag or flag in ("--steps", "--seed")
                        else "X", **kw, help=what)
@@ -130,16 +122,22 @@ Several devices: the batch is split over all of them (--batch-size a multiple of
 Several hosts: run the same command on each, with --coordinator HOST:PORT --num-processes N
 --process-id I (or --distributed), the same folders and --out on a shared file system.
 
-exit status: 0 done; 1 bad or missing folder, file or weights, unwritable --out, a loss that
-became non-finite; 2 usage error; 130 interrupted (Ctrl-C, SIGTERM: checkpointed first)."""
+Ctrl-C or SIGTERM: the run writes a checkpoint and exits 130; a loss that became non-finite
+exits 1."""
 
 
 def run(args: argparse.Namespace) -> int:
     """Run train-sanet / train-adain; the exit status (errors raise, as jaxstyle.cli wants)."""
+    from jaxstyle import runtime
+    from jaxstyle.arbitrary import data, trainer
+    from jaxstyle.arbitrary.weights import read_encoder
+    from jaxstyle.cli import _usage
+    from jaxstyle.console import Bar, InterruptFlag
+
     kind = args.command.removeprefix("train-")
     fields = {name: getattr(args, name) for name in _DEFAULTS
               if getattr(args, name, None) is not None}
-    config = _usage(trainer.TrainConfig, kind=kind, **fields,
+    config = _usage(TrainConfig, kind=kind, **fields,
                     compute_dtype="bfloat16" if args.bf16 else "float32")
     hosts = _hosts(args)
     content = data.list_images(args.content_dir, "--content-dir")
@@ -165,9 +163,9 @@ def run(args: argparse.Namespace) -> int:
     flag = InterruptFlag(quiet, signals=(signal.SIGINT, signal.SIGTERM), message=_STOP)
     with Bar(quiet, unit="step", desc=f"train-{kind}", total=config.steps,
              print_every=config.log_every) as bar, flag:
-        def progress(p: trainer.Progress) -> None:
+        def progress(p) -> None:
             rate = "" if p.images_per_s is None else f"  {p.images_per_s:.3g} img/s"
-            bar.steps(p, "  ".join(f"{k} {v:.4g}" for k, v in p.losses.items()) + rate)
+            bar.update(p.step, "  ".join(f"{k} {v:.4g}" for k, v in p.losses.items()) + rate)
 
         result = trainer.train(config, args.out, content=content, style=style, encoder=encoder,
                                init=init, resume=args.resume, callback=progress,
@@ -175,10 +173,10 @@ def run(args: argparse.Namespace) -> int:
     return _report(result, args.out, quiet)
 
 
-def _report(result: trainer.TrainResult, out: Path, quiet: bool) -> int:
+def _report(result, out: Path, quiet: bool) -> int:
     if result.skipped and not quiet:
         path, why = result.skipped_examples[0] if result.skipped_examples else ("?", "?")
-        print(f"{PROG}: warning: skipped {result.skipped} unreadable image reads, e.g. "
+        print(f"jaxstyle: warning: skipped {result.skipped} unreadable image reads, e.g. "
               f"{path}: {why}", file=sys.stderr)
     if result.status == "nonfinite":
         raise files.InputError(
@@ -186,7 +184,7 @@ def _report(result: trainer.TrainResult, out: Path, quiet: bool) -> int:
             f"{result.checkpoint} (try a lower --learning-rate, or --bf16 off)")
     if result.status == "interrupted":
         if not quiet:
-            print(f"{PROG}: interrupted at step {result.step}; checkpoint written, continue with "
+            print(f"jaxstyle: interrupted at step {result.step}; checkpoint written, continue with "
                   "--resume", file=sys.stderr, flush=True)
         return EXIT_INTERRUPTED
     if not quiet:
@@ -199,6 +197,8 @@ def _report(result: trainer.TrainResult, out: Path, quiet: bool) -> int:
 def _hosts(args) -> tuple | None:
     """(coordinator, processes, id) for jax.distributed.initialize, () for auto-detection,
     None for one host; UsageError for an incomplete set."""
+    from jaxstyle.cli import UsageError
+
     given = [args.coordinator, args.num_processes, args.process_id]
     if all(v is None for v in given):
         return () if args.distributed else None
@@ -226,6 +226,8 @@ def _initialize_hosts(*hosts) -> None:
 
 def _check_run_dir(out: Path, resume: bool) -> None:
     """The run directory can be written, and holds checkpoints exactly when resuming."""
+    from jaxstyle.cli import UsageError
+
     if out.exists() and not out.is_dir():
         raise files.InputError(f"--out {out}: exists and is not a directory")
     try:
@@ -246,6 +248,10 @@ def _check_run_dir(out: Path, resume: bool) -> None:
 def _init(kind: str, sources: list[str] | None):
     """The trainable params from --init-from (None: fresh): a model .npz of `kind`, or the
     released decoder (and SANet Transform) files."""
+    from jaxstyle.arbitrary.released import read_released
+    from jaxstyle.arbitrary.weights import PARTS, read_model
+    from jaxstyle.cli import UsageError
+
     if sources is None:
         return None
     if len(sources) == 1 and sources[0].lower().endswith(".npz"):

@@ -48,58 +48,11 @@ import numpy as np
 from jaxstyle import files
 from jaxstyle.arbitrary import checkpoints, data, step
 from jaxstyle.arbitrary.losses import WEIGHTS
+from jaxstyle.arbitrary.train_config import TrainConfig
 from jaxstyle.arbitrary.weights import save_model
 
 STOP_SYNC = 10  # steps between the hosts' agreements on stopping (several hosts)
 _EXAMPLE_SKIPS = 5  # unreadable files named in the result
-
-
-@dataclasses.dataclass(frozen=True)
-class TrainConfig:
-    """One training run's settings (the reference recipe by default)."""
-
-    kind: str  # "sanet" or "adain"
-    steps: int = 160_000  # total steps, counted from the first run of a resumed one
-    batch_size: int | None = None  # images per step over all devices; None: 5 SANet, 8 AdaIN
-    learning_rate: float = 1e-4  # Adam's step size at step 0
-    lr_decay: float = 5e-5  # lr(k) = learning_rate / (1 + lr_decay * k)
-    load_size: int = 512  # images resized so that their smaller side is this
-    crop_size: int = 256  # random square crops of this side are trained on
-    seed: int = 0  # data order and crops; the initial weights when not given
-    compute_dtype: str = "float32"  # "bfloat16": accelerators' arithmetic, float32 weights
-    log_every: int = 50  # steps between log lines and progress callbacks
-    checkpoint_every: int = 1000  # steps between checkpoints (0: only when stopped and at the end)
-    keep_checkpoints: int = 3  # checkpoints kept (the newest)
-    sample_every: int = 1000  # steps between sample sheets (0: none)
-    samples: int = 4  # contents and styles on a sample sheet
-    workers: int = 0  # data worker processes (0: threads of this process only)
-
-    def __post_init__(self):
-        self.step_config()  # validates kind, dtype, learning rates
-        for name in ("steps", "load_size", "crop_size", "log_every", "keep_checkpoints"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        for name in ("checkpoint_every", "sample_every", "samples", "workers", "seed"):
-            if getattr(self, name) < 0:
-                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
-        if self.batch_size is not None and self.batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
-        from jaxstyle.arbitrary.losses import MIN_SIDE, MULTIPLE
-
-        m, low = MULTIPLE[self.kind], MIN_SIDE[self.kind]
-        if self.crop_size % m or self.crop_size < low:
-            raise ValueError(f"{self.kind} trains on crops whose side is a multiple of {m}, "
-                             f"at least {low}; got crop_size {self.crop_size}")
-        if self.load_size < self.crop_size:
-            raise ValueError(f"load_size ({self.load_size}) must be at least crop_size "
-                             f"({self.crop_size})")
-
-    @property
-    def batch(self) -> int:
-        return self.batch_size or step.DEFAULT_BATCH[self.kind]
-
-    def step_config(self) -> step.StepConfig:
-        return step.StepConfig(self.kind, self.learning_rate, self.lr_decay, self.compute_dtype)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -1,0 +1,248 @@
+"""`jaxstyle sanet|adain`: arbitrary style in one forward pass, from the command line.
+
+    jaxstyle sanet CONTENT STYLE [STYLE ...] -o OUT.png --vgg vgg_normalised.pth \\
+        --decoder decoder_iter_500000.pth --transformer transformer_iter_500000.pth
+    jaxstyle adain CONTENT STYLE [STYLE ...] -o OUT.png --vgg vgg_normalised.pth \\
+        --decoder decoder.pth
+
+CONTENT is an image, a comma list of images or a directory of images; with several, -o names
+a directory and each output is named after its content. Contents of the same size after
+--image-size go through one compiled program in batches. A comma list on --alpha writes each
+result (OUT_a<alpha>.png) and OUT as the labelled contact sheet of them, one program for all
+alphas. Errors and exit codes as the main command (jaxstyle.cli).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from jaxstyle import __version__, files
+
+KINDS = ("sanet", "adain")
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".tif", ".tiff", ".bmp", ".gif")
+
+
+def add_parsers(sub, parser_class, formatter, numbers, epilog: str) -> None:
+    """The `sanet` and `adain` subcommands on the argparse subparsers `sub`."""
+    for kind in KINDS:
+        paper = ("SANet (Park and Lee, CVPR 2019)" if kind == "sanet" else
+                 "AdaIN (Huang and Belongie, ICCV 2017)")
+        p = sub.add_parser(kind, prog=f"jaxstyle {kind}", formatter_class=formatter,
+                           epilog=epilog, description=(
+                               f"{paper}: stylize CONTENT with STYLE in one forward pass,\n"
+                               "from the released weights (where each file is published: "
+                               "jaxstyle.arbitrary.weights)."))
+        p.add_argument("content", metavar="CONTENT",
+                       help="content image, comma list of images, or a directory")
+        p.add_argument("styles", metavar="STYLE", nargs="+", help="style image file(s)")
+        p.add_argument("-o", "--output", metavar="OUT", required=True, type=Path,
+                       help="output image (one content) or directory (several)")
+        g = p.add_argument_group("weights")
+        g.add_argument("--vgg", metavar="FILE", help="vgg_normalised.pth (the encoder)")
+        g.add_argument("--decoder", metavar="FILE",
+                       help="decoder_iter_500000.pth" if kind == "sanet" else
+                            "decoder.pth or iter_1000000.pth")
+        if kind == "sanet":
+            g.add_argument("--transformer", metavar="FILE", help="transformer_iter_500000.pth")
+        g.add_argument("--model", metavar="FILE.npz",
+                       help="a jaxstyle model (jaxstyle convert, or training's output) "
+                            "instead of the separate files; --vgg then names the encoder "
+                            "when the model has none")
+        g = p.add_argument_group("style")
+        g.add_argument("--alpha", metavar="A,...", type=numbers(minimum=0.0),
+                       help="content-style trade-off in [0, 1] (default 1: all style); a "
+                            "comma list writes each and a contact sheet")
+        g.add_argument("--style-blend-weights", metavar="B,...", type=numbers(minimum=0.0),
+                       help="one per style image, normalized to sum 1 (default equal)")
+        g.add_argument("--preserve-colors", action="store_true",
+                       help="recolour the styles to each content's colour statistics first")
+        g.add_argument("--image-size", metavar="PX", type=numbers(int, positive=True,
+                                                                  many=False),
+                       default=512, help="longest side of each output (default 512); the "
+                                         "content is scaled up or down to it")
+        g.add_argument("--style-size", metavar="PX", type=numbers(int, positive=True,
+                                                                  many=False),
+                       help="longest side of each style image (default: --image-size)")
+        g.add_argument("--batch-size", metavar="N", type=numbers(int, positive=True,
+                                                                 many=False),
+                       default=8, help="contents per compiled call (default 8)")
+        g = p.add_argument_group("output and runtime")
+        g.add_argument("--json", metavar="PATH", type=Path,
+                       help="write a JSON summary: inputs, outputs, timings, device")
+        g.add_argument("--device", choices=("cpu", "gpu", "tpu"),
+                       help="run on this platform (default: JAX's choice)")
+        g.add_argument("--quiet", action="store_true", help="no progress and no final message")
+        g.add_argument("--debug", action="store_true", help="show tracebacks on errors")
+        p.set_defaults(run=run)
+
+
+def contents_of(text: str) -> list[Path]:
+    """The content files CONTENT names: a file, a comma list, or a directory's images
+    (sorted); InputError for a missing path or a directory without images."""
+    paths = [Path(t) for t in text.split(",") if t]
+    found: list[Path] = []
+    for path in paths:
+        if path.is_dir():
+            images = sorted(p for p in path.iterdir()
+                            if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file())
+            if not images:
+                raise files.InputError(f"{path}: a directory without images")
+            found += images
+        elif path.exists():
+            found.append(path)
+        else:
+            raise files.InputError(f"{path}: no such file or directory")
+    return found
+
+
+def load_model(kind: str, args: argparse.Namespace):
+    """The params of `kind` from --model / --vgg / --decoder / --transformer (and
+    $JAXSTYLE_ARBITRARY_WEIGHTS for the parts not given)."""
+    from jaxstyle.arbitrary import load_adain, load_sanet
+
+    if kind == "sanet":
+        return load_sanet(vgg=args.vgg, decoder=args.decoder, transformer=args.transformer,
+                          model=args.model)
+    return load_adain(vgg=args.vgg, decoder=args.decoder, model=args.model)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Load, stylize every content (batched by size), write images (and sheets) and JSON."""
+    from jaxstyle import runtime
+    from jaxstyle.cli import UsageError, _usage
+    from jaxstyle.console import Bar, InterruptFlag
+    from jaxstyle.image import load_image, resize_to, save_image, scale_shape
+
+    t_start = time.perf_counter()
+    kind = args.command
+    contents = contents_of(args.content)
+    several = len(contents) > 1 or Path(args.content).is_dir()
+    alphas = list(args.alpha) if args.alpha is not None else [1.0]
+    if any(a > 1 for a in alphas):
+        raise UsageError(f"--alpha must be in [0, 1], got {','.join(map(str, alphas))}")
+    out = args.output
+    if several:
+        if out.suffix:
+            raise UsageError(f"-o/--output: {len(contents)} contents need a directory, got "
+                             f"{out}")
+        out.mkdir(parents=True, exist_ok=True)
+        targets = [out / f"{c.stem}.png" for c in contents]
+    else:
+        targets = [out]
+    for target in targets:
+        if target.resolve() in {c.resolve() for c in contents}:
+            raise UsageError(f"-o/--output: {target} would overwrite a content image")
+        problem = files.target_problem(target)
+        if problem:
+            raise files.InputError(f"{target}: {problem}")
+    if not runtime.backends_initialized():
+        runtime.set_xla_cpu_flags()
+    device = runtime.select_device(args.device)
+    runtime.enable_compile_cache()
+
+    style_side = args.style_size or args.image_size
+    styles = [load_image(s, max_side=None) for s in args.styles]
+    styles = [resize_to(s, scale_shape(s.shape[:2], style_side)) for s in styles]
+    params = load_model(kind, args)
+    from jaxstyle.arbitrary import encode_styles
+
+    codes = None if args.preserve_colors else _usage(encode_styles, params, styles)
+    by_shape: dict[tuple[int, int], list[int]] = {}
+    images = []
+    for i, path in enumerate(contents):
+        image = load_image(path)
+        image = resize_to(image, scale_shape(image.shape[:2], args.image_size))
+        images.append(image)
+        by_shape.setdefault(image.shape[:2], []).append(i)
+    settings = {"jaxstyle": __version__, "model": kind, "styles": args.styles,
+                "alpha": alphas, "style_blend_weights": args.style_blend_weights,
+                "preserve_colors": args.preserve_colors, "image_size": args.image_size,
+                "style_size": style_side, "vgg": args.vgg, "decoder": args.decoder,
+                "transformer": getattr(args, "transformer", None), "weights_model": args.model}
+    written, done, t0 = [], 0, time.perf_counter()
+    flag = InterruptFlag(args.quiet)
+    with Bar(args.quiet, total=len(contents), unit="image", desc=kind, print_every=1) as bar, \
+            flag:
+        for indices in by_shape.values():
+            for start in range(0, len(indices), args.batch_size):
+                if flag.is_set():
+                    break
+                chunk = indices[start:start + args.batch_size]
+                batch = np.stack([images[i] for i in chunk])
+                result = _usage(_stylize_batch, kind, params, batch,
+                                styles if codes is None else codes, alphas, args)
+                for j, i in enumerate(chunk):
+                    written += _write(targets[i], result[:, j], alphas, contents[i], settings,
+                                      save_image)
+                done += len(chunk)
+                bar.update(done, f"{contents[chunk[-1]].name}")
+    stylize_s = time.perf_counter() - t0
+    if args.json is not None:
+        files.write_json(args.json, {
+            "status": "interrupted" if flag.is_set() else "completed",
+            "settings": settings, "contents": [str(c) for c in contents],
+            "outputs": [str(p) for p in written],
+            "timings": {"stylize_s": stylize_s, "total_s": time.perf_counter() - t_start,
+                        "per_image_s": stylize_s / max(1, len(contents))},
+            "device": {"platform": device.platform, "kind": device.device_kind},
+        }, sort_keys=True)
+    if flag.is_set():
+        print(f"jaxstyle: interrupted; wrote {len(written)} file(s)", file=sys.stderr)
+        return 130
+    if not args.quiet:
+        print(f"wrote {len(written)} file(s) ({targets[0]}{', ...' if len(written) > 1 else ''}"
+              f"; {time.perf_counter() - t_start:.1f} s)")
+    return 0
+
+
+def _stylize_batch(kind, params, batch, styles, alphas, args) -> np.ndarray:
+    """(A, N, H, W, 3): every alpha for a batch of same-sized contents."""
+    from jaxstyle import arbitrary
+
+    stylize = arbitrary.stylize_sanet if kind == "sanet" else arbitrary.stylize_adain
+    return stylize(params, batch, styles, alpha=alphas,
+                   style_weights=args.style_blend_weights,
+                   preserve_colors=args.preserve_colors)
+
+
+def _write(target: Path, results: np.ndarray, alphas, content: Path, settings: dict,
+           save_image) -> list[Path]:
+    """Write one content's result(s): the image, or per alpha OUT_a<alpha> and OUT as the
+    labelled contact sheet. Returns the paths written."""
+    from jaxstyle.grids import format_weight
+    from jaxstyle.sheet import contact_sheet
+
+    meta = {"jaxstyle": json.dumps({**settings, "content": str(content)}, sort_keys=True)}
+    if len(alphas) == 1:
+        save_image(target, results[0], metadata=meta)
+        return [target]
+    paths = []
+    for alpha, image in zip(alphas, results, strict=True):
+        path = target.with_name(f"{target.stem}_a{format_weight(alpha)}{target.suffix}")
+        save_image(path, image, metadata=meta)
+        paths.append(path)
+    sheet = contact_sheet([list(results)], row_labels=[""],
+                          col_labels=[f"alpha={format_weight(a)}" for a in alphas],
+                          title=f"{content.name}: {settings['model']}")
+    save_image(target, sheet, metadata=meta)
+    return [*paths, target]
+
+
+def convert(args: argparse.Namespace) -> Path:
+    """`jaxstyle convert sanet|adain DEST.npz --vgg ... --decoder ... [--transformer ...]`:
+    the released files as one jaxstyle model .npz (with the encoder)."""
+    from jaxstyle.arbitrary import convert as convert_model
+
+    return convert_model(args.source, args.dest, vgg=args.vgg, decoder=args.decoder,
+                         transformer=args.transformer if args.source == "sanet" else None)
+
+
+def is_kind(text: str) -> bool:
+    return text in KINDS and not os.path.exists(text)
