@@ -257,7 +257,7 @@ def _init(kind: str, sources: list[str] | None):
     if len(sources) == 1 and sources[0].lower().endswith(".npz"):
         found, params = read_model(sources[0])
         if found != kind:
-            raise files.WeightsError(f"--init-from {sources[0]}: a {found} model, not {kind}")
+            raise files.WeightsError(f"--init-from {sources[0]}: {'an' if found == 'adain' else 'a'} {found} model, not {kind}")
         return {part: params[part] for part in PARTS[kind] if part != "encoder"}
     layouts = ("decoder", "transformer")[:1 + (kind == "sanet")]
     if len(sources) != len(layouts) or any(s.lower().endswith(".npz") for s in sources):
