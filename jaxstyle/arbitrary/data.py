@@ -3,7 +3,7 @@
     content = list_images("coco/", "--content-dir");  style = list_images("wikiart/", ...)
     spec = DataSpec(content, style, batch_size=5, load_size=512, crop_size=256, seed=0)
     source = TrainBatches(spec, steps, process_index=0, process_count=1)
-    for batch in iterate(source, start=0, workers=4):   # batch["content"]: (5, 256, 256, 3)
+    with iterate(source, start=0, threads=8) as batches:  # batch["content"]: (5, 256, 256, 3)
         ...
 
 Each image is read with `jaxstyle.image.load_image` (every mode, EXIF rotation), resized so
@@ -28,7 +28,9 @@ takes the next file of its stream instead, and the batch lists what it skipped
 unreadable raises InputError.
 
 `iterate` runs the source through grain: `MapDataset.source(...)[start:]`, read ahead by
-threads (`ReadOptions`) and, with workers > 0, by worker processes (`mp_prefetch`).
+threads (`ReadOptions`). Threads, not processes: PIL's decoding and resizing release the GIL,
+and grain's worker processes (`mp_prefetch`) left shared-memory warnings and errors at exit
+in a trial (grain 0.2.18).
 """
 
 from __future__ import annotations
@@ -192,34 +194,27 @@ def pass_order(n: int, seed: int, kind: str, slot: int, p: int) -> np.ndarray:
 
 
 @contextlib.contextmanager
-def iterate(source: TrainBatches, start: int = 0, *, workers: int = 0, threads: int = 2,
-            buffer: int = 4) -> Iterator[Iterator[dict[str, Any]]]:
+def iterate(source: TrainBatches, start: int = 0, *, threads: int = 2, buffer: int = 4
+            ) -> Iterator[Iterator[dict[str, Any]]]:
     """A context giving an iterator over batches start, start + 1, ... of `source`, read
-    ahead by `threads` threads (`buffer` batches) and, with workers > 0, computed by that
-    many worker processes; closed (workers stopped, shared memory freed) on exit."""
+    ahead by `threads` threads (`buffer` batches); closed on exit."""
     import grain
 
     dataset = grain.MapDataset.source(source)[start:]
     stream = dataset.to_iter_dataset(grain.ReadOptions(num_threads=max(1, threads),
                                                        prefetch_buffer_size=max(1, buffer)))
-    if workers > 0:
-        _absl_flags_parsed()
-        stream = stream.mp_prefetch(grain.MultiprocessingOptions(num_workers=workers,
-                                                                  per_worker_buffer_size=2))
     iterator = iter(stream)
     try:
         yield iterator
     finally:
-        iterator.close()
+        close = getattr(iterator, "close", None)
+        if close is not None:
+            close()
 
 
-def _absl_flags_parsed() -> None:
-    """grain's worker processes read absl flags, which only an absl program parses; outside
-    one, mark them parsed (their defaults) or grain raises UnparsedFlagAccessError."""
-    from absl import flags
-
-    if not flags.FLAGS.is_parsed():
-        flags.FLAGS.mark_as_parsed()
+def default_threads() -> int:
+    """Read-ahead threads when not given: one per core, at most 16."""
+    return max(1, min(16, os.cpu_count() or 1))
 
 
 def sample_images(files: Sequence[str], count: int, load_size: int, crop_size: int

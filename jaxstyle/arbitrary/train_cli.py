@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import os
 import signal
 import sys
 from pathlib import Path
@@ -100,9 +99,8 @@ def _add_options(p: argparse.ArgumentParser, kind: str, _numbers) -> None:
     g.add_argument("--quiet", action="store_true", help="no progress and no final message")
     g.add_argument("--debug", action="store_true", help="show tracebacks on errors")
     g = p.add_argument_group("devices and hosts")
-    g.add_argument("--workers", metavar="N", type=count,
-                   help="data worker processes (default: 0 on a CPU, else one per spare core, "
-                        "at most 16)")
+    g.add_argument("--data-threads", metavar="N", type=count,
+                   help="threads reading images ahead (default 0: one per core, at most 16)")
     g.add_argument("--device", choices=("cpu", "gpu", "tpu"),
                    help="train on this platform's devices (default: JAX's choice)")
     g.add_argument("--coordinator", metavar="HOST:PORT",
@@ -153,10 +151,6 @@ def run(args: argparse.Namespace) -> int:
     import jax
 
     devices = jax.devices(args.device) if args.device else jax.devices()
-    if args.workers is None:
-        spare = (os.cpu_count() or 1) - 1
-        config = dataclasses.replace(config, workers=0 if devices[0].platform == "cpu"
-                                     else max(1, min(16, spare)))
     runtime.enable_compile_cache(enabled=not args.no_compile_cache)
     _usage(trainer.step.check_batch, config.batch, trainer.step.batch_mesh(devices))
     quiet = args.quiet or jax.process_index() != 0
@@ -257,7 +251,9 @@ def _init(kind: str, sources: list[str] | None):
     if len(sources) == 1 and sources[0].lower().endswith(".npz"):
         found, params = read_model(sources[0])
         if found != kind:
-            raise files.WeightsError(f"--init-from {sources[0]}: {'an' if found == 'adain' else 'a'} {found} model, not {kind}")
+            article = "an" if found == "adain" else "a"
+            raise files.WeightsError(f"--init-from {sources[0]}: {article} {found} model, not "
+                                     f"{kind}")
         return {part: params[part] for part in PARTS[kind] if part != "encoder"}
     layouts = ("decoder", "transformer")[:1 + (kind == "sanet")]
     if len(sources) != len(layouts) or any(s.lower().endswith(".npz") for s in sources):

@@ -34,7 +34,7 @@ class TrainConfig:
     keep_checkpoints: int = 3  # checkpoints kept (the newest)
     sample_every: int = 1000  # steps between sample sheets (0: none)
     samples: int = 4  # contents and styles on a sample sheet
-    workers: int = 0  # data worker processes (0: threads of this process only)
+    data_threads: int = 0  # threads reading images ahead (0: one per core, at most 16)
 
     def __post_init__(self):
         if self.kind not in KINDS:
@@ -47,7 +47,7 @@ class TrainConfig:
         for name in ("steps", "load_size", "crop_size", "log_every", "keep_checkpoints"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        for name in ("checkpoint_every", "sample_every", "samples", "workers", "seed"):
+        for name in ("checkpoint_every", "sample_every", "samples", "data_threads", "seed"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
         if self.batch_size is not None and self.batch_size < 1:

@@ -14,9 +14,10 @@ What lands in the run directory (the primary host writes all but the checkpoints
 - log.jsonl: one line per logged step (every `log_every` and the last): {"step", "total",
   each part, "lr", "images_per_s", "skipped"}: the losses of that step, images per second
   over the steps since the previous line (the first step, which compiles, left out: null
-  when nothing else is in the interval), and the unreadable files skipped so far. A resumed
-  run first drops the lines after its checkpoint, so the log reads as one run. Time spent
-  writing checkpoints and samples is not counted in images_per_s;
+  when nothing else is in the interval), and the reads of unreadable files skipped so far
+  (a bad file counts each time its turn comes round). A resumed run first drops the lines
+  after its checkpoint, so the log reads as one run. Time spent writing checkpoints and
+  samples is not counted in images_per_s;
 - samples_<step>.png every `sample_every` steps and at the end: the first `samples` content
   and style images (centre crops), each content stylized with each style by the current
   weights, as a contact sheet;
@@ -64,7 +65,7 @@ class Progress:
     losses: dict[str, float]  # "total" and each part, at this step
     lr: float  # the learning rate this step used
     images_per_s: float | None  # since the previous logged step (None: nothing to time)
-    skipped: int  # unreadable files skipped so far, over all hosts
+    skipped: int  # reads of unreadable files skipped so far, over all hosts
 
 
 @dataclasses.dataclass(frozen=True)
@@ -74,7 +75,7 @@ class TrainResult:
     losses: dict[str, float] | None  # at the last logged step
     model: Path | None  # the exported model (completed runs)
     checkpoint: int | None  # the newest checkpoint's step
-    skipped: int  # unreadable files skipped, over all hosts
+    skipped: int  # reads of unreadable files skipped, over all hosts
     skipped_examples: tuple[tuple[str, str], ...]  # some of them (this host's): (path, why)
 
 
@@ -157,7 +158,8 @@ class _Loop:
         source = data.TrainBatches(spec, config.steps, process_index=jax.process_index(),
                                    process_count=jax.process_count())
         status, previous, timer = "completed", None, None
-        with data.iterate(source, start, workers=config.workers) as batches:
+        threads = config.data_threads or data.default_threads()
+        with data.iterate(source, start, threads=threads, buffer=2 * threads) as batches:
             for done in range(start + 1, config.steps + 1):
                 batch = next(batches)
                 self.skipped_here += len(batch["skipped"])
@@ -251,7 +253,7 @@ class _Loop:
         return bool(np.any(multihost_utils.process_allgather(np.int32(local))))
 
     def _skipped(self) -> int:
-        """Unreadable files skipped so far over all hosts (a collective on several hosts:
+        """Reads of unreadable files skipped so far over all hosts (a collective on several hosts:
         called at the same steps on every host)."""
         here = self.skipped_here
         if jax.process_count() > 1:
