@@ -245,3 +245,13 @@ def test_bad_inputs():
         sanet_loss({**params, "encoder": {}}, CONTENT[:, :24, :24], STYLE[:, :24, :24])
     with pytest.raises(ValueError, match="one shape"):
         adain_loss({"encoder": {}, "decoder": {}}, CONTENT, STYLE[:, :16, :16])
+
+
+def test_bfloat16_arithmetic(adain_params, numpy_adain):
+    """--bf16: the networks in bfloat16 (8 bits of mantissa), the statistics and losses in
+    float32: float32 results within a few percent."""
+    total, parts = jax.jit(lambda p, c, s: adain_loss(p, c, s, compute_dtype=jnp.bfloat16))(
+        adain_params, CONTENT, STYLE)
+    assert total.dtype == jnp.float32 and all(v.dtype == jnp.float32 for v in parts.values())
+    for name, value in numpy_adain.items():
+        assert float(parts[name]) == pytest.approx(value, rel=0.05), name

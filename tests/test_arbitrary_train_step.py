@@ -55,6 +55,29 @@ def test_schedule_and_config():
         step.StepConfig("adain", learning_rate=0.0)
 
 
+def test_init_params_as_pytorch_conv2d():
+    """Fresh weights as the reference code's nn.Conv2d defaults: U(-b, b), b = 1/sqrt(fan_in),
+    kernels and biases; the trainable parts only, in the loaders' layout; seeded."""
+    from jaxstyle.arbitrary.weights import param_shapes
+
+    params = step.init_params("sanet", seed=3)
+    shapes = param_shapes("sanet", encoder=False)
+    assert set(params) == {"decoder", "transform"}
+    assert set(params["transform"]) == set(shapes["transform"])
+    conv1 = params["decoder"]["conv1"]  # 3 x 3 x 512 -> 256
+    assert conv1["kernel"].shape == (3, 3, 512, 256) and conv1["kernel"].dtype == np.float32
+    bound = 1 / np.sqrt(9 * 512)
+    for leaf in conv1.values():
+        assert np.abs(leaf).max() <= bound
+        assert np.std(leaf) == pytest.approx(bound / np.sqrt(3), rel=0.1)
+    f = params["transform"]["sanet4_1"]["f"]["kernel"]  # 1 x 1 x 512 -> 512
+    assert np.abs(f).max() <= 1 / np.sqrt(512) and np.abs(f).max() > 0.9 / np.sqrt(512)
+    again = step.init_params("sanet", seed=3)["decoder"]["conv9"]["kernel"]
+    assert np.array_equal(again, params["decoder"]["conv9"]["kernel"])
+    assert not np.array_equal(step.init_params("sanet", seed=4)["decoder"]["conv9"]["kernel"],
+                              again)
+
+
 def test_first_step(adain_params):
     """Step 1 reports the loss of the weights it started from (float32 against float64 NumPy:
     AdaIN's float32 loss check), the lr of k = 0, and Adam's first update moves each weight

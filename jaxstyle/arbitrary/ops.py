@@ -141,8 +141,11 @@ class UpsampleConv(nn.Module):
         bias = self.param("bias", nn.initializers.zeros_init(), (self.features,), jnp.float32)
         # The four phase kernels as one small product (a dot compiles in a fraction of the
         # time of the equivalent slices and sums), HIGHEST so no backend rounds the kernel.
-        phases = jnp.dot(jnp.asarray(_PHASES), k.reshape(9, cin * self.features),
-                         precision=jax.lax.Precision.HIGHEST)
+        # In float32 whatever the kernel's dtype (bfloat16 training: the sums of taps rounded
+        # once, and conv_general_dilated wants one dtype), then in x's.
+        phases = jnp.dot(jnp.asarray(_PHASES), k.reshape(9, cin * self.features).astype(
+            jnp.promote_types(k.dtype, jnp.float32)), precision=jax.lax.Precision.HIGHEST)
+        phases = phases.astype(x.dtype)
         phases = phases.reshape(2, 2, 2, 2, cin, self.features).transpose(2, 3, 4, 0, 1, 5)
         phases = phases.reshape(2, 2, cin, 4 * self.features)  # (u, v, Cin, (a, b, F))
         e = jnp.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)), mode="edge")
