@@ -132,3 +132,14 @@ def test_spec_validation(spec):
         data.DataSpec(spec.content, spec.style, 2, load_size=16, crop_size=32)
     with pytest.raises(ValueError, match="at least one"):
         data.DataSpec((), spec.style, 2)
+
+
+def test_iterate_stops_early_and_raises_in_order(spec, folders):
+    source = data.TrainBatches(spec, steps=50)
+    with data.iterate(source, threads=2, buffer=3) as batches:
+        first = next(batches)  # leaving early: the rest cancelled, the threads joined
+    assert np.array_equal(first["content"], source[0]["content"])
+    bad = data.TrainBatches(data.DataSpec((str(folders[0] / "notes.txt"),), spec.style, 2,
+                                          40, 32), steps=3)
+    with data.iterate(bad) as batches, pytest.raises(InputError, match="unreadable"):
+        next(batches)

@@ -27,19 +27,22 @@ takes the next file of its stream instead, and the batch lists what it skipped
 (`batch["skipped"]`), so the trainer can count and report it; a slot whose files are all
 unreadable raises InputError.
 
-`iterate` runs the source through grain: `MapDataset.source(...)[start:]`, read ahead by
-threads (`ReadOptions`). Threads, not processes: PIL's decoding and resizing release the GIL,
-and grain's worker processes (`mp_prefetch`) left shared-memory warnings and errors at exit
-in a trial (grain 0.2.18).
+`iterate` reads batches start, start + 1, ... ahead on a pool of threads, in order. Threads,
+not processes: PIL's decoding and resizing release the GIL. (grain did the same with a
+dependency and its own threads; its worker processes left shared-memory errors at exit in a
+trial, grain 0.2.18, so this module does without it.)
 """
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import dataclasses
+import itertools
 import math
 import os
 from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -128,7 +131,7 @@ class TrainBatches:
     """Random-access batches of one host (module docstring): `source[j]` is batch j,
     {"content", "style": (B/H, crop, crop, 3) uint8, "skipped": ((path, problem), ...)}.
 
-    len() is `steps`. Plain data only, so that grain can send it to worker processes.
+    len() is `steps`. Thread-safe: batches are read concurrently (`iterate`).
     """
 
     def __init__(self, spec: DataSpec, steps: int, *, process_index: int = 0,
@@ -196,20 +199,30 @@ def pass_order(n: int, seed: int, kind: str, slot: int, p: int) -> np.ndarray:
 @contextlib.contextmanager
 def iterate(source: TrainBatches, start: int = 0, *, threads: int = 2, buffer: int = 4
             ) -> Iterator[Iterator[dict[str, Any]]]:
-    """A context giving an iterator over batches start, start + 1, ... of `source`, read
-    ahead by `threads` threads (`buffer` batches); closed on exit."""
-    import grain
+    """A context giving an iterator over batches start, start + 1, ... len(source) - 1 of
+    `source`, in order, `buffer` batches read ahead by `threads` threads; on exit the
+    batches not yet started are cancelled and the threads joined. A batch's exception
+    (InputError) is raised when the iterator reaches it."""
+    pool = ThreadPoolExecutor(max(1, threads), thread_name_prefix="jaxstyle-data")
+    pending: collections.deque = collections.deque()
 
-    dataset = grain.MapDataset.source(source)[start:]
-    stream = dataset.to_iter_dataset(grain.ReadOptions(num_threads=max(1, threads),
-                                                       prefetch_buffer_size=max(1, buffer)))
-    iterator = iter(stream)
+    def batches() -> Iterator[dict[str, Any]]:
+        ahead = range(start, len(source))
+        it = iter(ahead)
+        for j in itertools.islice(it, max(1, buffer)):
+            pending.append(pool.submit(source.__getitem__, j))
+        while pending:
+            batch = pending.popleft().result()
+            for j in itertools.islice(it, 1):
+                pending.append(pool.submit(source.__getitem__, j))
+            yield batch
+
     try:
-        yield iterator
+        yield batches()
     finally:
-        close = getattr(iterator, "close", None)
-        if close is not None:
-            close()
+        for future in pending:
+            future.cancel()
+        pool.shutdown(wait=True)
 
 
 def default_threads() -> int:

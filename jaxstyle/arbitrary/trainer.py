@@ -4,7 +4,7 @@
     result = train(config, "runs/sanet", content=files_c, style=files_s, encoder=vgg)
 
 Every host runs the same call (several hosts: after `jax.distributed.initialize`). Per step:
-this host's rows of batch `step` (`data.TrainBatches`, read ahead by grain) are assembled
+this host's rows of batch `step` (`data.TrainBatches`, read ahead on threads) are assembled
 into the global batch, and `step.compiled_step` updates the replicated state. The host keeps
 one step queued on the devices (it waits for step k - 1 after dispatching step k), so the
 next batch is prepared while the devices compute.
