@@ -197,3 +197,31 @@ def test_two_processes_train_the_same_steps_as_one(setup, full_run, tmp_path):
         assert a["skipped"] == b["skipped"]
     assert sorted(int(p.name) for p in (tmp_path / "two" / "checkpoints").iterdir()) == [3]
     assert (tmp_path / "two" / "adain.npz").exists()
+
+
+def test_nonfinite_loss_stops_with_exit_1(setup, full_run, tmp_path, monkeypatch, capsys):
+    """A loss that becomes NaN (made so at step 3 here) stops the run at the logged step:
+    exit 1, one line naming the step and the newest checkpoint; no model written."""
+    from jaxstyle.arbitrary import step as step_module
+
+    _, args = setup
+    real = step_module.compiled_step
+
+    def poisoned(mesh, config):
+        fn = real(mesh, config)
+
+        def call(state, *rest):
+            state, metrics = fn(state, *rest)
+            bad = state.step >= 3
+            return state, {**metrics, "total": metrics["total"] / (1 - bad)}  # inf from 3 on
+
+        return call
+
+    monkeypatch.setattr(step_module, "compiled_step", poisoned)
+    run = tmp_path / "nan"
+    assert cli.main(["train-adain", *args, "--out", str(run), "--steps", "6", "--log-every",
+                     "1", "--checkpoint-every", "2", "--sample-every", "0", "--quiet"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "non-finite at step 3" in err and "step 2" in err
+    assert not (run / "adain.npz").exists()
+    assert [line["step"] for line in _log(run)][-1] == 3
