@@ -1,12 +1,12 @@
-"""`jaxstyle train-adain` end to end on a folder of small images (synthetic weights): a run
-lowers the loss and writes its log, samples, checkpoints and model; the model works with
-`jaxstyle adain --model`; SIGTERM checkpoints and exits 130, and --resume reproduces the
-uninterrupted run's losses step for step; bad inputs are one line and exit 1 or 2; two
-loopback processes (gloo) train the same steps as one.
+"""`jaxstyle train-adain|train-sanet` end to end on a folder of small images (synthetic
+weights): a run lowers the loss and writes its log, samples, checkpoints and model; the model
+works with `jaxstyle adain|sanet --model`; SIGTERM checkpoints and exits 130, and --resume
+reproduces the uninterrupted run's losses step for step; a non-finite loss and bad inputs
+are one line and exit 1 or 2; two loopback processes (gloo) train the same steps as one.
 
-The runs are AdaIN at 32 px crops, batch 2, lr 1e-3 (the step test's configuration: one
-compiled step for all the in-process runs); SANet's step only differs in the loss, which
-tests/test_arbitrary_train_losses.py checks.
+The AdaIN runs use 32 px crops, batch 2, lr 1e-3 (the step test's configuration: one
+compiled step for all the in-process AdaIN runs); SANet runs 2 steps from the released
+(synthetic) files, its loss checked in tests/test_arbitrary_train_losses.py.
 """
 
 import json
@@ -225,3 +225,33 @@ def test_nonfinite_loss_stops_with_exit_1(setup, full_run, tmp_path, monkeypatch
     assert len(err.splitlines()) == 1 and "non-finite at step 3" in err and "step 2" in err
     assert not (run / "adain.npz").exists()
     assert [line["step"] for line in _log(run)][-1] == 3
+
+
+def test_train_sanet_and_its_model_round_trip(setup, arbitrary_files, tmp_path):
+    """train-sanet from the released (synthetic) files, 2 steps: the four loss parts logged,
+    and RUN/sanet.npz works with `jaxstyle sanet --model` as stylize_sanet does."""
+    from jaxstyle.arbitrary import load_sanet, stylize_sanet
+
+    root, args = setup
+    run = tmp_path / "sanet"
+    init = ",".join(str(arbitrary_files[name]) for name in
+                    ("decoder_iter_500000.pth", "transformer_iter_500000.pth"))
+    assert cli.main(["train-sanet", *args, "--out", str(run), "--steps", "2", "--log-every",
+                     "1", "--sample-every", "0", "--init-from", init, "--quiet"]) == 0
+    log = _log(run)
+    assert set(log[-1]) >= {"content", "style", "identity1", "identity2"}
+    kind, params = read_model(run / "sanet.npz")
+    assert kind == "sanet" and set(params) == {"decoder", "transform"}
+    content, style, out = root / "content" / "1.jpg", root / "style" / "0.png", tmp_path / "o.png"
+    vgg = str(arbitrary_files["vgg_normalised.pth"])
+    assert cli.main(["sanet", str(content), str(style), "-o", str(out), "--model",
+                     str(run / "sanet.npz"), "--vgg", vgg, "--image-size", "64",
+                     "--quiet"]) == 0
+    model = load_sanet(model=run / "sanet.npz", vgg=vgg)
+    expected = stylize_sanet(model, load_image(content), load_image(style))
+    assert np.abs(load_image(out) - np.asarray(expected)).max() <= 1 / 255 + 1e-6
+    # Two steps from the released weights moved them.
+    released = load_sanet(vgg=vgg, decoder=arbitrary_files["decoder_iter_500000.pth"],
+                          transformer=arbitrary_files["transformer_iter_500000.pth"])
+    assert not np.array_equal(params["decoder"]["conv9"]["kernel"],
+                              np.asarray(released["decoder"]["conv9"]["kernel"]))
