@@ -188,12 +188,14 @@ def test_two_processes_train_the_same_steps_as_one(setup, full_run, tmp_path):
         finish(p)
     two, one = _log(tmp_path / "two"), _log(full)[:3]
     assert [line["step"] for line in two] == [1, 2, 3]
-    # Step 1 is the same weights: only the sums' order (and the subprocesses' compile
-    # flags) differ. Then Adam's g / sqrt(v) turns rounding into whole steps where g is near
-    # 0 (measured: 1e-7, 3e-4, 2.5e-4 at steps 1, 2, 3).
+    # Step 1 is the same weights and batch: only the sums' order and the compile flags differ
+    # (the subprocesses compile with FAST_COMPILE and jaxstyle's CPU flags; this process got
+    # the CPU flags only if no test had started the backend before the CLI did). Then Adam's
+    # g / sqrt(v) turns rounding into whole steps of lr 1e-3 where g is near 0: measured
+    # 1e-7 at step 1, 3e-4 and 1.1e-3 at step 2 against this process's two flag sets.
     assert two[0]["total"] == pytest.approx(one[0]["total"], rel=1e-6)
     for a, b in zip(two, one, strict=True):
-        assert a["total"] == pytest.approx(b["total"], rel=1e-3)
+        assert a["total"] == pytest.approx(b["total"], rel=5e-3)
         assert a["skipped"] == b["skipped"]
     assert sorted(int(p.name) for p in (tmp_path / "two" / "checkpoints").iterdir()) == [3]
     assert (tmp_path / "two" / "adain.npz").exists()
