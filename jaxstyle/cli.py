@@ -201,6 +201,9 @@ def build_parser() -> argparse.ArgumentParser:
     from jaxstyle.arbitrary import cli as arbitrary_cli
 
     arbitrary_cli.add_parsers(sub, _Parser, _formatter, _numbers, EXIT_STATUS)
+    from jaxstyle.arbitrary import train_cli
+
+    train_cli.add_parsers(sub, _Parser, _formatter, _numbers, EXIT_STATUS)
     c = sub.add_parser("convert", prog=f"{PROG} convert", formatter_class=_formatter,
                        description="Convert VGG19 weights (Keras .h5, torchvision .pth) into a "
                                    "jaxstyle .npz, checking every key and shape.")
@@ -223,6 +226,8 @@ EPILOG = f"""\
 other commands:
   {PROG} convert SRC DEST.npz   convert VGG19 weights (.h5, .pth) to a jaxstyle .npz
   {PROG} sanet|adain ...        arbitrary style in one forward pass ({PROG} sanet --help)
+  {PROG} train-sanet|train-adain --content-dir DIR --style-dir DIR --out RUN
+                                train those networks ({PROG} train-sanet --help)
 
 environment:
   JAXSTYLE_WEIGHTS            weights file used when --weights is not given
@@ -233,7 +238,7 @@ exit status: 0 done; 1 bad or missing file, unwritable output, weights unavailab
 non-finite loss; 2 usage error; 130 interrupted (Ctrl-C writes the best image so far)."""
 
 
-COMMANDS = ("stylize", "convert", "sanet", "adain")
+COMMANDS = ("stylize", "convert", "sanet", "adain", "train-sanet", "train-adain")
 
 
 def parse(argv: Sequence[str]) -> argparse.Namespace:

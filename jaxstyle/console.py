@@ -82,22 +82,29 @@ def _losses_text(progress) -> str:
             f"{max(losses['total']):.4g}")
 
 
-class InterruptFlag:
-    """Ctrl-C sets a flag that the progress callback reads between compiled chunks: a
-    KeyboardInterrupt raised inside a running JAX call crashed or hung the process in 2 of 6
-    trials, the flag stopped cleanly in 8 of 8. A second Ctrl-C exits at once (130)."""
+STOP_MESSAGE = ("stopping after the current chunk, then writing the best image so far "
+                "(Ctrl-C again quits without saving)")
 
-    def __init__(self, quiet: bool) -> None:
-        self.event, self.quiet, self.previous = threading.Event(), quiet, None
+
+class InterruptFlag:
+    """Ctrl-C (and any other of `signals`, e.g. SIGTERM) sets a flag that the progress
+    callback reads between compiled chunks: a KeyboardInterrupt raised inside a running JAX
+    call crashed or hung the process in 2 of 6 trials, the flag stopped cleanly in 8 of 8.
+    A second signal exits at once (130). `message` says what happens next."""
+
+    def __init__(self, quiet: bool, *, signals: tuple[int, ...] = (signal.SIGINT,),
+                 message: str = STOP_MESSAGE) -> None:
+        self.event, self.quiet, self.previous = threading.Event(), quiet, {}
+        self.signals, self.message = signals, message
 
     def __enter__(self) -> InterruptFlag:
         if threading.current_thread() is threading.main_thread():
-            self.previous = signal.signal(signal.SIGINT, self._handle)
+            self.previous = {s: signal.signal(s, self._handle) for s in self.signals}
         return self
 
     def __exit__(self, *exc) -> None:
-        if self.previous is not None:
-            signal.signal(signal.SIGINT, self.previous)
+        for s, handler in self.previous.items():
+            signal.signal(s, handler)
 
     def _handle(self, signum, frame) -> None:
         if self.event.is_set():
@@ -105,8 +112,8 @@ class InterruptFlag:
             os._exit(EXIT_INTERRUPTED)
         self.event.set()
         if not self.quiet:  # os.write: print() inside a handler can raise "reentrant call"
-            os.write(2, f"\n{PROG}: Ctrl-C: stopping after the current chunk, then writing the "
-                        "best image so far (Ctrl-C again quits without saving)\n".encode())
+            name = "Ctrl-C" if signum == signal.SIGINT else signal.Signals(signum).name
+            os.write(2, f"\n{PROG}: {name}: {self.message}\n".encode())
 
     def is_set(self) -> bool:
         return self.event.is_set()

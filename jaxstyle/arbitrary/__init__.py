@@ -4,11 +4,14 @@
 Modules: `ops` (padding, pooling, upsampling, mean/std, mvn, adain), `encoder` (the
 normalised VGG19), `sanet` (attention, SANet block, Transform), `decoder`, `released` (the
 released files' layouts), `weights` (loading, jaxstyle's model .npz, conversion) and
-`stylize` (the one-pass entry points).
+`stylize` (the one-pass entry points). Training: `losses` (sanet_loss, adain_loss),
+`train_config`, `step` (the sharded Adam step), `data` (image folders to batches),
+`checkpoints` (orbax), `trainer` (the loop) and `train_cli` (jaxstyle train-sanet|adain).
 """
 
 from jaxstyle.arbitrary.decoder import Decoder, decode
 from jaxstyle.arbitrary.encoder import Encoder, encode
+from jaxstyle.arbitrary.losses import adain_loss, sanet_loss
 from jaxstyle.arbitrary.ops import adain, mean_std, mvn
 from jaxstyle.arbitrary.released import EncoderInputWarning
 from jaxstyle.arbitrary.sanet import SANet, Transform, attention, style_code, transform
@@ -35,6 +38,7 @@ __all__ = [
     "SANet",
     "Transform",
     "adain",
+    "adain_loss",
     "attention",
     "convert",
     "decode",
@@ -46,6 +50,7 @@ __all__ = [
     "mvn",
     "random_params",
     "read_model",
+    "sanet_loss",
     "save_model",
     "style_code",
     "stylize_adain",

@@ -141,8 +141,11 @@ class UpsampleConv(nn.Module):
         bias = self.param("bias", nn.initializers.zeros_init(), (self.features,), jnp.float32)
         # The four phase kernels as one small product (a dot compiles in a fraction of the
         # time of the equivalent slices and sums), HIGHEST so no backend rounds the kernel.
-        phases = jnp.dot(jnp.asarray(_PHASES), k.reshape(9, cin * self.features),
-                         precision=jax.lax.Precision.HIGHEST)
+        # In float32 whatever the kernel's dtype (bfloat16 training: the sums of taps rounded
+        # once, and conv_general_dilated wants one dtype), then in x's.
+        phases = jnp.dot(jnp.asarray(_PHASES), k.reshape(9, cin * self.features).astype(
+            jnp.promote_types(k.dtype, jnp.float32)), precision=jax.lax.Precision.HIGHEST)
+        phases = phases.astype(x.dtype)
         phases = phases.reshape(2, 2, 2, 2, cin, self.features).transpose(2, 3, 4, 0, 1, 5)
         phases = phases.reshape(2, 2, cin, 4 * self.features)  # (u, v, Cin, (a, b, F))
         e = jnp.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)), mode="edge")
@@ -159,27 +162,30 @@ class UpsampleConv(nn.Module):
 def mean_std(x: jax.Array, eps: float = EPS) -> tuple[jax.Array, jax.Array]:
     """Per image and channel over positions: mean and sqrt(var + eps), var unbiased.
 
-    x: (N, H, W, C) -> two (N, 1, 1, C) arrays. With M = H * W positions:
-    mean = sum(x) / M, var = sum((x - mean)^2) / (M - 1). A single position (M = 1) has no
-    unbiased variance: torch returns NaN there, and so does this.
+    x: (N, H, W, C) -> two (N, 1, 1, C) arrays, computed in at least float32 (a bfloat16
+    input's statistics in float32). With M = H * W positions: mean = sum(x) / M,
+    var = sum((x - mean)^2) / (M - 1). A single position (M = 1) has no unbiased variance:
+    torch returns NaN there, and so does this.
     """
     m = x.shape[1] * x.shape[2]
+    x = x.astype(jnp.promote_types(x.dtype, jnp.float32))
     mean = jnp.mean(x, axis=(1, 2), keepdims=True)
     var = jnp.sum(jnp.square(x - mean), axis=(1, 2), keepdims=True) / (m - 1)
     return mean, jnp.sqrt(var + eps)
 
 
 def mvn(x: jax.Array, eps: float = EPS) -> jax.Array:
-    """Mean-variance normalisation per image and channel: (x - mean) / std (`mean_std`)."""
+    """Mean-variance normalisation per image and channel: (x - mean) / std (`mean_std`),
+    in x's dtype."""
     mean, std = mean_std(x, eps)
-    return (x - mean) / std
+    return ((x - mean) / std).astype(x.dtype)
 
 
 def adain(content: jax.Array, style: jax.Array) -> jax.Array:
     """Adaptive instance normalisation: (c - mean(c)) / std(c) * std(s) + mean(s).
 
     content: (N, H, W, C); style: (N or 1, Hs, Ws, C) features, or its `mean_std` pair
-    (mean, std) of (N or 1, 1, 1, C) arrays. Returns (N, H, W, C).
+    (mean, std) of (N or 1, 1, 1, C) arrays. Returns (N, H, W, C) in content's dtype.
     """
     s_mean, s_std = style if isinstance(style, tuple) else mean_std(style)
-    return mvn(content) * s_std + s_mean
+    return (mvn(content) * s_std + s_mean).astype(content.dtype)

@@ -125,6 +125,15 @@ def read_params(kind: str, *, vgg: Source = None, decoder: Source = None,
     return params
 
 
+def read_encoder(kind: str, vgg: Source = None) -> dict[str, Any]:
+    """The encoder of `kind` alone, as host NumPy arrays (what training needs when the rest
+    starts fresh): from vgg=, else $JAXSTYLE_ARBITRARY_WEIGHTS/vgg_normalised.pth; the
+    WeightsErrors of `load_sanet`."""
+    _check_kind(kind)
+    path = vgg if vgg is not None else _published_file(kind, "encoder")
+    return read_released(path, _LAYOUT["encoder"], deepest=DEEPEST[kind])
+
+
 def _published_file(kind: str, part: str) -> Path:
     """The file for a part not given: in $JAXSTYLE_ARBITRARY_WEIGHTS, else WeightsError."""
     names = FILE_NAMES[(kind, part)]
