@@ -22,6 +22,9 @@ still run; --parts and the size options pick a subset so a rerun fits the time l
              --arbitrary-sizes: seconds per image with the style encoded in the call and
              encoded once, and per image in batches of --arbitrary-batch
              (benchmarks/arbitrary_bench.py's worker, JAX only, in a subprocess).
+- train:     SANet and AdaIN training steps (benchmarks/train_bench.py's worker, JAX only)
+             at --train-size crops, batch --train-batch, per --dtypes: images/s, and the
+             reference schedule's 160,000 steps extrapolated from the median step.
 Synthetic VGG19 weights (`jaxstyle.random_weights(0)`): the real network's compute; every
 figure is from random weights. The photos are examples/chelsea.jpg and
 examples/hubble_deep_field.jpg squashed to size x size. Writes DIR/device_check.json and
@@ -43,10 +46,12 @@ import traceback
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)  # bench.py (FLOP count) and torch_baseline.py beside this file
 
-PARTS = ("torch", "objective", "stylize", "sweep", "arbitrary")
+PARTS = ("torch", "objective", "stylize", "sweep", "arbitrary", "train")
 QUICK = dict(sizes=[32], torch_sizes=[32], stylize_sizes=[32], stylize_iterations=2,
              sweep_size=32, sweep_iterations=1, sweep_k=2, steps=1, arbitrary_sizes=[32],
-             arbitrary_batch=2, arbitrary_repeats=1)
+             arbitrary_batch=2, arbitrary_repeats=1, train_size=32, train_batch=2,
+             train_steps=1)
+TRAIN_STEPS = 160_000  # the reference schedule (ARBITRARY.md)
 
 
 def _ints(text: str) -> list[int]:
@@ -268,6 +273,35 @@ def part_arbitrary(args, weights_npz: str) -> list[dict]:
     return rows
 
 
+def part_train(args, weights_npz: str) -> list[dict]:
+    rows = []
+    for dtype in args.dtypes:
+        out = os.path.join(args.work, f"train-{dtype}.json")
+        cmd = [sys.executable, os.path.join(HERE, "train_bench.py"), "--no-torch", "--rounds",
+               "1", "--size", str(args.train_size), "--batch", str(args.train_batch),
+               "--steps", str(args.train_steps), "--dtype", dtype, "--json", out]
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=args.timeout)
+        print(proc.stderr[-1500:], file=sys.stderr, flush=True)
+        if not os.path.exists(out):
+            rows.append({"dtype": dtype, "error": f"train_bench.py exit {proc.returncode}: "
+                                                  f"{proc.stderr[-1500:]}"})
+            continue
+        with open(out) as fh:
+            bench = json.load(fh)
+        for row in bench["rows"]:
+            if "error" in row:
+                rows.append({"kind": row.get("kind"), "dtype": dtype,
+                             "error": str(row["error"])[:2000]})
+                continue
+            step_s = statistics.median(row["step_s"])
+            rows.append({"kind": row["kind"], "dtype": dtype, "size": row["size"],
+                         "batch": row["batch"], "first_s": row["first_s"], "step_s": step_s,
+                         "images_per_s": row["images_per_s"], "devices": row["devices"],
+                         "hours_to_160k_steps": TRAIN_STEPS * step_s / 3600,
+                         "losses": row["losses"]})
+    return rows
+
+
 def markdown(report: dict) -> str:
     lines = [f"device: {report['device']}, jax {report['jax']}, {report['date']}; random "
              "VGG19 weights", ""]
@@ -303,6 +337,12 @@ def markdown(report: dict) -> str:
             f"{r['without_style_s'] * 1e3:.1f} ms (encoded once)"
             + (f", {r['per_image_batched_s'] * 1e3:.1f} ms per image in batches of "
                f"{r['batch']}" if r["per_image_batched_s"] else "")))
+    for r in report.get("train", []):
+        lines.append(f"train {r.get('kind')} {r.get('dtype')}: " + (
+            f"error {r['error'][:80]}" if "error" in r else
+            f"{r['images_per_s']:.1f} images/s at {r['size']} px, batch {r['batch']} "
+            f"({r['step_s'] * 1e3:.1f} ms per step; 160k steps in "
+            f"{r['hours_to_160k_steps']:.1f} h)"))
     return "\n".join(lines)
 
 
@@ -323,6 +363,9 @@ def main(argv=None) -> int:
     p.add_argument("--arbitrary-sizes", type=_ints, default=[512, 1024])
     p.add_argument("--arbitrary-batch", type=int, default=8, help="contents per batched call")
     p.add_argument("--arbitrary-repeats", type=int, default=5, help="timed calls per row")
+    p.add_argument("--train-size", type=int, default=256, help="training crop side")
+    p.add_argument("--train-batch", type=int, default=5, help="training batch")
+    p.add_argument("--train-steps", type=int, default=10, help="timed training steps")
     p.add_argument("--timeout", type=float, default=600.0, help="seconds per subprocess")
     args = p.parse_args(argv)
     if args.quick:
