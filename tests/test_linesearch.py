@@ -148,18 +148,21 @@ def test_photo_first_iteration_and_no_worse_at_equal_evaluations(weights):
 
 def test_evaluations_under_vmap_are_each_members_own(weights):
     """Batched L-BFGS (a sweep with batch_size > 1) counts each setting's evaluations as its
-    single run does."""
-    prob = problem(weights, smooth_image(30, 32, 32), smooth_image(31, 32, 32), TINY)
-    params, targets, lw, spec, content = prob
-    init, chunk = programs(spec, NEW)
-    single, _ = chunk(params, targets, lw, init(params, targets, lw, content), jnp.int32(1))
+    single run does: init (with the probe) and one step, vmapped and not."""
+    params, targets, lw, spec, content = problem(weights, smooth_image(30, 32, 32),
+                                                 smooth_image(31, 32, 32), TINY)
+
+    def init_and_step(params, targets, lw, image):
+        state = optim.init(params, targets, lw, image, spec=spec, optim=NEW)
+        return optim.step(params, targets, lw, state, spec=spec, optim=NEW)
+
+    single = jax.jit(init_and_step)(params, targets, lw, content)
     lws = jaxstyle.LossWeights.of([1.0, 1.0], [1e3, 1e3], [0.0, 0.0])
-    vinit = jax.jit(jax.vmap(functools.partial(optim.init, spec=spec, optim=NEW),
-                             in_axes=(None, None, 0, None)))
-    vchunk = jax.jit(jax.vmap(functools.partial(optim.chunk, spec=spec, optim=NEW, max_steps=1),
-                              in_axes=(None, None, 0, 0, None)))
-    out, _ = vchunk(params, targets, lws, vinit(params, targets, lws, content), jnp.int32(1))
-    np.testing.assert_array_equal(np.asarray(out.evaluations), [int(single.evaluations)] * 2)
+    batched = jax.jit(jax.vmap(init_and_step, in_axes=(None, None, 0, None)))(
+        params, targets, lws, content)
+    assert int(single.evaluations) >= 3  # init, probe, at least one line-search step
+    np.testing.assert_array_equal(np.asarray(batched.evaluations),
+                                  [int(single.evaluations)] * 2)
 
 
 def test_cubic_step_against_numpy():
@@ -192,3 +195,36 @@ def test_approx_dec_rtol(weights):
                                                                                  rel=1e-5)
     assert float(rtol(jnp.float32(0.0), NEW.noise_floor)) == pytest.approx(1e-6)  # inf: off
     assert rtol(jnp.float32(tau / 1e-3), 0.0) == linesearch.DEFAULT_APPROX_DEC_RTOL
+
+
+def test_result_and_progress_count_every_evaluation_over_stages(monkeypatch, weights):
+    """A two-stage run: `Result.evaluations` sums the stages' (each with its own initial
+    evaluation) and equals the evaluations executed; `Progress.evaluations` grows to it.
+    Adam (one evaluation per step: 2 x (1 + 3)), as it compiles in a fraction of L-BFGS's
+    time; the L-BFGS count per step is checked against executed evaluations above."""
+    from jaxstyle import parallel
+
+    calls = []
+    inner = optim._loss_vector
+
+    def loss_vector(params, targets, loss_weights, image, *, spec):
+        losses = inner(params, targets, loss_weights, image, spec=spec)
+        jax.debug.callback(lambda v: calls.append(float(v)), losses[0])
+        return losses
+
+    monkeypatch.setattr(optim, "_loss_vector", loss_vector)
+    parallel.programs.cache_clear()  # trace afresh, with the counting objective
+    seen = []
+    try:
+        config = jaxstyle.StyleConfig(**TINY, optimizer="adam", scales=(24, 32), iterations=3)
+        result = jaxstyle.stylize(smooth_image(30, 32, 32), smooth_image(31, 32, 32),
+                                  weights=weights, config=config, callback_every=1,
+                                  callback=lambda p: seen.append(int(p.evaluations[0])))
+        jax.effects_barrier()
+    finally:
+        parallel.programs.cache_clear()  # no counting programs left for later tests
+    assert result.evaluations.shape == (1,) and result.stage_steps == (3, 3)
+    assert int(result.evaluations[0]) == len(calls) == 2 * (1 + 3)
+    assert result.summary()["evaluations"] == len(calls)
+    assert result.summary()["settings"][0]["evaluations"] == len(calls)
+    assert seen == sorted(seen) and seen[-1] == len(calls)
