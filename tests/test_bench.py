@@ -152,3 +152,24 @@ def test_peak_memory_prefers_the_device_figure():
     assert bench._peak_memory({"peak_rss_bytes": 5, "device_memory": {}}) == 5
     assert bench._peak_memory({"peak_rss_bytes": 5,
                                "device_memory": {"peak_bytes_in_use": 7}}) == 7
+
+
+def test_linesearch_quick_counts_old_against_new(tmp_path):
+    """benchmarks/linesearch.py --quick (32 px photos, shallow layers) in this process: the
+    new line search's first iteration costs 2 evaluations with init's probe (old: 4 at
+    least, measured 4), then 1 each, and its best loss within the budget is no worse."""
+    linesearch = _load("linesearch")
+    out = tmp_path / "ls.json"
+    assert linesearch.main(["--quick", "--in-process", "--no-xla-flags", "--scenarios", "photo",
+                            "--json", str(out)]) == 0
+    report = json.loads(out.read_text())
+    runs = {r["variant"]: r for r in report["runs"]}
+    assert all("error" not in r for r in runs.values()), runs
+    assert runs["new"]["initial_evaluations"] == 2 and runs["old"]["initial_evaluations"] == 1
+    assert runs["new"]["first_iteration_evaluations"] == 2
+    assert runs["old"]["first_iteration_evaluations"] >= 4
+    assert runs["new"]["mean_after_first"] <= 1.3
+    assert runs["new"]["cumulative_evaluations"][-1] <= 8 == runs["new"]["budget"]
+    (row,) = report["comparison"]
+    within = row["best_loss_within"]["8"]
+    assert within["new"] <= within["old"] * 1.001
