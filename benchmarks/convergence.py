@@ -22,7 +22,7 @@ Methods (all from the content image, StyleConfig's defaults: alpha 1, beta 1e3, 
 Images: examples/chelsea.jpg at SIZE px on its longer side, examples/hubble_deep_field.jpg as
 the style at style_scale 1 (as the CLI sizes them). Weights: --weights (a jaxstyle .npz, caffe
 convention, as the PyTorch objective preprocesses) or synthetic ones (`random_weights(0)`,
-written to OUT/weights.npz): say which next to every figure.
+written to a scratch folder): say which next to every figure.
 
 Clock and budget: PyTorch runs first, --torch-iterations N iterations (default 100). Every
 jaxstyle method then runs for --seconds (default 1.25x PyTorch's time) or --max-steps, through
@@ -40,7 +40,9 @@ N iterations; the table gives each method's first scored snapshot at or below it
 target within that 10% resolution).
 
 Writes OUT/convergence.json (every record and score), OUT/convergence.png (log loss against
-seconds and against evaluations, one line per method) and OUT/convergence.md (the table).
+seconds and against evaluations, one line per method) and OUT/convergence.md (the table). The
+weights, inputs and kept images (hundreds of MB at 512 px) go to a scratch folder removed at
+the end, or to OUT/work with --keep-work.
 """
 
 from __future__ import annotations
@@ -50,8 +52,10 @@ import contextlib
 import json
 import os
 import platform
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
 
 import numpy as np
@@ -432,6 +436,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quick", action="store_true",
                    help="32 px, shallow, 4 PyTorch iterations, 6 steps, ladder 23, 32 px")
     p.add_argument("--in-process", action="store_true", help="no subprocess per method")
+    p.add_argument("--keep-work", action="store_true",
+                   help="keep weights, inputs and kept images in OUT/work")
     p.add_argument("--timeout", type=float, default=7200.0, help="seconds per subprocess")
     p.add_argument("--worker", choices=("jax", "torch", "score"), help=argparse.SUPPRESS)
     p.add_argument("payload", nargs="?", help=argparse.SUPPRESS)
@@ -452,21 +458,34 @@ def main(argv=None) -> int:
     unknown = set(methods) - set(METHODS)
     if unknown:
         raise SystemExit(f"unknown methods {sorted(unknown)}; choose from {METHODS}")
+    os.makedirs(args.out, exist_ok=True)
+    if args.keep_work:
+        work = os.path.join(args.out, "work")
+        os.makedirs(work, exist_ok=True)
+    else:
+        work = tempfile.mkdtemp(prefix="convergence-")
+    try:
+        return _benchmark(args, methods, work, argv)
+    finally:
+        if not args.keep_work:
+            shutil.rmtree(work, ignore_errors=True)
+
+
+def _benchmark(args, methods: list[str], work: str, argv) -> int:
     from linesearch import photo_images
 
     import jaxstyle
 
-    os.makedirs(args.out, exist_ok=True)
     weights = args.weights
     if weights is None:
-        weights = os.path.join(args.out, "weights.npz")
+        weights = os.path.join(work, "weights.npz")
         jaxstyle.save_weights(jaxstyle.random_weights(0), weights)
     elif jaxstyle.load_vgg19(weights).convention != "caffe" and "torch-lbfgs" in methods:
         raise SystemExit("the PyTorch objective preprocesses as caffe: give caffe weights")
     content, style = photo_images(args.size)
-    inputs = os.path.join(args.out, "inputs.npz")
+    inputs = os.path.join(work, "inputs.npz")
     np.savez(inputs, content=content, style=style)
-    snap_dir = os.path.join(args.out, "snapshots")
+    snap_dir = os.path.join(work, "snapshots")
     os.makedirs(snap_dir, exist_ok=True)
     config = jaxstyle.StyleConfig()
     report = {"argv": sys.argv[1:] if argv is None else list(argv), "size": args.size,
