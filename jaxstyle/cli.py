@@ -452,8 +452,9 @@ def _finish(args, result, settings, timings, device, manifest, t_start) -> int:
         return EXIT_INTERRUPTED
     if not args.quiet:
         h, w = result.images.shape[1:3]
-        print(f"wrote {out} ({w}x{h}, {k} setting{'s' * (k > 1)}, {result.steps} steps, best "
-              f"loss {min(result.best_losses):.4g}, {timings['total_s']:.1f} s)")
+        print(f"wrote {out} ({w}x{h}, {k} setting{'s' * (k > 1)}, {result.steps} steps, "
+              f"{int(sum(result.evaluations))} evaluations, best loss "
+              f"{min(result.best_losses):.4g}, {timings['total_s']:.1f} s)")
     return EXIT_OK
 
 

@@ -68,17 +68,22 @@ class Bar:
                   flush=True)
 
     def steps(self, progress) -> None:
-        """A style transfer's `Progress`: steps done, the losses, the stage."""
+        """A style transfer's `Progress`: steps done, objective evaluations, the losses, the
+        stage."""
         self.update(progress.step, _losses_text(progress),
                     f"{progress.stage + 1}/{progress.num_stages}"
                     if progress.num_stages > 1 else "")
 
 
 def _losses_text(progress) -> str:
+    """"evals E  total ...  content ...": E the evaluations (summed over the settings of a
+    sweep, whose losses show as a range)."""
     losses = progress.losses
+    evaluations = getattr(progress, "evaluations", None)
+    evals = "" if evaluations is None else f"evals {int(sum(evaluations))}  "
     if len(losses["total"]) == 1:
-        return "  ".join(f"{name} {v[0]:.4g}" for name, v in losses.items())
-    return (f"{len(losses['total'])} settings, total {min(losses['total']):.4g} .. "
+        return evals + "  ".join(f"{name} {v[0]:.4g}" for name, v in losses.items())
+    return (f"{evals}{len(losses['total'])} settings, total {min(losses['total']):.4g} .. "
             f"{max(losses['total']):.4g}")
 
 

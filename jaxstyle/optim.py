@@ -2,7 +2,9 @@
 
 One step function drives every optimizer through optax's extra-args interface
 (`tx.update(grad, opt_state, x, value=, grad=, value_fn=)`):
-    "lbfgs"       optax.lbfgs(): memory 10, zoom line search (20 steps); the default.
+    "lbfgs"       optax.lbfgs(): memory 10, zoom line search (20 steps); the default. Its
+                  first line search starts at a probed step and its decrease test tolerates
+                  the content loss's float32 floor (`jaxstyle.linesearch`).
     "lbfgs-nols"  optax.lbfgs(learning_rate=1, linesearch=None): no line search, like
                   jcjohnson's neural-style; cheap under `jax.vmap` (sweeps).
     "adam"        optax.adam(learning_rate).
@@ -18,6 +20,8 @@ Conventions:
 - `losses` is (4,) float32 (total, content, style, tv) of `state.image`; the optimizer
   minimizes total itself (scaling it changed nothing measurable: benchmarks/README.md).
 - History row t of a chunk holds the losses of the iterate after that chunk's step t.
+- `StepState.evaluations` counts objective evaluations (value and gradient together): the
+  cost measure of the optimizers, which spend different numbers of evaluations per step.
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from jaxstyle import linesearch
 from jaxstyle.config import OPTIMIZERS, LossWeights, StyleConfig
 from jaxstyle.losses import LossSpec, Targets, total_loss
 
@@ -49,6 +54,14 @@ class OptimSpec:
     (ignored by L-BFGS). memory_size: L-BFGS history length. linesearch_steps: most function
     evaluations per zoom line search. average_decay: None, or d in (0, 1): the state also
     carries the bias-corrected exponential moving average of the iterates (`output`).
+    probe_first_step: zoom L-BFGS: `init` evaluates the objective once more, at the first
+        L-BFGS step, and the first line search starts at the cubic fit's step
+        (`linesearch.first_step_guess`) instead of at that unit step (which overshoots
+        from the content image); later line searches start at step 1 either way.
+    noise_floor: zoom L-BFGS: c in the decrease test's rounding tolerance
+        tau = c * alpha * sum_l 1/2 |P_l|^2 (`linesearch.approx_dec_rtol`); 0 keeps
+        optax's 1e-6 relative tolerance. 4e-12: a few times the float32 error of the
+        content loss near its minimum, measured at 0.6-1.3e-12 (benchmarks/README.md).
     """
 
     name: str = "lbfgs"
@@ -56,6 +69,8 @@ class OptimSpec:
     memory_size: int = 10
     linesearch_steps: int = 20
     average_decay: float | None = None
+    probe_first_step: bool = True
+    noise_floor: float = 4e-12
 
     def __post_init__(self) -> None:
         if self.name not in OPTIMIZERS:
@@ -77,8 +92,14 @@ class OptimSpec:
         """True when the optimizer state holds the value and gradient at the new iterate."""
         return self.name == "lbfgs"
 
-    def transformation(self) -> optax.GradientTransformationExtraArgs:
-        """The optax transformation (pure functions; build it inside the traced code)."""
+    def transformation(self, approx_dec_rtol: Any = linesearch.DEFAULT_APPROX_DEC_RTOL
+                       ) -> optax.GradientTransformationExtraArgs:
+        """The optax transformation (pure functions; build it inside the traced code).
+
+        Zoom L-BFGS starts each line search at the step held in its state's `learning_rate`
+        (optax's "keep"), which `init` and `step` set; approx_dec_rtol may be traced. Neither
+        changes the state's structure.
+        """
         if self.name == "adam":
             return optax.adam(self.learning_rate)
         if self.name == "lbfgs-nols":
@@ -87,7 +108,8 @@ class OptimSpec:
         return optax.lbfgs(
             memory_size=self.memory_size,
             linesearch=optax.scale_by_zoom_linesearch(
-                max_linesearch_steps=self.linesearch_steps, initial_guess_strategy="one"),
+                max_linesearch_steps=self.linesearch_steps, initial_guess_strategy="keep",
+                approx_dec_rtol=approx_dec_rtol),
         )
 
 
@@ -104,6 +126,11 @@ class StepState(NamedTuple):
     best_step:  () int32 step at which it was reached (0 = the initial image).
     step:       () int32 t, steps taken.
     ok:         () bool, every loss and gradient so far finite; False stops the loop.
+    evaluations: () int32 objective evaluations (value and gradient) so far, init's
+                included: init 1 (2 with zoom L-BFGS's first-step probe); each step
+                adds 1 (Adam, L-BFGS without line search) or the zoom line search's
+                `num_linesearch_steps` (one evaluation per line-search step). Under
+                `jax.vmap` each member counts its own (the batch may compute more).
     average:    None, or with `OptimSpec.average_decay` = d the moving average of the
                 iterates: (value (H, W, 3), d^n); `output` corrects its bias.
     """
@@ -118,6 +145,7 @@ class StepState(NamedTuple):
     best_step: jax.Array
     step: jax.Array
     ok: jax.Array
+    evaluations: jax.Array
     average: Any = None
 
 
@@ -181,7 +209,9 @@ def _all_finite(*arrays: jax.Array) -> jax.Array:
 
 def init(params: Any, targets: Targets, loss_weights: LossWeights, image: jax.Array, *,
          spec: LossSpec, optim: OptimSpec, opt_state: Any = None) -> StepState:
-    """The initial state at `image` (H, W, 3): one loss and gradient evaluation.
+    """The initial state at `image` (H, W, 3): one loss and gradient evaluation, and for
+    zoom L-BFGS with `probe_first_step` and no `opt_state` a second one, the probe that sets
+    where its first line search starts (stored as the state's `learning_rate`; 1 otherwise).
 
     opt_state: the optimizer's state to go on from (a previous stage's, `resize_opt_state`);
     None starts it afresh. All leaves are strongly typed (no weak types), so `chunk` sees the
@@ -192,9 +222,18 @@ def init(params: Any, targets: Targets, loss_weights: LossWeights, image: jax.Ar
     p = _zero_aux(image)
     value, grad = jax.value_and_grad(f)(p)
     losses = grad["aux"]
+    probe = optim.uses_linesearch and optim.probe_first_step and opt_state is None
+    opt_state = optim.transformation().init(p) if opt_state is None else opt_state
+    if optim.uses_linesearch:
+        # Probed here, not in `step`: a cond on the step count there would become a select
+        # under jax.vmap and evaluate the probe at every step.
+        g = _zero_aux(grad["image"])
+        guess = (linesearch.first_step_guess(f, p, value, g, optim.memory_size) if probe
+                 else jnp.ones((), jnp.float32))
+        opt_state = optax.tree.set(opt_state, learning_rate=guess)
     state = StepState(
         image=image,
-        opt_state=optim.transformation().init(p) if opt_state is None else opt_state,
+        opt_state=opt_state,
         value=value,
         grad=grad["image"],
         losses=losses,
@@ -203,6 +242,7 @@ def init(params: Any, targets: Targets, loss_weights: LossWeights, image: jax.Ar
         best_step=jnp.zeros((), jnp.int32),
         step=jnp.zeros((), jnp.int32),
         ok=_all_finite(losses, grad["image"]),
+        evaluations=jnp.asarray(1 + probe, jnp.int32),
         average=_averaged(None, image, optim.average_decay),
     )
     return jax.tree.map(lambda a: jnp.asarray(a, a.dtype), state)
@@ -214,8 +254,18 @@ def step(params: Any, targets: Targets, loss_weights: LossWeights, state: StepSt
 
     Evaluations: zoom L-BFGS reads value and gradient at x_{t+1} from its line search;
     Adam and line-search-free L-BFGS evaluate them once. Keeps the best iterate.
+
+    Zoom L-BFGS: the first line search (t = 0) starts at the step `init` stored, every later
+    one at step 1; the decrease test's tolerance is `linesearch.approx_dec_rtol` at x_t.
     """
-    tx = optim.transformation()
+    opt_state = state.opt_state
+    if optim.uses_linesearch:
+        tx = optim.transformation(linesearch.approx_dec_rtol(
+            targets, loss_weights, state.value, optim.noise_floor))
+        start = jnp.where(state.step == 0, optax.tree.get(opt_state, "learning_rate"), 1.0)
+        opt_state = optax.tree.set(opt_state, learning_rate=start.astype(jnp.float32))
+    else:
+        tx = optim.transformation()
     f = _objective(params, targets, loss_weights, spec)
     p = _zero_aux(state.image)
     # The direction comes from the image gradient alone (aux's zeroed: aux never moves). The
@@ -223,7 +273,7 @@ def step(params: Any, targets: Targets, loss_weights: LossWeights, state: StepSt
     # fallback (which returns this gradient) also returns the right losses.
     g = _zero_aux(state.grad)
     g_full = {"image": state.grad, "aux": state.losses}
-    updates, opt_state = tx.update(g, state.opt_state, p, value=state.value, grad=g_full,
+    updates, opt_state = tx.update(g, opt_state, p, value=state.value, grad=g_full,
                                    value_fn=f)
     image = optax.apply_updates(p, updates)["image"]
     if optim.clip:
@@ -231,8 +281,12 @@ def step(params: Any, targets: Targets, loss_weights: LossWeights, state: StepSt
     if optim.uses_linesearch:
         value = optax.tree.get(opt_state, "value")
         grad = optax.tree.get(opt_state, "grad")
+        # One evaluation per line-search step (each step of the zoom, in either phase,
+        # evaluates value and gradient once; its fallbacks evaluate nothing).
+        evaluations = optax.tree.get(opt_state, "num_linesearch_steps").astype(jnp.int32)
     else:
         value, grad = jax.value_and_grad(f)(_zero_aux(image))
+        evaluations = jnp.ones((), jnp.int32)
     losses = grad["aux"]
     if optim.uses_linesearch:
         # Every point the line search tried was NaN/inf and it fell back to step size 0:
@@ -255,6 +309,7 @@ def step(params: Any, targets: Targets, loss_weights: LossWeights, state: StepSt
         best_step=jnp.where(better, new_step, state.best_step),
         step=new_step,
         ok=ok,
+        evaluations=state.evaluations + evaluations,
         average=_averaged(state.average, image, optim.average_decay, keep=~ok),
     )
 

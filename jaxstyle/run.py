@@ -43,6 +43,8 @@ class Progress:
     stage (0-based), num_stages, shape: the current stage and its image (h, w).
     losses: {"total", "content", "style", "tv"}: (K,) arrays at the latest step (unweighted
         parts, weighted total); best_losses: (K,) lowest finite totals of this stage so far.
+    evaluations: (K,) int objective evaluations (value and gradient) each setting spent over
+        the whole run so far, or None (a caller that does not count them).
     images(): (K, h, w, 3) float32 RGB in [0, 1], the best iterates so far (colours as the
         result will have them); image(): the one image of a single-setting run.
     images() works only during the callback: the next chunk reuses the device buffers.
@@ -50,8 +52,10 @@ class Progress:
 
     def __init__(self, step: int, total_steps: int, stage: int, num_stages: int,
                  shape: tuple[int, int], losses: dict[str, np.ndarray],
-                 best_losses: np.ndarray, images: Callable[[], np.ndarray]) -> None:
+                 best_losses: np.ndarray, images: Callable[[], np.ndarray],
+                 evaluations: np.ndarray | None = None) -> None:
         self.step, self.total_steps = step, total_steps
+        self.evaluations = evaluations
         self.stage, self.num_stages, self.shape = stage, num_stages, shape
         self.losses, self.best_losses = losses, best_losses
         self._images = images
@@ -86,6 +90,10 @@ class Result:
                    stopped on a non-finite loss. Stages' losses are at their own sizes.
     best_losses:   (K,) weighted totals of the images; best_steps: (K,) the steps at which
                    they were reached, counted from the run's start.
+    evaluations:   (K,) int64 objective evaluations (value and gradient together) each setting
+                   spent, all stages, each stage's initial ones included
+                   (`optim.StepState.evaluations`): the optimizers' common cost unit, as
+                   zoom L-BFGS spends a varying number per step.
     initial_losses: {name: (K,)} losses of the first stage's initial image.
     nonfinite:     (K,) bool: settings stopped by a NaN/inf loss or gradient.
     steps:         steps run, all stages; stage_steps: per stage run; stage_start_losses:
@@ -105,6 +113,7 @@ class Result:
     histories: dict[str, np.ndarray]
     best_losses: np.ndarray
     best_steps: np.ndarray
+    evaluations: np.ndarray
     initial_losses: dict[str, np.ndarray]
     nonfinite: np.ndarray
     steps: int
@@ -165,8 +174,9 @@ class Result:
         return self.grid.sheet(self.images, title=title, max_cell_side=max_cell_side)
 
     def summary(self) -> dict[str, Any]:
-        """JSON-ready: status, steps, stages, timings, the config, and per setting its
-        weights, label, grid cell, best/initial/final losses (NaN and inf as null)."""
+        """JSON-ready: status, steps, evaluations (summed over the settings), stages, timings,
+        the config, and per setting its weights, label, grid cell, evaluations and
+        best/initial/final losses (NaN and inf as null)."""
         num = files.json_number
         settings = []
         for i, label in enumerate(self.labels):
@@ -180,6 +190,7 @@ class Result:
                 "col": i % self.grid.shape[1],
                 "best_loss": num(self.best_losses[i]),
                 "best_step": int(self.best_steps[i]),
+                "evaluations": int(self.evaluations[i]),
                 "initial_losses": {k: num(v[i]) for k, v in self.initial_losses.items()},
                 "final_losses": {k: num(v[i, -1]) if v.shape[1] else None
                                  for k, v in self.histories.items()},
@@ -189,6 +200,7 @@ class Result:
             "status": self.stopped or "completed",
             "message": self.message,
             "steps": self.steps,
+            "evaluations": int(np.sum(self.evaluations)),
             "stages": [{"shape": list(s.shape), "style_shapes": [list(t) for t in s.style_shapes],
                         "iterations": s.iterations, "steps": n,
                         "start_losses": [num(v) for v in start]}
@@ -212,6 +224,7 @@ class StageOutcome:
     histories: np.ndarray  # (K, steps, 4)
     best_losses: np.ndarray
     best_steps: np.ndarray  # within the stage
+    evaluations: np.ndarray  # (K,) within the stage, its initial ones included
     initial_losses: np.ndarray  # (K, 4)
     nonfinite: np.ndarray
     steps: int
@@ -224,7 +237,8 @@ class StageOutcome:
 @dataclasses.dataclass(frozen=True)
 class Schedule:
     """Where a stage sits in its run, for progress: its index, the run's stages, the steps
-    before it, and the callback with its interval (in steps of the whole run)."""
+    before it, the callback with its interval (in steps of the whole run), and each setting's
+    evaluations before it ((K,) or 0)."""
 
     index: int
     stages: tuple[Stage, ...]
@@ -232,6 +246,7 @@ class Schedule:
     callback: Callback | None
     every: int
     finish: Callable[[np.ndarray], np.ndarray]  # (K, h, w, 3) raw -> what the user sees
+    evaluations_before: np.ndarray | int = 0
 
     @property
     def total_steps(self) -> int:
@@ -352,8 +367,8 @@ def _drive(run_chunk, state, k: int, initial, stage: Stage, schedule: Schedule,
         t_ready = time.perf_counter()
     if callback is not None and last_called != done and not interrupted:
         callback(_progress(state, before + done, k, schedule))
-    images, best_loss, best_step, ok = parallel.fetch(
-        (optim.output(state), state.best_loss, state.best_step, state.ok))
+    images, best_loss, best_step, ok, evaluations = parallel.fetch(
+        (optim.output(state), state.best_loss, state.best_step, state.ok, state.evaluations))
     return {
         "images": np.clip(images[:k].astype(np.float32), 0.0, 1.0),
         "opt_state": (jax.tree.map(lambda a: a[:k], parallel.fetch(state.opt_state))
@@ -362,6 +377,7 @@ def _drive(run_chunk, state, k: int, initial, stage: Stage, schedule: Schedule,
                       else np.zeros((k, 0, len(LOSS_NAMES)), np.float32)),
         "best_losses": best_loss[:k].astype(np.float64),
         "best_steps": best_step[:k].astype(np.int64),
+        "evaluations": evaluations[:k].astype(np.int64),
         "initial_losses": parallel.fetch(initial)[:k].astype(np.float64),
         "nonfinite": ~ok[:k],
         "steps": done,
@@ -371,7 +387,8 @@ def _drive(run_chunk, state, k: int, initial, stage: Stage, schedule: Schedule,
 
 
 def _progress(state: optim.StepState, step: int, k: int, schedule: Schedule) -> Progress:
-    losses, best = parallel.fetch((state.losses, state.best_loss))
+    losses, best, evaluations = parallel.fetch((state.losses, state.best_loss,
+                                                state.evaluations))
     stage = schedule.stages[schedule.index]
 
     def images() -> np.ndarray:
@@ -382,4 +399,5 @@ def _progress(state: optim.StepState, step: int, k: int, schedule: Schedule) -> 
 
     return Progress(step, schedule.total_steps, schedule.index, len(schedule.stages),
                     stage.shape, {name: losses[:k, j] for j, name in enumerate(LOSS_NAMES)},
-                    best[:k], images)
+                    best[:k], images,
+                    schedule.evaluations_before + evaluations[:k].astype(np.int64))

@@ -186,7 +186,8 @@ def _run(content, styles, weights, config, grid, init, style_masks, preserve_col
             return np.stack([color.finish(im, content_here, preserve_colors) for im in raw])
 
         start = _start(i, stages, outcomes, init, config, run_content, run_styles)
-        schedule = Schedule(i, stages, steps_before, callback, callback_every, finish)
+        schedule = Schedule(i, stages, steps_before, callback, callback_every, finish,
+                            sum(o.evaluations for o in outcomes))
         outcome = run_stage(weights.params, spec, opt, resize_to(run_content, stage.shape),
                             [resize_to(s, hw) for s, hw in zip(run_styles, stage.style_shapes,
                                                                 strict=True)],
@@ -280,6 +281,7 @@ def _result(outcomes: list[StageOutcome], images: np.ndarray, stages: tuple[Stag
         histories={name: histories[:, :, j].copy() for j, name in enumerate(LOSS_NAMES)},
         best_losses=last.best_losses,
         best_steps=steps_before + last.best_steps,
+        evaluations=np.sum([o.evaluations for o in outcomes], axis=0),
         initial_losses={name: outcomes[0].initial_losses[:, j]
                         for j, name in enumerate(LOSS_NAMES)},
         nonfinite=last.nonfinite,

@@ -152,3 +152,56 @@ def test_peak_memory_prefers_the_device_figure():
     assert bench._peak_memory({"peak_rss_bytes": 5, "device_memory": {}}) == 5
     assert bench._peak_memory({"peak_rss_bytes": 5,
                                "device_memory": {"peak_bytes_in_use": 7}}) == 7
+
+
+def test_linesearch_quick_counts_old_against_new(tmp_path):
+    """benchmarks/linesearch.py --quick (32 px photos, shallow layers) in this process: the
+    new line search's first iteration costs 2 evaluations with init's probe (old: 4 at
+    least, measured 4), then 1 each, and its best loss within the budget is no worse."""
+    linesearch = _load("linesearch")
+    out = tmp_path / "ls.json"
+    assert linesearch.main(["--quick", "--in-process", "--no-xla-flags", "--scenarios", "photo",
+                            "--json", str(out)]) == 0
+    report = json.loads(out.read_text())
+    runs = {r["variant"]: r for r in report["runs"]}
+    assert all("error" not in r for r in runs.values()), runs
+    assert runs["new"]["initial_evaluations"] == 2 and runs["old"]["initial_evaluations"] == 1
+    assert runs["new"]["first_iteration_evaluations"] == 2
+    assert runs["old"]["first_iteration_evaluations"] >= 4
+    assert runs["new"]["mean_after_first"] <= 1.3
+    assert runs["new"]["cumulative_evaluations"][-1] <= 8 == runs["new"]["budget"]
+    (row,) = report["comparison"]
+    within = row["best_loss_within"]["8"]
+    assert within["new"] <= within["old"] * 1.001
+
+
+def test_convergence_quick_scores_every_method_at_full_size(tmp_path):
+    """benchmarks/convergence.py --quick (32 px, shallow layers) in this process, three of its
+    methods: every run scored by the one full-size objective (the ladder's coarse images
+    upsampled), the target set by PyTorch's L-BFGS, the JSON, table and plot written."""
+    pytest.importorskip("torch")
+    convergence = _load("convergence")
+    out = tmp_path / "conv"
+    assert convergence.main(["--quick", "--in-process", "--out", str(out), "--methods",
+                             "lbfgs,auto-adam,torch-lbfgs"]) == 0
+    report = json.loads((out / "convergence.json").read_text())
+    runs = {r["method"]: r for r in report["runs"]}
+    assert all("error" not in r for r in runs.values()), runs
+    assert report["shape"] == [21, 32] and report["start_score"] > 0
+    scores = {m: {int(k): v for k, v in s.items()} for m, s in report["scores"].items()}
+    assert report["target"] == scores["torch-lbfgs"][4]  # its --quick iterations
+    assert runs["auto-adam"]["stages"] == [[15, 23], [21, 32]]
+    for method, run in runs.items():
+        steps = [r["step"] for r in run["records"]]
+        evaluations = [r["evaluations"] for r in run["records"]]
+        assert steps == list(range(1, run["steps"] + 1)), method
+        assert evaluations == sorted(evaluations) and evaluations[-1] == run["evaluations"]
+        assert set(scores[method]) == set(run["snapshot_steps"]) and all(
+            np.isfinite(v) and v > 0 for v in scores[method].values())
+    # A stage-0 image of the ladder is scored at full size: worse than the start.
+    assert scores["auto-adam"][1] > report["start_score"]
+    rows = {row["method"]: row for row in report["summary"]}
+    assert rows["torch-lbfgs"]["ratio_to_torch"] == 1.0
+    assert rows["lbfgs"]["to_target"] is not None  # 6 steps reach 4 of PyTorch's
+    assert "| lbfgs |" in (out / "convergence.md").read_text()
+    assert (out / "convergence.png").stat().st_size > 1000

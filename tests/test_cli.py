@@ -347,7 +347,9 @@ def test_run_writes_image_metadata_json_and_intermediates(files, weights_file, t
     lines = [ln for ln in captured.err.splitlines() if ln.startswith("step ")]
     assert [ln.split()[1] for ln in lines] == ["1/4", "2/4", "3/4", "4/4"]
     assert "total" in lines[0] and "style" in lines[0]
-    assert f"wrote {out}" in captured.out
+    # Adam: one evaluation at the start and one per step.
+    assert [ln.split()[3] for ln in lines] == ["2", "3", "4", "5"] and "evals" in lines[0]
+    assert f"wrote {out}" in captured.out and "4 steps, 5 evaluations" in captured.out
 
     with Image.open(out) as im:
         assert im.size == (32, 24)  # (w, h): longest side = --image-size, aspect kept
@@ -364,7 +366,7 @@ def test_run_writes_image_metadata_json_and_intermediates(files, weights_file, t
         == {k: v for k, v in settings.items() if k != "output"}
 
     doc = json.loads(summary.read_text())
-    assert doc["status"] == "completed" and doc["steps"] == 4
+    assert doc["status"] == "completed" and doc["steps"] == 4 and doc["evaluations"] == 5
     assert doc["config"] == settings["config"] and doc["inputs"]["styles"] == settings["styles"]
     assert doc["outputs"] == {"image": str(out)}
     assert set(doc["timings"]) == {"weight_load_s", "image_load_s", "setup_s", "compile_s",
@@ -375,6 +377,7 @@ def test_run_writes_image_metadata_json_and_intermediates(files, weights_file, t
     np.testing.assert_allclose(losses["total"], losses["content"] + 500 * losses["style"],
                                rtol=1e-5)
     assert setting["best_loss"] <= setting["initial_losses"]["total"]
+    assert setting["evaluations"] == 5
     assert doc["device"]["platform"] == "cpu"
     assert list(out.parent.glob(".*tmp")) == []  # atomic writes leave no temporary files
 
@@ -500,9 +503,12 @@ def test_cli_sweep_writes_images_sheet_and_manifest(files, weights_file, tmp_pat
     assert cli.main(run_argv(files, weights_file, out, "--style-weight", "1e3,1e5,1e7",
                              "--tv-weight", "0,10", "--print-every", "0",
                              "--save-every", "2")) == 0
-    assert "wrote " + str(out) + " (32x24, 6 settings, 3 steps" in capsys.readouterr().out
+    assert ("wrote " + str(out) + " (32x24, 6 settings, 3 steps, 24 evaluations"
+            in capsys.readouterr().out)
     manifest = json.loads((tmp_path / "grid.json").read_text())
     assert manifest["status"] == "completed" and manifest["steps"] == 3
+    assert manifest["evaluations"] == 6 * (1 + 3)  # Adam: the start and each step
+    assert [s["evaluations"] for s in manifest["settings"]] == [4] * 6
     assert manifest["grid"]["cols"] == ["beta=1e3", "beta=1e5", "beta=1e7"]
     assert manifest["grid"]["rows"] == ["gamma=0", "gamma=10"]
     names = sorted(p.name for p in tmp_path.iterdir())
@@ -527,7 +533,8 @@ def _progress(step, total=4, k=1):
     losses = {"total": np.full(k, 12.5), "content": np.full(k, 2.0),
               "style": np.full(k, 0.01), "tv": np.full(k, 3.0)}
     return jaxstyle.Progress(step, total, 0, 1, (8, 8), losses, losses["total"],
-                             lambda: np.zeros((k, 8, 8, 3), np.float32))
+                             lambda: np.zeros((k, 8, 8, 3), np.float32),
+                             np.full(k, 2 * step + 1))
 
 
 def test_progress_bar_on_a_terminal_and_lines_otherwise(monkeypatch):
@@ -538,13 +545,14 @@ def test_progress_bar_on_a_terminal_and_lines_otherwise(monkeypatch):
         bar.steps(_progress(4))
     text = tty.getvalue()
     assert "4/4" in text and "total 12.5" in text and "\r" in text  # a redrawn tqdm bar
+    assert "evals 9" in text
     plain = io.StringIO()
     monkeypatch.setattr(sys, "stderr", plain)
     with Bar(False, unit="step", desc="", total=6, print_every=3) as bar:
         for step in range(1, 7):
             bar.steps(_progress(step, 6, k=2))
     assert [ln.split()[1] for ln in plain.getvalue().splitlines()] == ["3/6", "6/6"]
-    assert "2 settings, total 12.5 .. 12.5" in plain.getvalue()
+    assert "evals 26  2 settings, total 12.5 .. 12.5" in plain.getvalue()  # 2 x 13 at step 6
     quiet = FakeTerminal()
     monkeypatch.setattr(sys, "stderr", quiet)
     with Bar(True, unit="step", desc="", total=4, print_every=1) as bar:

@@ -255,14 +255,18 @@ def test_the_content_start_shares_the_content_forward_pass(weights, images):
     mesh = parallel.settings_mesh(k=1)
     lw = as_settings(config.loss_weights)
 
-    def convolutions(init_from, image0):
-        init, _ = parallel.programs(mesh, spec, optim.OptimSpec(), 1, init_from)
+    no_probe = optim.OptimSpec(probe_first_step=False)
+
+    def convolutions(init_from, image0, opt=no_probe):
+        init, _ = parallel.programs(mesh, spec, opt, 1, init_from)
         lowered = init.lower(weights.params, content, full._replace(content={}), lw, image0, None)
         return lowered, len(re.findall(r"convolution\(", lowered.compile().as_text()))
 
     # 13 convolutions up to conv5_1, forward and input gradient; the content forward pass
-    # (10 more, up to conv4_2) is merged with the evaluation's when it starts there.
+    # (10 more, up to conv4_2) is merged with the evaluation's when it starts there. Zoom
+    # L-BFGS's first-step probe (the default) is one more evaluation: 26 more.
     assert convolutions("shared", content)[1] == 10 + 26
+    assert convolutions("content", None, optim.OptimSpec())[1] == 26 + 26
     lowered, count = convolutions("content", None)
     assert count == 26
     style_only = full._replace(content={})

@@ -110,6 +110,7 @@ def test_lbfgs_sweep_equals_stylize(weights, images):
         np.testing.assert_allclose(r.images[i], one.image, atol=1e-4)
         np.testing.assert_allclose(r.histories["total"][i], one.history["total"], rtol=1e-4)
         assert r.best_losses[i] == pytest.approx(one.best_loss, rel=1e-4)
+        assert r.evaluations[i] == one.evaluations[0]  # each setting counts its own
 
 
 def test_chunked_equals_unchunked(adam_sweep, chunked_sweeps):
@@ -194,6 +195,7 @@ def test_sweeps_run_stages_too(weights, images):
         one = jaxstyle.stylize(*images, weights=weights, config=config,
                                loss_weights=_setting(grid, i))
         np.testing.assert_allclose(r.images[i], one.image, atol=1e-4)
+        assert r.evaluations[i] == one.evaluations[0] == (1 + 2) + (1 + 1)  # Adam, vmapped
         assert r.stage_start_losses[1][i] == pytest.approx(one.stage_start_losses[1][0],
                                                            rel=1e-4)
 
