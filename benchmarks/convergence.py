@@ -175,11 +175,14 @@ def run_torch(inputs: str, weights: str, iterations: int, history: int, shallow:
     with np.load(inputs) as data:
         content, style = data["content"], data["style"]
     layers = SHALLOW if shallow else {}
-    obj = TorchObjective(load_npz_params(weights), **layers)
+    device = "cuda" if torch.cuda.is_available() else "cpu"  # where jaxstyle's runs are too
+    sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
+    obj = TorchObjective(load_npz_params(weights), device=device, **layers)
     # oneDNN's one-time setup for these shapes, off the clock (as jaxstyle's compile is).
     t_setup = time.perf_counter()
     warm = obj.tensor(content.copy()).requires_grad_(True)
     sum(f.sum() for f in obj.features(warm).values()).backward()
+    sync()
     setup_s = time.perf_counter() - t_setup
     # On the clock from here, as a jaxstyle run's clock includes its targets.
     t_start = time.perf_counter()
@@ -208,6 +211,7 @@ def run_torch(inputs: str, weights: str, iterations: int, history: int, shallow:
     for step in range(1, iterations + 1):
         previous, current = current, []
         opt.step(closure)
+        sync()
         t = time.perf_counter()
         here = [loss for point, loss, _ in previous + current if torch.equal(point, x.detach())]
         records.append({"step": step, "stage": 0, "seconds": t - t_start - paused,
@@ -215,12 +219,12 @@ def run_torch(inputs: str, weights: str, iterations: int, history: int, shallow:
                         "loss": float(here[-1]) if here else float("nan"),
                         "shape": list(content.shape[:2])})
         if step in keep or step == iterations:
-            images[step] = x.detach().clamp(0, 1).numpy().copy()
+            images[step] = x.detach().clamp(0, 1).cpu().numpy().copy()
         paused += time.perf_counter() - t
     np.savez(snapshots, **{str(k): v for k, v in images.items()})
     return {"method": "torch-lbfgs", "records": records, "setup_s": setup_s,
             "total_s": time.perf_counter() - t_start - paused, "steps": iterations,
-            "evaluations": evaluations, "history_size": history,
+            "evaluations": evaluations, "history_size": history, "device": device,
             "torch_version": torch.__version__, "threads": torch.get_num_threads(),
             "snapshot_steps": sorted(images)}
 
