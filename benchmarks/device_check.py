@@ -50,7 +50,7 @@ PARTS = ("torch", "objective", "stylize", "sweep", "arbitrary", "train")
 QUICK = dict(sizes=[32], torch_sizes=[32], stylize_sizes=[32], stylize_iterations=2,
              sweep_size=32, sweep_iterations=1, sweep_k=2, steps=1, arbitrary_sizes=[32],
              arbitrary_batch=2, arbitrary_repeats=1, train_size=32, train_batch=2,
-             train_steps=1)
+             train_steps=1, models=["adain"], train_dtypes=["float32"])
 TRAIN_STEPS = 160_000  # the reference schedule (ARBITRARY.md)
 
 
@@ -247,7 +247,8 @@ def part_sweep(args, weights_npz: str) -> list[dict]:
 
 def part_arbitrary(args, weights_npz: str) -> list[dict]:
     out = os.path.join(args.work, "arbitrary.json")
-    cmd = [sys.executable, os.path.join(HERE, "arbitrary_bench.py"), "--no-torch", "--rounds",
+    cmd = [sys.executable, os.path.join(HERE, "arbitrary_bench.py"), "--no-torch",
+           "--models", ",".join(args.models), "--rounds",
            "1", "--sizes", ",".join(map(str, args.arbitrary_sizes)), "--batch",
            str(args.arbitrary_batch), "--repeats", str(args.arbitrary_repeats), "--json", out]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=args.timeout)
@@ -275,9 +276,10 @@ def part_arbitrary(args, weights_npz: str) -> list[dict]:
 
 def part_train(args, weights_npz: str) -> list[dict]:
     rows = []
-    for dtype in args.dtypes:
+    for dtype in args.train_dtypes or args.dtypes:
         out = os.path.join(args.work, f"train-{dtype}.json")
-        cmd = [sys.executable, os.path.join(HERE, "train_bench.py"), "--no-torch", "--rounds",
+        cmd = [sys.executable, os.path.join(HERE, "train_bench.py"), "--no-torch",
+               "--models", ",".join(args.models), "--rounds",
                "1", "--size", str(args.train_size), "--batch", str(args.train_batch),
                "--steps", str(args.train_steps), "--dtype", dtype, "--json", out]
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=args.timeout)
@@ -363,6 +365,10 @@ def main(argv=None) -> int:
     p.add_argument("--arbitrary-sizes", type=_ints, default=[512, 1024])
     p.add_argument("--arbitrary-batch", type=int, default=8, help="contents per batched call")
     p.add_argument("--arbitrary-repeats", type=int, default=5, help="timed calls per row")
+    p.add_argument("--models", type=lambda t: t.split(","), default=["sanet", "adain"],
+                   help="arbitrary and train parts: which feed-forward models")
+    p.add_argument("--train-dtypes", type=lambda t: t.split(","), default=None,
+                   help="train part's compute dtypes (default: --dtypes)")
     p.add_argument("--train-size", type=int, default=256, help="training crop side")
     p.add_argument("--train-batch", type=int, default=5, help="training batch")
     p.add_argument("--train-steps", type=int, default=10, help="timed training steps")

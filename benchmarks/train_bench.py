@@ -22,7 +22,6 @@ import argparse
 import json
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -88,16 +87,11 @@ def _prepare(work: str, kinds, size: int, batch: int) -> dict:
 
 
 def _run(cmd: list[str], timeout: float) -> dict:
-    load_before = os.getloadavg()[0]
-    try:
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, cwd=HERE)
-    except subprocess.TimeoutExpired:
-        return {"error": f"timed out after {timeout:.0f} s"}
-    rows = [line[len(MARKER):] for line in proc.stdout.splitlines() if line.startswith(MARKER)]
-    if proc.returncode or not rows:
-        tail = (proc.stderr or proc.stdout).strip().splitlines()[-3:]
-        return {"error": f"exit {proc.returncode}: " + " | ".join(tail)}
-    return dict(json.loads(rows[-1]), load_before=load_before, load_after=os.getloadavg()[0])
+    """One worker subprocess's JSON row (arbitrary_bench's runner: same marker and errors)."""
+    sys.path.insert(0, HERE)
+    import arbitrary_bench
+
+    return arbitrary_bench._run(cmd, timeout)
 
 
 def _command(framework: str, kind: str, paths: dict, args) -> list[str]:

@@ -33,11 +33,13 @@ def test_device_check_quick_runs_every_part(tmp_path):
     assert stylize["iteration_s"] > 0 and stylize["first_step_s"] > 0
     assert [r["optimizer"] for r in report["sweep"]] == ["adam", "lbfgs"]
     assert all(r["sweep_s"] > 0 and r["one_s"] > 0 for r in report["sweep"])
-    assert [(r["kind"], r["size"]) for r in report["arbitrary"]] == [("sanet", 32), ("adain", 32)]
+    # --quick: one model (AdaIN) and float32 for the feed-forward parts, to keep the suite
+    # short; SANet goes through the same workers with another kind (the GPU run does both).
+    assert [(r["kind"], r["size"]) for r in report["arbitrary"]] == [("adain", 32)]
     assert all(r["with_style_s"] > 0 and r["per_image_batched_s"] > 0
                for r in report["arbitrary"])
     train = {(r["kind"], r["dtype"]): r for r in report["train"]}
-    assert set(train) == {(k, d) for k in ("sanet", "adain") for d in ("float32", "bfloat16")}
+    assert set(train) == {("adain", "float32")}
     assert all(r["images_per_s"] > 0 and r["hours_to_160k_steps"] > 0 for r in train.values())
     log = (tmp_path / "device_check.log").read_text()
     assert log.count("| 32 | float32 |") == 1 and log.count("| 32 | bfloat16 |") == 1

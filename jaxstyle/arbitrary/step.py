@@ -37,8 +37,9 @@ import optax
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
+from jaxstyle import parallel
 from jaxstyle.arbitrary.losses import LOSSES
-from jaxstyle.arbitrary.train_config import COMPUTE_DTYPES, KINDS
+from jaxstyle.arbitrary.train_config import check_step_settings
 
 AXIS = "batch"
 
@@ -53,13 +54,7 @@ class StepConfig:
     compute_dtype: str = "float32"  # the networks' arithmetic; "bfloat16" on accelerators
 
     def __post_init__(self):
-        if self.kind not in KINDS:
-            raise ValueError(f"kind must be one of {KINDS}, got {self.kind!r}")
-        if self.compute_dtype not in COMPUTE_DTYPES:
-            raise ValueError(f"compute_dtype must be one of {COMPUTE_DTYPES}, got "
-                             f"{self.compute_dtype!r}")
-        if not (self.learning_rate > 0 and self.lr_decay >= 0):
-            raise ValueError("learning_rate must be > 0 and lr_decay >= 0")
+        check_step_settings(self.kind, self.learning_rate, self.lr_decay, self.compute_dtype)
 
 
 class TrainState(NamedTuple):
@@ -141,15 +136,7 @@ def compiled_step(mesh: Mesh, config: StepConfig):
 
 def put_replicated(tree: Any, mesh: Mesh) -> Any:
     """Host arrays (the same on every host) as arrays replicated over `mesh`."""
-    sharding = NamedSharding(mesh, P())
-    if jax.process_count() == 1:
-        return jax.device_put(tree, sharding)
-
-    def one(a):
-        host = np.asarray(a)
-        return jax.make_array_from_callback(host.shape, sharding, lambda idx: host[idx])
-
-    return jax.tree.map(one, tree)
+    return parallel.put(tree, NamedSharding(mesh, P()))
 
 
 def put_batch(local: np.ndarray, mesh: Mesh) -> jax.Array:

@@ -16,6 +16,18 @@ MULTIPLE = {"sanet": 16, "adain": 8}
 MIN_SIDE = {"sanet": 32, "adain": 16}
 
 
+def check_step_settings(kind: str, learning_rate: float, lr_decay: float,
+                        compute_dtype: str) -> None:
+    """ValueError for settings the compiled step cannot take (TrainConfig and StepConfig)."""
+    if kind not in KINDS:
+        raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
+    if compute_dtype not in COMPUTE_DTYPES:
+        raise ValueError(f"compute_dtype must be one of {COMPUTE_DTYPES}, got "
+                         f"{compute_dtype!r}")
+    if not (learning_rate > 0 and lr_decay >= 0):
+        raise ValueError("learning_rate must be > 0 and lr_decay >= 0")
+
+
 @dataclasses.dataclass(frozen=True)
 class TrainConfig:
     """One training run's settings (the reference recipe by default)."""
@@ -37,13 +49,7 @@ class TrainConfig:
     data_threads: int = 0  # threads reading images ahead (0: one per core, at most 16)
 
     def __post_init__(self):
-        if self.kind not in KINDS:
-            raise ValueError(f"kind must be one of {KINDS}, got {self.kind!r}")
-        if self.compute_dtype not in COMPUTE_DTYPES:
-            raise ValueError(f"compute_dtype must be one of {COMPUTE_DTYPES}, got "
-                             f"{self.compute_dtype!r}")
-        if not (self.learning_rate > 0 and self.lr_decay >= 0):
-            raise ValueError("learning_rate must be > 0 and lr_decay >= 0")
+        check_step_settings(self.kind, self.learning_rate, self.lr_decay, self.compute_dtype)
         for name in ("steps", "load_size", "crop_size", "log_every", "keep_checkpoints"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
