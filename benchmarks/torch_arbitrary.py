@@ -192,13 +192,19 @@ def peak_rss_bytes() -> int:
     return 0
 
 
+def load_parts(weights_npz: str) -> dict[str, dict[str, np.ndarray]]:
+    """{"vgg", "decoder", "transformer"}: each a released-layout state dict ({} if absent)
+    from the benchmark's .npz of "<part>/<key>" arrays."""
+    with np.load(weights_npz) as f:
+        return {p: {k.split("/", 1)[1]: f[k] for k in f.files if k.startswith(p + "/")}
+                for p in ("vgg", "decoder", "transformer")}
+
+
 def benchmark(kind: str, weights_npz: str, size: int, *, repeats: int, batch: int,
               threads: int, channels_last: bool, images: str | None) -> dict:
     """Seconds per image (style encoding included and excluded) and batched throughput."""
     torch.set_num_threads(threads)
-    with np.load(weights_npz) as f:
-        parts = {p: {k.split("/", 1)[1]: f[k] for k in f.files if k.startswith(p + "/")}
-                 for p in ("vgg", "decoder", "transformer")}
+    parts = load_parts(weights_npz)
     model = Model(kind, parts["vgg"], parts["decoder"], parts["transformer"] or None)
     if images:
         with np.load(images) as f:

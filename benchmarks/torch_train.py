@@ -26,7 +26,13 @@ import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from torch_arbitrary import Model, adain, calc_mean_std, mean_variance_norm  # noqa: E402
+from torch_arbitrary import (  # noqa: E402
+    Model,
+    adain,
+    calc_mean_std,
+    load_parts,
+    mean_variance_norm,
+)
 
 WEIGHTS = {"sanet": {"content": 1.0, "style": 3.0, "identity1": 50.0, "identity2": 1.0},
            "adain": {"content": 1.0, "style": 10.0}}
@@ -97,9 +103,7 @@ def benchmark(kind: str, weights_npz: str, size: int, *, batch: int, steps: int,
               threads: int, channels_last: bool, images: str | None) -> dict:
     """Seconds per training step (after one untimed first step) and images per second."""
     torch.set_num_threads(threads)
-    with np.load(weights_npz) as f:
-        parts = {p: {k.split("/", 1)[1]: f[k] for k in f.files if k.startswith(p + "/")}
-                 for p in ("vgg", "decoder", "transformer")}
+    parts = load_parts(weights_npz)
     trainer = TrainModel(kind, parts["vgg"], parts["decoder"], parts["transformer"] or None)
     if images:
         with np.load(images) as f:

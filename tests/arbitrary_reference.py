@@ -262,3 +262,20 @@ def nhwc(x: np.ndarray) -> np.ndarray:
 
 def nchw(x: np.ndarray) -> np.ndarray:
     return np.asarray(x).transpose(0, 3, 1, 2)
+
+
+def torch_reference():
+    """(torch, benchmarks/torch_arbitrary.py as a module), or (None, None) without torch."""
+    import importlib.util
+    import sys
+
+    try:
+        import torch
+    except ImportError:
+        return None, None
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "torch_arbitrary.py"
+    spec = importlib.util.spec_from_file_location("torch_arbitrary", path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["torch_arbitrary"] = module
+    spec.loader.exec_module(module)
+    return torch, module

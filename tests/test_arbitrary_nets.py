@@ -6,9 +6,6 @@ PyTorch's legacy format and loaded through jaxstyle.arbitrary.load_sanet.
 Accuracy: max |jax - reference| / max |reference| <= 1e-5 (float32 against float64).
 """
 
-import importlib.util
-import sys
-from pathlib import Path
 
 import arbitrary_reference as ref
 import flax.linen as nn
@@ -38,16 +35,7 @@ from jaxstyle.vgg import max_pool_2x2
 TOL = 1e-5
 LAYERS = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")
 
-try:
-    import torch
-
-    _path = Path(__file__).resolve().parents[1] / "benchmarks" / "torch_arbitrary.py"
-    _spec = importlib.util.spec_from_file_location("torch_arbitrary", _path)
-    tref = importlib.util.module_from_spec(_spec)
-    sys.modules["torch_arbitrary"] = tref
-    _spec.loader.exec_module(tref)
-except ImportError:
-    torch = None
+torch, tref = ref.torch_reference()
 needs_torch = pytest.mark.skipif(torch is None, reason="torch is not installed")
 
 

@@ -3,9 +3,6 @@
 styles, padding of sizes that are not multiples, vmapped alphas, batches, reused style
 encodings, recompilation, colour preservation and input validation."""
 
-import importlib.util
-import sys
-from pathlib import Path
 
 import arbitrary_reference as ref
 import jax
@@ -20,16 +17,7 @@ from jaxstyle.color import match_color_histogram
 
 TOL = 1e-5
 
-try:
-    import torch
-
-    _path = Path(__file__).resolve().parents[1] / "benchmarks" / "torch_arbitrary.py"
-    _spec = importlib.util.spec_from_file_location("torch_arbitrary", _path)
-    tref = importlib.util.module_from_spec(_spec)
-    sys.modules["torch_arbitrary"] = tref
-    _spec.loader.exec_module(tref)
-except ImportError:
-    torch = None
+torch, tref = ref.torch_reference()
 needs_torch = pytest.mark.skipif(torch is None, reason="torch is not installed")
 
 CONTENT = smooth_image(20, 40, 36)  # padded to 48 x 48 (SANet) and 40 x 40 (AdaIN)
