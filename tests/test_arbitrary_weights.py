@@ -210,7 +210,8 @@ def test_convert_and_model_npz(files, tmp_path, sanet_params):
     _assert_tree_equal(stored, expected)
     # Without the encoder (as training writes it): the encoder then comes from vgg=.
     bare = convert("sanet", tmp_path / "bare.npz", include_encoder=False, **sources)
-    with pytest.raises(WeightsError, match=r"sanet encoder: no file given.*vgg_normalised"):
+    with pytest.raises(WeightsError,
+                       match=r"sanet encoder: no file given.*vgg_normalised.*--vgg PATH"):
         load_sanet(model=bare)
     _assert_tree_equal(jax.device_get(load_sanet(model=bare, vgg=files["vgg_normalised.pth"])),
                        expected)

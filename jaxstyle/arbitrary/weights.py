@@ -147,10 +147,11 @@ def _published_file(kind: str, part: str) -> Path:
                 return path
         raise WeightsError(
             f"{kind} {part}: {either} not found in {directory} (${ENV_DIR}); pass it with "
-            f"{_ARG[part]}=PATH or put it there ({where}; no checksum is published, so "
-            "jaxstyle does not download it)")
+            f"--{_ARG[part]} PATH ({_ARG[part]}=PATH in Python) or put it there ({where}; no "
+            "checksum is published, so jaxstyle does not download it)")
     raise WeightsError(
-        f"{kind} {part}: no file given; pass {either} with {_ARG[part]}=PATH or set "
+        f"{kind} {part}: no file given; pass {either} with --{_ARG[part]} PATH "
+        f"({_ARG[part]}=PATH in Python) or set "
         f"{ENV_DIR}=DIR to a directory holding it ({where}; no checksum is published, so "
         "jaxstyle does not download it)")
 
