@@ -21,7 +21,7 @@ from jaxstyle.losses import (
     total_loss,
     total_variation,
 )
-from jaxstyle.run import Progress, Result, Stage
+from jaxstyle.result import Progress, Result, Stage
 from jaxstyle.sheet import contact_sheet
 from jaxstyle.stylize import plan_stages, stylize, sweep
 from jaxstyle.vgg import (

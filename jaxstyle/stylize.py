@@ -38,16 +38,8 @@ from jaxstyle.config import LossWeights, StyleConfig
 from jaxstyle.grids import WeightGrid, as_settings
 from jaxstyle.image import as_rgb, resize_to, scale_shape, style_size_for
 from jaxstyle.losses import LossSpec
-from jaxstyle.run import (
-    LOSS_NAMES,
-    Callback,
-    Result,
-    Schedule,
-    Stage,
-    StageOutcome,
-    Start,
-    run_stage,
-)
+from jaxstyle.result import LOSS_NAMES, Callback, Result, Stage
+from jaxstyle.run import Schedule, StageOutcome, Start, run_stage
 from jaxstyle.vgg import VGGWeights, layer_depth, pools_before
 
 
