@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import math
 import os
 import sys
@@ -25,7 +24,8 @@ import traceback
 from collections.abc import Sequence
 from pathlib import Path
 
-from jaxstyle import __version__, files, runtime
+from jaxstyle import __version__, convert_cli, files, outputs, runtime
+from jaxstyle.cli_options import Parser, UsageError, formatter, layers, numbers, usage
 from jaxstyle.config import (
     COLOR_MODES,
     COMPUTE_DTYPES,
@@ -36,7 +36,7 @@ from jaxstyle.config import (
     StyleConfig,
 )
 from jaxstyle.console import Bar, InterruptFlag
-from jaxstyle.image import OUTPUT_FORMATS, check_writable, load_image, save_image
+from jaxstyle.image import OUTPUT_FORMATS, check_writable, load_image
 from jaxstyle.stylize import as_masks
 from jaxstyle.weights import ENV_WEIGHTS
 
@@ -47,63 +47,17 @@ MAX_CALLBACK_EVERY = 10  # steps between chances to print, save or stop on Ctrl-
 DEFAULTS = {f.name: f.default for f in dataclasses.fields(StyleConfig)}
 
 
-class UsageError(Exception):
-    """A bad command line: exit 2."""
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # type: ignore[override]
-        raise UsageError(f"{message} (see {self.prog} --help)")
-
-
-def _numbers(kind=float, minimum=None, positive=False, many=True):
-    """An argparse type: a comma list (or one value) of finite numbers."""
-
-    def convert(text: str):
-        items = text.split(",") if many else [text]
-        try:
-            values = tuple(kind(item.strip()) for item in items)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected {'integers' if kind is int else 'numbers'}"
-                                             f", got {text!r}") from None
-        for v in values:
-            low = (positive and v <= 0) or (minimum is not None and v < minimum)
-            if not math.isfinite(v) or low:
-                rule = "> 0" if positive else f">= {minimum:g}" if minimum is not None else "finite"
-                raise argparse.ArgumentTypeError(f"must be {rule}, got {text!r}")
-        return values if many else values[0]
-
-    return convert
-
-
-def _layers(text: str) -> tuple[str, ...]:
-    from jaxstyle.vgg import canonical_layer
-
-    try:
-        return tuple(canonical_layer(n.strip()) for n in text.split(",")) if text.strip() else ()
-    except ValueError as err:
-        raise argparse.ArgumentTypeError(str(err)) from None
-
-
 def _default(name: str) -> str:
     value = DEFAULTS[name]
     return ",".join(map(str, value)) if isinstance(value, tuple) else f"{value:g}" if \
         isinstance(value, float) else str(value)
 
 
-def _formatter(prog: str) -> argparse.HelpFormatter:
-    # At most 100 columns, so the help reads the same in the README and a wide terminal.
-    import shutil
-
-    return argparse.RawDescriptionHelpFormatter(prog, width=min(
-        shutil.get_terminal_size().columns, 100) - 2)
-
-
 def build_parser() -> argparse.ArgumentParser:
     """The parser: subcommands `stylize` (the default form) and `convert`."""
-    root = _Parser(prog=PROG, formatter_class=_formatter)
-    sub = root.add_subparsers(dest="command", parser_class=_Parser)
-    p = sub.add_parser("stylize", prog=PROG, formatter_class=_formatter, epilog=EPILOG,
+    root = Parser(prog=PROG, formatter_class=formatter)
+    sub = root.add_subparsers(dest="command", parser_class=Parser)
+    p = sub.add_parser("stylize", prog=PROG, formatter_class=formatter, epilog=EPILOG,
                        description="Neural style transfer (Gatys et al., CVPR 2016) in JAX: "
                                    "stylize CONTENT in the style\nof one or more STYLE images "
                                    "and write OUT. Defaults are the library's (StyleConfig).")
@@ -111,7 +65,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("styles", metavar="STYLE", nargs="+", help="style image file(s)")
     p.add_argument("-o", "--output", metavar="OUT", required=True, type=Path,
                    help="output image; .png (recommended) or .jpg carry the settings")
-    weights = _numbers(minimum=0.0)
+    weights = numbers(minimum=0.0)
     g = p.add_argument_group("loss")
     for flag, meta, what in (("content", "ALPHA", "alpha, content loss weight"),
                              ("style", "BETA", "beta, style loss weight"),
@@ -120,9 +74,9 @@ def build_parser() -> argparse.ArgumentParser:
                        help=f"{what} (default {_default(flag + '_weight')}); a comma list sweeps")
     g.add_argument("--tv-form", choices=TV_FORMS,
                    help=f"total-variation form (default {_default('tv_form')})")
-    g.add_argument("--content-layers", metavar="LAYERS", type=_layers,
+    g.add_argument("--content-layers", metavar="LAYERS", type=layers,
                    help=f"comma list (default {_default('content_layers')})")
-    g.add_argument("--style-layers", metavar="LAYERS", type=_layers,
+    g.add_argument("--style-layers", metavar="LAYERS", type=layers,
                    help=f"comma list (default {_default('style_layers')}); Keras names such "
                         "as block4_conv2 work too")
     g.add_argument("--style-layer-weights", metavar="W,...", type=weights,
@@ -137,12 +91,12 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--compute-dtype", choices=COMPUTE_DTYPES,
                    help="network arithmetic (default float32; bfloat16 for GPU/TPU speed)")
     g = p.add_argument_group("optimization")
-    g.add_argument("--iterations", metavar="N", type=_numbers(int, positive=True, many=False),
+    g.add_argument("--iterations", metavar="N", type=numbers(int, positive=True, many=False),
                    help=f"optimizer steps (default {_default('iterations')})")
     g.add_argument("--optimizer", choices=OPTIMIZERS,
                    help="lbfgs (zoom line search), adam, or lbfgs-nols (no line search, like "
                         f"jcjohnson's neural-style) (default {_default('optimizer')})")
-    g.add_argument("--learning-rate", metavar="LR", type=_numbers(positive=True, many=False),
+    g.add_argument("--learning-rate", metavar="LR", type=numbers(positive=True, many=False),
                    help=f"Adam step size on [0,1] pixels (default {_default('learning_rate')})")
     g.add_argument("--init", metavar="INIT",
                    help=f"start image: {'|'.join(INITS)}|sanet|PATH (default "
@@ -150,41 +104,41 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--sanet-model", metavar="FILE.npz",
                    help="--init sanet's model: a converted SANet with its encoder "
                         "(jaxstyle convert sanet)")
-    g.add_argument("--seed", metavar="N", type=_numbers(int, minimum=0, many=False),
+    g.add_argument("--seed", metavar="N", type=numbers(int, minimum=0, many=False),
                    help=f"seed of the noise init (default {_default('seed')})")
-    g.add_argument("--average-decay", metavar="D", type=_numbers(positive=True, many=False),
+    g.add_argument("--average-decay", metavar="D", type=numbers(positive=True, many=False),
                    help="write the moving average of the iterates with this decay (e.g. "
                         "0.99) instead of the best iterate (default: the best iterate)")
     g = p.add_argument_group(
         "sweeps", "A comma list on any weight option, or --ratio, runs every combination in "
                   "one compiled program:\nOUT becomes the labelled contact sheet, setting i "
                   "goes to OUT_c<a>_s<b>_tv<g>.png,\nthe manifest to OUT.json (or --json).")
-    g.add_argument("--ratio", metavar="R,...", type=_numbers(positive=True),
+    g.add_argument("--ratio", metavar="R,...", type=numbers(positive=True),
                    help="alpha/beta ratios (the paper's Fig. 3: 1e-3,8e-4,5e-3,5e-4); beta = "
                         "alpha / R, or alpha = R * beta when --style-weight is given")
-    g.add_argument("--batch-size", metavar="N", type=_numbers(int, positive=True, many=False),
+    g.add_argument("--batch-size", metavar="N", type=numbers(int, positive=True, many=False),
                    help="settings per device at once (default: what fits; 1 for lbfgs)")
     g = p.add_argument_group("images")
-    g.add_argument("--image-size", metavar="PX", type=_numbers(int, positive=True, many=False),
+    g.add_argument("--image-size", metavar="PX", type=numbers(int, positive=True, many=False),
                    help=f"longest side of the output; the content is scaled up or down to it "
                         f"(default {DEFAULT_IMAGE_SIZE})")
-    g.add_argument("--style-scale", metavar="S", type=_numbers(positive=True, many=False),
+    g.add_argument("--style-scale", metavar="S", type=numbers(positive=True, many=False),
                    help=f"style size relative to the output's (default {_default('style_scale')})")
     g.add_argument("--scales", metavar="PX,...|auto",
-                   type=lambda t: t if t == "auto" else _numbers(int, positive=True)(t),
+                   type=lambda t: t if t == "auto" else numbers(int, positive=True)(t),
                    help="coarse to fine: stylize at these longer sides in turn (e.g. "
                         "256,512,1024), each stage starting from the last; the last is the "
                         "output size; auto: from 128 px to --image-size in steps of sqrt(2)")
-    g.add_argument("--scale-iterations", metavar="N,...", type=_numbers(int, positive=True),
+    g.add_argument("--scale-iterations", metavar="N,...", type=numbers(int, positive=True),
                    help="steps of each --scales stage (default --iterations each)")
     g.add_argument("--preserve-colors", choices=COLOR_MODES, default="none",
                    help="keep the content's colours: luminance = transfer on luminance only; "
                         "histogram = match the styles' colour statistics first (default none)")
     g = p.add_argument_group("output and progress")
-    g.add_argument("--print-every", metavar="N", type=_numbers(int, minimum=0, many=False),
+    g.add_argument("--print-every", metavar="N", type=numbers(int, minimum=0, many=False),
                    default=50, help="progress line every N steps when stderr is not a "
                                     "terminal, 0 = never (default 50)")
-    g.add_argument("--save-every", metavar="N", type=_numbers(int, minimum=0, many=False),
+    g.add_argument("--save-every", metavar="N", type=numbers(int, minimum=0, many=False),
                    default=0, help="also write OUT_<step>.png every N steps (default 0: never)")
     g.add_argument("--json", metavar="PATH", type=Path,
                    help="write a JSON summary: settings, timings, losses, device")
@@ -200,21 +154,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="do not use the persistent compilation cache")
     from jaxstyle.arbitrary import cli as arbitrary_cli
 
-    arbitrary_cli.add_parsers(sub, _Parser, _formatter, _numbers, EXIT_STATUS)
+    arbitrary_cli.add_parsers(sub, Parser, formatter, numbers, EXIT_STATUS)
     from jaxstyle.arbitrary import train_cli
 
-    train_cli.add_parsers(sub, _Parser, _formatter, _numbers, EXIT_STATUS)
-    c = sub.add_parser("convert", prog=f"{PROG} convert", formatter_class=_formatter,
-                       description="Convert VGG19 weights (Keras .h5, torchvision .pth) into a "
-                                   "jaxstyle .npz, checking every key and shape.")
-    c.add_argument("source", metavar="SRC",
-                   help="VGG19 weight file to read, or sanet / adain: the released files "
-                        "named by --vgg, --decoder, --transformer")
-    c.add_argument("dest", metavar="DEST.npz", type=Path, help="the .npz to write (atomically)")
-    c.add_argument("--vgg", metavar="FILE", help="sanet/adain: vgg_normalised.pth")
-    c.add_argument("--decoder", metavar="FILE", help="sanet/adain: the decoder file")
-    c.add_argument("--transformer", metavar="FILE", help="sanet: transformer_iter_500000.pth")
-    c.add_argument("--debug", action="store_true", help="show tracebacks on errors")
+    train_cli.add_parsers(sub, Parser, formatter, numbers, EXIT_STATUS)
+    convert_cli.add_parser(sub)
     return root
 
 
@@ -259,7 +203,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         except SystemExit as done:  # --help
             return int(done.code or 0)
         if args.command == "convert":
-            return _convert(args)
+            return convert_cli.run(args)
         return args.run(args) if hasattr(args, "run") else _stylize(args)
     except UsageError as err:
         return _fail(str(err), debug, EXIT_USAGE)
@@ -283,16 +227,6 @@ def _one_line(err: BaseException) -> str:
     if isinstance(err, OSError) and err.strerror:
         return f"{err.strerror}: {err.filename}" if err.filename else err.strerror
     return " ".join(str(err).split()) or type(err).__name__
-
-
-def _usage(call, *args, **kwargs):
-    """call(...) with a ValueError turned into a usage error (a bad option value)."""
-    try:
-        return call(*args, **kwargs)
-    except files.InputError:
-        raise
-    except ValueError as err:
-        raise UsageError(str(err)) from None
 
 
 def config_and_grid(args: argparse.Namespace):
@@ -319,19 +253,19 @@ def config_and_grid(args: argparse.Namespace):
                          f"{len(args.styles)} style image(s): give one per style image")
     if args.learning_rate is not None and fields.get("optimizer", "lbfgs") != "adam":
         raise UsageError("--learning-rate is the Adam step size: use it with --optimizer adam")
-    config = _usage(StyleConfig, **fields)
+    config = usage(StyleConfig, **fields)
     if args.ratio is None and all(len(v) == 1 for v in lists.values()):
         if args.batch_size is not None:
             raise UsageError("--batch-size is for sweeps: give a comma list of weights or --ratio")
         return config, None
     if args.ratio is None:
-        return config, _usage(loss_weight_grid, **{f.split("_")[0]: lists.get(f, (DEFAULTS[f],))
+        return config, usage(loss_weight_grid, **{f.split("_")[0]: lists.get(f, (DEFAULTS[f],))
                                                    for f in DEFAULTS if f.endswith("_weight")})
     fixed = [f for f in ("content_weight", "style_weight") if f in lists]
     if len(fixed) == 2 or any(len(lists[f]) > 1 for f in fixed):
         raise UsageError("--ratio sets alpha/beta: give at most one of --content-weight and "
                          "--style-weight, with one value")
-    return config, _usage(ratio_weights, args.ratio, tv=lists.get("tv_weight", (0.0,)),
+    return config, usage(ratio_weights, args.ratio, tv=lists.get("tv_weight", (0.0,)),
                           **{f: lists[f][0] for f in fixed})
 
 
@@ -372,7 +306,7 @@ def _stylize(args: argparse.Namespace) -> int:
     masks = None if args.style_masks is None else [_mask(path) for path in args.style_masks]
     timings = {"image_load_s": time.perf_counter() - t0}
     k = 1 if grid is None else len(grid.labels)
-    stages = _usage(jaxstyle.plan_stages, content.shape[:2], [s.shape[:2] for s in styles],
+    stages = usage(jaxstyle.plan_stages, content.shape[:2], [s.shape[:2] for s in styles],
                     config, settings=k, device=device)  # before the weights: costs nothing
 
     t0 = time.perf_counter()
@@ -381,7 +315,10 @@ def _stylize(args: argparse.Namespace) -> int:
     timings["weight_load_s"] = time.perf_counter() - t0
     if args.sanet_model is not None:
         t0 = time.perf_counter()
-        init = _sanet_start(args.sanet_model, content, styles, stages[-1], config)
+        from jaxstyle.arbitrary import cli as arbitrary_cli
+
+        init = usage(arbitrary_cli.sanet_start, args.sanet_model, content, styles,
+                     stages[-1], config)
         timings["sanet_init_s"] = time.perf_counter() - t0
 
     settings = {"jaxstyle": __version__, "content": args.content, "styles": args.styles,
@@ -400,8 +337,9 @@ def _stylize(args: argparse.Namespace) -> int:
             if args.save_every and progress.step % args.save_every == 0 and \
                     progress.step < progress.total_steps:
                 images = progress.images()
-                _save(_step_path(out, progress.step),
-                      images[0] if k == 1 else grid.sheet(images), settings, config)
+                outputs.save_with_settings(outputs.step_path(out, progress.step),
+                                           images[0] if k == 1 else grid.sheet(images),
+                                           settings, config)
             return not flag.is_set()
 
         options = dict(weights=weights, config=config, init=init, style_masks=masks,
@@ -420,18 +358,8 @@ def _finish(args, result, settings, timings, device, manifest, t_start) -> int:
     """Write the image(s), the sheet and the JSON; report; the exit status."""
     out, k = args.output, len(result)
     nothing = result.stopped == "nonfinite" and result.steps == 0  # no finite image at all
-    written = {}
-    if nothing:
-        pass
-    elif k == 1:
-        written["image"] = _save(out, result.image, settings, result.config)
-    else:
-        written["images"] = [_save(_setting_path(out, label), image, settings,
-                                   result.setting_config(i))
-                             for i, (label, image) in enumerate(zip(result.labels,
-                                                                    result.images, strict=True))]
-        title = f"{Path(args.content).name}: {result.config.optimizer}, {result.steps} steps"
-        written["sheet"] = _save(out, result.contact_sheet(title=title), settings, result.config)
+    title = f"{Path(args.content).name}: {result.config.optimizer}, {result.steps} steps"
+    written = {} if nothing else outputs.write_result(out, result, settings, title)
     timings.update(result.timings, total_s=time.perf_counter() - t_start)
     if manifest is not None:
         summary = {**result.summary(), "timings": timings, "inputs": settings, "outputs": written,
@@ -458,18 +386,6 @@ def _finish(args, result, settings, timings, device, manifest, t_start) -> int:
     return EXIT_OK
 
 
-def _sanet_start(model: str, content, styles, stage, config: StyleConfig):
-    """--init sanet: the SANet result (one forward pass) at the output's size, the styles at
-    their sizes there and blended by the style blend weights: the optimization's start."""
-    from jaxstyle.arbitrary import load_sanet, stylize_sanet
-    from jaxstyle.image import resize_to
-
-    params = load_sanet(model=model)
-    styles = [resize_to(s, hw) for s, hw in zip(styles, stage.style_shapes, strict=True)]
-    return _usage(stylize_sanet, params, resize_to(content, stage.shape), styles,
-                  style_weights=config.normalized_blend_weights(len(styles)))
-
-
 def _mask(path: str):
     """A --style-masks file as an (h, w) mask in [0, 1] (its luminance), checked."""
     try:
@@ -479,39 +395,3 @@ def _mask(path: str):
     except ValueError as err:  # e.g. black everywhere: a problem of the file's content
         raise files.InputError(f"{path}: {str(err).replace('style mask 0', 'the mask')}"
                                ) from None
-
-
-def _save(path: Path, image, settings: dict, config: StyleConfig) -> str:
-    """save_image with the settings that made it in its metadata; returns the path."""
-    meta = {**settings, "output": str(path), "config": config.to_dict()}
-    save_image(path, image, metadata={"jaxstyle": json.dumps(meta, sort_keys=True)})
-    return str(path)
-
-
-def _step_path(output: Path, step: int) -> Path:
-    return output.with_name(f"{output.stem}_{step}{output.suffix}")
-
-
-def _setting_path(output: Path, label: str) -> Path:
-    return output.with_name(f"{output.stem}_{label}{output.suffix}")
-
-
-def _convert(args: argparse.Namespace) -> int:
-    from jaxstyle.arbitrary import cli as arbitrary_cli
-    from jaxstyle.weights import convert_weights
-
-    if args.dest.suffix.lower() != ".npz":
-        raise UsageError(f"convert: DEST must end in .npz, got {args.dest}")
-    model = arbitrary_cli.is_kind(args.source)
-    parts = {"--vgg": args.vgg, "--decoder": args.decoder, "--transformer": args.transformer}
-    if not model and any(parts.values()):
-        raise UsageError("convert: --vgg, --decoder and --transformer are for sanet / adain")
-    if args.source == "adain" and args.transformer:
-        raise UsageError("convert adain: AdaIN has no Transform (--transformer is for sanet)")
-    if not model and Path(args.source).exists() and \
-            Path(args.source).resolve() == args.dest.resolve():
-        raise UsageError("convert: SRC and DEST are the same file")
-    written = (arbitrary_cli.convert(args) if model else
-               convert_weights(Path(args.source), args.dest))
-    print(f"wrote {written}")
-    return EXIT_OK

@@ -116,7 +116,8 @@ def load_model(kind: str, args: argparse.Namespace):
 def run(args: argparse.Namespace) -> int:
     """Load, stylize every content (batched by size), write images (and sheets) and JSON."""
     from jaxstyle import runtime
-    from jaxstyle.cli import UsageError, _usage
+    from jaxstyle.cli_options import UsageError
+    from jaxstyle.cli_options import usage as _usage
     from jaxstyle.console import Bar, InterruptFlag
     from jaxstyle.image import load_image, resize_to, save_image, scale_shape
 
@@ -242,6 +243,19 @@ def convert(args: argparse.Namespace) -> Path:
 
     return convert_model(args.source, args.dest, vgg=args.vgg, decoder=args.decoder,
                          transformer=args.transformer if args.source == "sanet" else None)
+
+
+def sanet_start(model: str, content, styles, stage, config):
+    """`jaxstyle --init sanet`: the SANet result (one forward pass) at the output's size, the
+    styles at their sizes there, blended by the style blend weights: the optimization's
+    start. ValueError for images the model cannot take."""
+    from jaxstyle.arbitrary import load_sanet, stylize_sanet
+    from jaxstyle.image import resize_to
+
+    params = load_sanet(model=model)
+    styles = [resize_to(s, hw) for s, hw in zip(styles, stage.style_shapes, strict=True)]
+    return stylize_sanet(params, resize_to(content, stage.shape), styles,
+                         style_weights=config.normalized_blend_weights(len(styles)))
 
 
 def is_kind(text: str) -> bool:

@@ -129,7 +129,7 @@ def run(args: argparse.Namespace) -> int:
     from jaxstyle import runtime
     from jaxstyle.arbitrary import data, trainer
     from jaxstyle.arbitrary.weights import read_encoder
-    from jaxstyle.cli import _usage
+    from jaxstyle.cli_options import usage as _usage
     from jaxstyle.console import Bar, InterruptFlag
 
     kind = args.command.removeprefix("train-")
@@ -191,7 +191,7 @@ def _report(result, out: Path, quiet: bool) -> int:
 def _hosts(args) -> tuple | None:
     """(coordinator, processes, id) for jax.distributed.initialize, () for auto-detection,
     None for one host; UsageError for an incomplete set."""
-    from jaxstyle.cli import UsageError
+    from jaxstyle.cli_options import UsageError
 
     given = [args.coordinator, args.num_processes, args.process_id]
     if all(v is None for v in given):
@@ -220,7 +220,7 @@ def _initialize_hosts(*hosts) -> None:
 
 def _check_run_dir(out: Path, resume: bool) -> None:
     """The run directory can be written, and holds checkpoints exactly when resuming."""
-    from jaxstyle.cli import UsageError
+    from jaxstyle.cli_options import UsageError
 
     if out.exists() and not out.is_dir():
         raise files.InputError(f"--out {out}: exists and is not a directory")
@@ -244,7 +244,7 @@ def _init(kind: str, sources: list[str] | None):
     released decoder (and SANet Transform) files."""
     from jaxstyle.arbitrary.released import read_released
     from jaxstyle.arbitrary.weights import PARTS, read_model
-    from jaxstyle.cli import UsageError
+    from jaxstyle.cli_options import UsageError
 
     if sources is None:
         return None
