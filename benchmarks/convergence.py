@@ -5,7 +5,8 @@ given loss soonest, jaxstyle's options against PyTorch's L-BFGS on the same obje
     python benchmarks/convergence.py --size 512 --weights vgg19.npz --out DIR   # real weights
     python benchmarks/convergence.py --quick --out /tmp/conv    # 32 px, shallow layers, seconds
 
-Methods (all from the content image, StyleConfig's defaults: alpha 1, beta 1e3, no TV):
+Methods (all from the content image, StyleConfig's defaults: alpha 1, no TV; beta 1e3, or
+--style-weight, 1e7 by default with synthetic weights: see "Loss weights" below):
     lbfgs-old    zoom L-BFGS as it was (`OptimSpec(probe_first_step=False, noise_floor=0)`)
     lbfgs        zoom L-BFGS, the fixed line search (`jaxstyle.linesearch`; the default)
     adam         Adam, learning rate 0.02, projected onto [0, 1]
@@ -24,13 +25,21 @@ the style at style_scale 1 (as the CLI sizes them). Weights: --weights (a jaxsty
 convention, as the PyTorch objective preprocesses) or synthetic ones (`random_weights(0)`,
 written to a scratch folder): say which next to every figure.
 
+Loss weights: with synthetic weights at StyleConfig's beta 1e3 there is nothing to optimize.
+Random filters see two photos as nearly alike, so the content image is already within 0.07%
+of the optimum: at 512 px it scored 122.46, and every method ended at 122.38-122.39
+(2026-11-30). With beta 1e7 the loss falls from about 1e6 to 1.2e4 in 150 L-BFGS
+iterations at 128 px, and the style loss dominates at the start as it does with real
+weights at the default. So with synthetic weights beta defaults to 1e7, and with --weights
+to StyleConfig's 1e3. --style-weight sets it either way, for every method and the score.
+
 Clock and budget: PyTorch runs first, --torch-iterations N iterations (default 100). Every
-jaxstyle method then runs for --seconds (default 1.25x PyTorch's time) or --max-steps, through
-`jaxstyle.stylize` with a callback at every step; its programs are compiled first by a one-step
-warm-up run (the compile time is reported apart, not on the clock; PyTorch's one-time oneDNN
-setup likewise). The clock starts when the run is called (PyTorch: before its targets) and
-stops while the callback copies an image out. Each method runs in its own
-subprocess (--in-process: here, as the test does) with the CLI's XLA CPU flags.
+jaxstyle method then runs for --seconds (default: --seconds-ratio, 1.25, x PyTorch's time) or
+--max-steps, through `jaxstyle.stylize` with a callback at every step; its programs are
+compiled first by a one-step warm-up run (the compile time is reported apart, not on the
+clock; PyTorch's one-time oneDNN setup likewise). The clock starts when the run is called
+(PyTorch: before its targets) and stops while the callback copies an image out. Each method
+runs in its own subprocess (--in-process: here, as the test does) with the CLI's XLA CPU flags.
 
 Score: every run is judged by one objective, jaxstyle's at SIZE (float32, value only), on the
 image the run would return at that moment (the best iterate so far, clipped to [0, 1];
@@ -66,6 +75,8 @@ sys.path.insert(0, ROOT)  # this checkout's jaxstyle, not another installed one
 sys.path.insert(0, HERE)  # linesearch (the photos), torch_baseline, procmem
 MARKER = "CONVERGENCE_JSON "
 METHODS = ("lbfgs-old", "lbfgs", "adam", "auto-adam", "auto-lbfgs", "torch-lbfgs")
+# beta with synthetic weights (docstring, "Loss weights").
+SYNTHETIC_STYLE_WEIGHT = 1e7
 SHALLOW = {"content_layers": ("relu2_1",), "style_layers": ("relu1_1", "relu2_1")}
 
 
@@ -80,11 +91,11 @@ def snapshot_steps(limit: int = 1_000_000, ratio: float = 1.1) -> list[int]:
 
 
 def _config(method: str, size: int, shallow: bool, stage_iterations: int, auto_start: int,
-            max_steps: int):
+            max_steps: int, style_weight: float):
     import jaxstyle
     from jaxstyle.config import auto_scales
 
-    layers = SHALLOW if shallow else {}
+    layers = dict(SHALLOW if shallow else {}, style_weight=style_weight)
     name = "adam" if method.endswith("adam") else "lbfgs"
     if not method.startswith("auto-"):
         return jaxstyle.StyleConfig(optimizer=name, iterations=max_steps, **layers)
@@ -121,7 +132,8 @@ def _optim_variant(method: str):
 
 
 def run_jax(method: str, inputs: str, weights: str, size: int, seconds: float, max_steps: int,
-            stage_iterations: int, auto_start: int, shallow: bool, snapshots: str) -> dict:
+            stage_iterations: int, auto_start: int, shallow: bool, snapshots: str,
+            style_weight: float) -> dict:
     """One jaxstyle method: a warm-up run (compiles), then the timed run. Writes the kept
     images to `snapshots` (.npz) and returns the records."""
     import jaxstyle
@@ -129,7 +141,8 @@ def run_jax(method: str, inputs: str, weights: str, size: int, seconds: float, m
     with np.load(inputs) as data:
         content, style = data["content"], data["style"]
     vgg = jaxstyle.load_vgg19(weights)
-    config = _config(method, size, shallow, stage_iterations, auto_start, max_steps)
+    config = _config(method, size, shallow, stage_iterations, auto_start, max_steps,
+                     style_weight)
     keep = set(snapshot_steps())
     with _optim_variant(method):
         t0 = time.perf_counter()
@@ -229,7 +242,8 @@ def run_torch(inputs: str, weights: str, iterations: int, history: int, shallow:
             "snapshot_steps": sorted(images)}
 
 
-def score(inputs: str, weights: str, shallow: bool, snapshot_files: dict[str, str]) -> dict:
+def score(inputs: str, weights: str, shallow: bool, snapshot_files: dict[str, str],
+          style_weight: float) -> dict:
     """{method: {step: jaxstyle's total at full size}} of every kept image."""
     import jax
     import jax.numpy as jnp
@@ -241,7 +255,7 @@ def score(inputs: str, weights: str, shallow: bool, snapshot_files: dict[str, st
     with np.load(inputs) as data:
         content, style = data["content"], data["style"]
     vgg = jaxstyle.load_vgg19(weights)
-    config = jaxstyle.StyleConfig(**(SHALLOW if shallow else {}))
+    config = jaxstyle.StyleConfig(style_weight=style_weight, **(SHALLOW if shallow else {}))
     spec, targets = prepare_targets(vgg, content, [style], config)
     f = jax.jit(lambda x: total_loss(vgg.params, targets, config.loss_weights, x, spec)[0])
     out = {"start": {0: float(f(jnp.asarray(content)))}}
@@ -428,10 +442,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="output folder (created; required)")
     p.add_argument("--weights", default=None, help="jaxstyle .npz (default random_weights(0))")
     p.add_argument("--methods", default=",".join(METHODS))
+    p.add_argument("--style-weight", type=float, default=None,
+                   help="beta for every method and the score (default: 1e7 with synthetic "
+                        "weights, StyleConfig's 1e3 with --weights; docstring)")
     p.add_argument("--torch-iterations", type=int, default=100)
     p.add_argument("--torch-history", type=int, default=100)
     p.add_argument("--seconds", type=float, default=0.0,
-                   help="each jaxstyle method's budget (default 0: 1.25x PyTorch's time)")
+                   help="each jaxstyle method's budget (default 0: --seconds-ratio x PyTorch's "
+                        "time)")
+    p.add_argument("--seconds-ratio", type=float, default=1.25,
+                   help="without --seconds, each jaxstyle method runs this times PyTorch's time")
     p.add_argument("--max-steps", type=int, default=100_000, help="single-size methods' cap")
     p.add_argument("--stage-iterations", type=int, default=100,
                    help="auto-* steps per stage (the first stage twice as many)")
@@ -491,13 +511,21 @@ def _benchmark(args, methods: list[str], work: str, argv) -> int:
     np.savez(inputs, content=content, style=style)
     snap_dir = os.path.join(work, "snapshots")
     os.makedirs(snap_dir, exist_ok=True)
-    config = jaxstyle.StyleConfig()
+    style_weight = args.style_weight
+    if style_weight is None:
+        style_weight = SYNTHETIC_STYLE_WEIGHT if args.weights is None else None
+    config = jaxstyle.StyleConfig(**({} if style_weight is None else
+                                     {"style_weight": style_weight}))
+    style_weight = config.style_weight
     report = {"argv": sys.argv[1:] if argv is None else list(argv), "size": args.size,
               "shape": list(content.shape[:2]), "methods": methods,
               "weights": weights, "weights_note": ("synthetic weights (random_weights(0))"
                                                     if args.weights is None else
-                                                    f"weights {args.weights}"),
+                                                    f"weights {args.weights}")
+              + f", beta {style_weight:g}",
               "torch_iterations": args.torch_iterations, "shallow": args.shallow,
+              "loss_weights": {"content": config.content_weight, "style": style_weight,
+                               "tv": config.tv_weight},
               "machine": {"platform": platform.platform(), "cpus": os.cpu_count(),
                           "load_avg_start": [round(x, 2) for x in os.getloadavg()]},
               "runs": []}
@@ -513,13 +541,14 @@ def _benchmark(args, methods: list[str], work: str, argv) -> int:
                        "beta": config.style_weight, "gamma": config.tv_weight}
             run = _run_worker("torch", payload, args)
             if not seconds:
-                seconds = 1.25 * run.get("total_s", 600.0) if "error" not in run else 600.0
+                seconds = (args.seconds_ratio * run.get("total_s", 600.0)
+                           if "error" not in run else 600.0)
         else:
             payload = {"method": method, "inputs": inputs, "weights": weights,
                        "size": args.size, "seconds": seconds or 600.0,
                        "max_steps": args.max_steps, "stage_iterations": args.stage_iterations,
                        "auto_start": args.auto_start, "shallow": args.shallow,
-                       "snapshots": path}
+                       "snapshots": path, "style_weight": style_weight}
             run = _run_worker("jax", payload, args)
         run["method"] = method
         report["runs"].append(run)
@@ -530,7 +559,8 @@ def _benchmark(args, methods: list[str], work: str, argv) -> int:
         print(f"{method}: {said}", file=sys.stderr, flush=True)
     report["jax_seconds"] = seconds
     scored = _run_worker("score", {"inputs": inputs, "weights": weights,
-                                   "shallow": args.shallow, "snapshot_files": files}, args)
+                                   "shallow": args.shallow, "snapshot_files": files,
+                                   "style_weight": style_weight}, args)
     report["scores"] = {m: {int(k): v for k, v in s.items()}
                         for m, s in scored.items() if m in files}
     report["start_score"] = scored.get("start", {}).get(0, scored.get("start", {}).get("0"))

@@ -182,9 +182,12 @@ def test_convergence_quick_scores_every_method_at_full_size(tmp_path):
     pytest.importorskip("torch")
     convergence = _load("convergence")
     out = tmp_path / "conv"
+    # beta 1e3 (not the synthetic default 1e7): the content loss then dominates, so an
+    # upsampled coarse image scores worse than the start (checked below).
     assert convergence.main(["--quick", "--in-process", "--out", str(out), "--methods",
-                             "lbfgs,auto-adam,torch-lbfgs"]) == 0
+                             "lbfgs,auto-adam,torch-lbfgs", "--style-weight", "1e3"]) == 0
     report = json.loads((out / "convergence.json").read_text())
+    assert report["loss_weights"] == {"content": 1.0, "style": 1e3, "tv": 0.0}
     runs = {r["method"]: r for r in report["runs"]}
     assert all("error" not in r for r in runs.values()), runs
     assert report["shape"] == [21, 32] and report["start_score"] > 0
