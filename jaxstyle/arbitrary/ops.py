@@ -1,7 +1,8 @@
 """The building blocks shared by the arbitrary-style networks (NHWC, params HWIO).
 
 - `reflect_pad`, `reflect_conv`: ReflectionPad2d(p) then a VALID convolution, as every 3x3
-  convolution of the normalised VGG19, the decoder and the Transform's merge_conv.
+  convolution of the normalised VGG19, the decoder and the Transform's merge_conv. Every
+  convolution here is `jaxstyle.arbitrary.conv`'s (its kernel gradient is fast on CPU).
 - `max_pool_ceil`: MaxPool2d(2, 2, ceil_mode=True): an odd side keeps its last row/column
   as a window of its own, so (h, w) -> (ceil(h / 2), ceil(w / 2)); gradients as torch's.
 - `upsample_nearest2`: nn.Upsample(scale_factor=2, mode="nearest"); `UpsampleConv`: that
@@ -17,6 +18,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxstyle.arbitrary.conv import conv, flax_conv
 from jaxstyle.vgg import max_pool_2x2
 
 # Added to the (unbiased) variance before the square root in `mean_std` and `mvn`.
@@ -34,14 +36,15 @@ def reflect_conv(x: jax.Array, features: int, name: str, size: int = 3) -> jax.A
     -> (N, H, W, features). Call inside a compact Flax module: the convolution is its
     submodule `name`, with params {"kernel": (size, size, Cin, features) HWIO, "bias"}."""
     p = size // 2
-    conv = nn.Conv(features, (size, size), padding="SAME", name=name)
+    layer = nn.Conv(features, (size, size), padding="SAME", conv_general_dilated=flax_conv,
+                    name=name)
     if p == 0:
-        return conv(x)
+        return layer(x)
     # The VALID convolution of the padded input, computed as the 'SAME' one cropped: on XLA
     # CPU (YNNPACK) a VALID 3x3 convolution ran 2.5x slower than a 'SAME' one of the same
     # output size (measured at 32-256 px, 64-512 channels); the ring of extra outputs adds
     # about 4 / H to the work.
-    return conv(reflect_pad(x, p))[:, p:-p, p:-p]
+    return layer(reflect_pad(x, p))[:, p:-p, p:-p]
 
 
 class Conv1x1(nn.Module):
@@ -151,8 +154,7 @@ class UpsampleConv(nn.Module):
         e = jnp.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)), mode="edge")
         # Output (r, s) covers the 2x2 window at E[r, s]: H + 1 rows (padding (0, 1) rather
         # than VALID, which XLA CPU runs on a slower path; its extra last row is dropped).
-        y = jax.lax.conv_general_dilated(e, phases, (1, 1), ((0, 1), (0, 1)),
-                                         dimension_numbers=("NHWC", "HWIO", "NHWC"))
+        y = conv(e, phases, ((0, 1), (0, 1)))
         f = self.features
         out = jnp.stack([jnp.stack([y[:, a:a + h, b:b + w, (2 * a + b) * f:(2 * a + b + 1) * f]
                                     for b in (0, 1)], axis=3) for a in (0, 1)], axis=2)
