@@ -8,12 +8,13 @@ given loss soonest, jaxstyle's options against PyTorch's L-BFGS on the same obje
 Methods (all from the content image, StyleConfig's defaults: alpha 1, no TV; beta 1e3, or
 --style-weight, 1e7 by default with synthetic weights: see "Loss weights" below):
     lbfgs-old    zoom L-BFGS as it was (`OptimSpec(probe_first_step=False, noise_floor=0)`)
-    lbfgs        zoom L-BFGS, the fixed line search (`jaxstyle.linesearch`; the default)
+    lbfgs        zoom L-BFGS, the fixed line search (`jaxstyle.linesearch`)
     adam         Adam, learning rate 0.02, projected onto [0, 1]
     auto-adam    Adam on the ladder 128 px -> SIZE in steps of sqrt(2) (`config.auto_scales`),
                  moments carried (resized) between stages; 2 S steps at the first size, S after
                  (--stage-iterations S)
-    auto-lbfgs   zoom L-BFGS (fixed) on the same ladder, restarted at each stage
+    auto-lbfgs   zoom L-BFGS (fixed) on the same ladder, restarted at each stage; StyleConfig's
+                 default since 2026-11-30 (which runs `iterations` steps at every size)
     torch-lbfgs  torch.optim.LBFGS(lr=1, line_search_fn="strong_wolfe", history_size=100,
                  PyTorch's default) on benchmarks/torch_baseline.py's objective (the same
                  formulas, weights and images), one `step()` per iteration; an evaluation the
@@ -98,7 +99,7 @@ def _config(method: str, size: int, shallow: bool, stage_iterations: int, auto_s
     layers = dict(SHALLOW if shallow else {}, style_weight=style_weight)
     name = "adam" if method.endswith("adam") else "lbfgs"
     if not method.startswith("auto-"):
-        return jaxstyle.StyleConfig(optimizer=name, iterations=max_steps, **layers)
+        return jaxstyle.StyleConfig(optimizer=name, iterations=max_steps, scales=None, **layers)
     scales = auto_scales(size, auto_start)
     iters = tuple([2 * stage_iterations] + [stage_iterations] * (len(scales) - 1))
     return jaxstyle.StyleConfig(optimizer=name, scales=scales, scale_iterations=iters, **layers)

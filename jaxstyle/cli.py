@@ -124,11 +124,12 @@ def build_parser() -> argparse.ArgumentParser:
                         f"(default {DEFAULT_IMAGE_SIZE})")
     g.add_argument("--style-scale", metavar="S", type=numbers(positive=True, many=False),
                    help=f"style size relative to the output's (default {_default('style_scale')})")
-    g.add_argument("--scales", metavar="PX,...|auto",
-                   type=lambda t: t if t == "auto" else numbers(int, positive=True)(t),
+    g.add_argument("--scales", metavar="PX,...|auto|none",
+                   type=lambda t: t if t in ("auto", "none") else numbers(int, positive=True)(t),
                    help="coarse to fine: stylize at these longer sides in turn (e.g. "
                         "256,512,1024), each stage starting from the last; the last is the "
-                        "output size; auto: from 128 px to --image-size in steps of sqrt(2)")
+                        "output size; auto: from 128 px to --image-size in steps of sqrt(2); "
+                        f"none: at the output size only (default {_default('scales')})")
     g.add_argument("--scale-iterations", metavar="N,...", type=numbers(int, positive=True),
                    help="steps of each --scales stage (default --iterations each)")
     g.add_argument("--preserve-colors", choices=COLOR_MODES, default="none",
@@ -246,12 +247,14 @@ def config_and_grid(args: argparse.Namespace):
             raise UsageError(f"--init: {args.init!r} is neither one of {', '.join(INITS)} nor "
                              "an existing image file")
         fields["init"] = args.init if args.init in INITS else "content"  # a path: loaded later
-    if args.scales in (None, "auto") and args.image_size is None:
+    if fields.get("scales") == "none":
+        fields["scales"] = None  # one stage (None in args means: not given)
+    if args.scales in (None, "auto", "none") and args.image_size is None:
         fields["image_size"] = DEFAULT_IMAGE_SIZE
     if args.style_masks is not None and len(args.style_masks) != len(args.styles):
         raise UsageError(f"--style-masks: {len(args.style_masks)} mask(s) for "
                          f"{len(args.styles)} style image(s): give one per style image")
-    if args.learning_rate is not None and fields.get("optimizer", "lbfgs") != "adam":
+    if args.learning_rate is not None and fields.get("optimizer", DEFAULTS["optimizer"]) != "adam":
         raise UsageError("--learning-rate is the Adam step size: use it with --optimizer adam")
     config = usage(StyleConfig, **fields)
     if args.ratio is None and all(len(v) == 1 for v in lists.values()):

@@ -83,8 +83,11 @@ class StyleConfig:
     # The network's computation dtype: "float32", or "bfloat16" for GPU/TPU speed (Grams,
     # losses and targets still accumulate in float32).
     compute_dtype: str = "float32"
-    # "lbfgs" (optax, zoom line search), "adam", or "lbfgs-nols" (L-BFGS with step size 1 and
-    # no line search, like jcjohnson's neural-style; cheap to vmap in sweeps).
+    # "lbfgs" (optax, zoom line search; the image is clipped only at the end), "adam"
+    # (projected onto [0, 1] after every step), or "lbfgs-nols" (L-BFGS with step size 1 and
+    # no line search, like jcjohnson's neural-style; cheap to vmap in sweeps). With the "auto"
+    # ladder below, the default reached the loss of 100 PyTorch L-BFGS iterations soonest at
+    # 512 and 1024 px in benchmarks/convergence.py (README, "Which optimizer").
     optimizer: str = "lbfgs"
     # Number of optimizer steps (L-BFGS: iterations, each with its own line search).
     iterations: int = 500
@@ -105,9 +108,9 @@ class StyleConfig:
     # Coarse to fine: the longer side in pixels at each stage, strictly increasing, e.g.
     # (256, 512, 1024); each stage starts from the previous result, upsampled. The last is the
     # output size (image_size, if also given, must equal it). "auto": from 128 px up to the
-    # output size in steps of sqrt(2) (crowsonkb/style-transfer-pytorch's ladder). None: one
-    # stage.
-    scales: tuple[int, ...] | str | None = None
+    # output size in steps of sqrt(2) (crowsonkb/style-transfer-pytorch's ladder; the
+    # default; one stage for outputs of 128 px or less). None: one stage.
+    scales: tuple[int, ...] | str | None = "auto"
     # Optimizer steps per stage, one per scale; None: `iterations` at every stage.
     scale_iterations: tuple[int, ...] | None = None
     # Adam across stages: go on with its moments, resized to the next stage (True), or start
