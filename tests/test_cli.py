@@ -119,6 +119,10 @@ def test_options_map_onto_config(files):
         style_layers=("relu1_1", "relu2_1"), style_layer_weights=(2.0, 1.0), pooling="avg",
         compute_dtype="bfloat16", scales=(64, 128), scale_iterations=(3, 2))
     assert config_of("--init", str(files["content"]))[0].init == "content"  # a path: data
+    # The default ladder, the ladder asked for by name, and one size only.
+    assert config_of()[0].scales == "auto" == config_of("--scales", "auto")[0].scales
+    one_size = config_of("--scales", "none")[0]
+    assert one_size.scales is None and one_size.image_size == cli.DEFAULT_IMAGE_SIZE
 
 
 def test_weight_lists_and_ratios_make_grids():
@@ -153,7 +157,7 @@ def test_weight_lists_and_ratios_make_grids():
     (["--bogus"], "unrecognized arguments: --bogus"),
     (["--print-every", "-1"], "--print-every: must be >= 0"),
     (["--scales", "32,64", "--image-size", "48"], "the last scale is the output size"),
-    (["--scale-iterations", "3,4"], "scale_iterations needs scales"),
+    (["--scale-iterations", "3,4"], "scale_iterations needs explicit scales"),
     (["--scales", "64,32"], "strictly increasing"),
     (["--scales", "32,64", "--scale-iterations", "3"], "one per scale"),
     (["--ratio", "1e-3", "--content-weight", "1", "--style-weight", "1"], "at most one of"),

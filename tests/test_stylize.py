@@ -452,7 +452,7 @@ def test_luminance_colours_on_every_image(weights, stage_images):
     (dict(scales=[256, 512]), "non-empty tuple"),
     (dict(scales=(256.0, 512)), "positive integers"),
     (dict(scales=(0, 512)), "positive integers"),
-    (dict(scale_iterations=(10,)), "needs scales"),
+    (dict(scale_iterations=(10,)), "needs explicit scales"),  # the default is "auto"
     (dict(scales=(256, 512), scale_iterations=(10,)), "2 positive integers"),
     (dict(scales=(256, 512), scale_iterations=(10, 0)), "2 positive integers"),
     (dict(scales=(256, 512), image_size=256), "the last scale is the output size"),

@@ -8,12 +8,12 @@ Values and input gradients are `lax.conv_general_dilated`'s. The kernel gradient
     dK[i, j, c, o] = sum over n, h, w of xp[n, h + i, w + j, c] g[n, h, w, o]
 
 (xp: x zero-padded by `padding`, g: the output's cotangent) is on XLA CPU, as autodiff
-writes it, a convolution with the whole image as its window, which ran 3-4x slower than the
-forward convolution (5 images at 256 px, 64 -> 64 channels: 1.9 s against 0.17 s; the
-decoder's backward pass took 5.2 s against its 0.9 s forward). Here, on CPU, it is a sum
+writes it, a convolution with the whole image as its window, which ran 3.5-13x slower than
+the forward convolution (5 images at 256 px, 64 -> 64 channels: 1.9-2.2 s against 0.17 s;
+the decoder's backward pass took 5.2 s against its 0.9 s forward). Here, on CPU, it is a sum
 over the images (a scan) of one matrix product each: the (H W, kh kw Cin) matrix of shifted
-copies of the image, transposed, times g's (H W, Cout): 0.63 s in that case, 2-3.4x faster
-at every decoder layer with Cout >= 32 (`PER_IMAGE_MIN_COUT`). Below that (the decoder's
+copies of the image, transposed, times g's (H W, Cout): 0.63 s in that case, 1.8-3.4x faster
+at every decoder layer shape with Cout >= 32 (`PER_IMAGE_MIN_COUT`; benchmarks/README.md). Below that (the decoder's
 last layer, 64 -> 3) autodiff's form was faster and is kept. Other platforms keep autodiff's
 form (cuDNN's and the TPU's kernel gradients are fast): the choice is staged with
 `lax.platform_dependent`, so the compiled program for a GPU never contains the CPU form.
