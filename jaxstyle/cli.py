@@ -47,6 +47,16 @@ MAX_CALLBACK_EVERY = 10  # steps between chances to print, save or stop on Ctrl-
 DEFAULTS = {f.name: f.default for f in dataclasses.fields(StyleConfig)}
 
 
+def _scales(text: str):
+    """--scales: "auto", "none" or a comma list of positive integers."""
+    if text in ("auto", "none"):
+        return text
+    try:
+        return numbers(int, positive=True)(text)
+    except argparse.ArgumentTypeError as e:
+        raise argparse.ArgumentTypeError(f"{e}; or auto, or none") from None
+
+
 def _default(name: str) -> str:
     value = DEFAULTS[name]
     return ",".join(map(str, value)) if isinstance(value, tuple) else f"{value:g}" if \
@@ -125,7 +135,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--style-scale", metavar="S", type=numbers(positive=True, many=False),
                    help=f"style size relative to the output's (default {_default('style_scale')})")
     g.add_argument("--scales", metavar="PX,...|auto|none",
-                   type=lambda t: t if t in ("auto", "none") else numbers(int, positive=True)(t),
+                   type=_scales,
                    help="coarse to fine: stylize at these longer sides in turn (e.g. "
                         "256,512,1024), each stage starting from the last; the last is the "
                         "output size; auto: from 128 px to --image-size in steps of sqrt(2); "
@@ -247,6 +257,9 @@ def config_and_grid(args: argparse.Namespace):
             raise UsageError(f"--init: {args.init!r} is neither one of {', '.join(INITS)} nor "
                              "an existing image file")
         fields["init"] = args.init if args.init in INITS else "content"  # a path: loaded later
+    if args.scale_iterations is not None and not isinstance(args.scales, (list, tuple)):
+        raise UsageError("--scale-iterations needs --scales PX,... (one count per size; with "
+                         "the auto ladder every size runs --iterations)")
     if fields.get("scales") == "none":
         fields["scales"] = None  # one stage (None in args means: not given)
     if args.scales in (None, "auto", "none") and args.image_size is None:
