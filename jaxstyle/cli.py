@@ -15,7 +15,6 @@ so far first). Errors are one line on stderr; --debug adds the traceback.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import math
 import os
 import sys
@@ -25,6 +24,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from jaxstyle import __version__, convert_cli, files, outputs, runtime
+from jaxstyle.cli_config import DEFAULT_IMAGE_SIZE, DEFAULTS, config_and_grid
 from jaxstyle.cli_options import Parser, UsageError, formatter, layers, numbers, usage
 from jaxstyle.config import (
     COLOR_MODES,
@@ -33,7 +33,6 @@ from jaxstyle.config import (
     OPTIMIZERS,
     POOLINGS,
     TV_FORMS,
-    StyleConfig,
 )
 from jaxstyle.console import Bar, InterruptFlag
 from jaxstyle.image import OUTPUT_FORMATS, check_writable, load_image
@@ -42,9 +41,7 @@ from jaxstyle.weights import ENV_WEIGHTS
 
 PROG = "jaxstyle"
 EXIT_OK, EXIT_RUNTIME, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
-DEFAULT_IMAGE_SIZE = 512  # the CLI's output size (the library's default: the content's own)
 MAX_CALLBACK_EVERY = 10  # steps between chances to print, save or stop on Ctrl-C
-DEFAULTS = {f.name: f.default for f in dataclasses.fields(StyleConfig)}
 
 
 def _scales(text: str):
@@ -238,51 +235,6 @@ def _one_line(err: BaseException) -> str:
     if isinstance(err, OSError) and err.strerror:
         return f"{err.strerror}: {err.filename}" if err.filename else err.strerror
     return " ".join(str(err).split()) or type(err).__name__
-
-
-def config_and_grid(args: argparse.Namespace):
-    """(StyleConfig, WeightGrid or None for one setting) from the parsed options."""
-    from jaxstyle.grids import loss_weight_grid, ratio_weights
-
-    fields = {f: getattr(args, f) for f in DEFAULTS if getattr(args, f, None) is not None}
-    lists = {f: fields.pop(f) for f in ("content_weight", "style_weight", "tv_weight")
-             if f in fields}
-    fields.update({f: v[0] for f, v in lists.items() if len(v) == 1})
-    if (args.init == "sanet") != (args.sanet_model is not None):
-        raise UsageError("--init sanet and --sanet-model go together")
-    if args.init == "sanet":
-        fields["init"] = "content"  # the start image is data: the SANet result, made later
-    elif args.init is not None:
-        if args.init not in INITS and not os.path.exists(args.init):
-            raise UsageError(f"--init: {args.init!r} is neither one of {', '.join(INITS)} nor "
-                             "an existing image file")
-        fields["init"] = args.init if args.init in INITS else "content"  # a path: loaded later
-    if args.scale_iterations is not None and not isinstance(args.scales, (list, tuple)):
-        raise UsageError("--scale-iterations needs --scales PX,... (one count per size; with "
-                         "the auto ladder every size runs --iterations)")
-    if fields.get("scales") == "none":
-        fields["scales"] = None  # one stage (None in args means: not given)
-    if args.scales in (None, "auto", "none") and args.image_size is None:
-        fields["image_size"] = DEFAULT_IMAGE_SIZE
-    if args.style_masks is not None and len(args.style_masks) != len(args.styles):
-        raise UsageError(f"--style-masks: {len(args.style_masks)} mask(s) for "
-                         f"{len(args.styles)} style image(s): give one per style image")
-    if args.learning_rate is not None and fields.get("optimizer", DEFAULTS["optimizer"]) != "adam":
-        raise UsageError("--learning-rate is the Adam step size: use it with --optimizer adam")
-    config = usage(StyleConfig, **fields)
-    if args.ratio is None and all(len(v) == 1 for v in lists.values()):
-        if args.batch_size is not None:
-            raise UsageError("--batch-size is for sweeps: give a comma list of weights or --ratio")
-        return config, None
-    if args.ratio is None:
-        return config, usage(loss_weight_grid, **{f.split("_")[0]: lists.get(f, (DEFAULTS[f],))
-                                                   for f in DEFAULTS if f.endswith("_weight")})
-    fixed = [f for f in ("content_weight", "style_weight") if f in lists]
-    if len(fixed) == 2 or any(len(lists[f]) > 1 for f in fixed):
-        raise UsageError("--ratio sets alpha/beta: give at most one of --content-weight and "
-                         "--style-weight, with one value")
-    return config, usage(ratio_weights, args.ratio, tv=lists.get("tv_weight", (0.0,)),
-                          **{f: lists[f][0] for f in fixed})
 
 
 def _stylize(args: argparse.Namespace) -> int:

@@ -13,10 +13,11 @@ the forward convolution (5 images at 256 px, 64 -> 64 channels: 1.9-2.2 s agains
 the decoder's backward pass took 5.2 s against its 0.9 s forward). Here, on CPU, it is a sum
 over the images (a scan) of one matrix product each: the (H W, kh kw Cin) matrix of shifted
 copies of the image, transposed, times g's (H W, Cout): 0.63 s in that case, 1.8-3.4x faster
-at every decoder layer shape with Cout >= 32 (`PER_IMAGE_MIN_COUT`; benchmarks/README.md). Below that (the decoder's
-last layer, 64 -> 3) autodiff's form was faster and is kept. Other platforms keep autodiff's
-form (cuDNN's and the TPU's kernel gradients are fast): the choice is staged with
-`lax.platform_dependent`, so the compiled program for a GPU never contains the CPU form.
+at every decoder layer shape with Cout >= 32 (`PER_IMAGE_MIN_COUT`; benchmarks/README.md).
+Below that (the decoder's last layer, 64 -> 3) autodiff's form was faster and is kept.
+Other platforms keep autodiff's form (cuDNN's and the TPU's kernel gradients are fast): the
+choice is staged with `lax.platform_dependent`, so the compiled program for a GPU never
+contains the CPU form.
 The same sums in another order: equal to autodiff's up to float32 rounding.
 
 A scan runs the images one after another: on a mesh that splits the batch over several
