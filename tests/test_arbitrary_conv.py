@@ -11,7 +11,13 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxstyle.arbitrary.conv import PER_IMAGE_MIN_COUT, conv, flax_conv, kernel_grad_per_image
+from jaxstyle.arbitrary.conv import (
+    PER_IMAGE_MIN_COUT,
+    Conv,
+    bias_add,
+    conv,
+    kernel_grad_per_image,
+)
 
 SAME3 = ((1, 1), (1, 1))
 PHASE2 = ((0, 1), (0, 1))  # UpsampleConv's 2x2 window convolution
@@ -90,16 +96,39 @@ def test_cpu_program_uses_the_per_image_form_only_where_it_pays():
     assert _compiled_loops(input_grad, *wide) == 0
 
 
-def test_flax_conv_is_nn_conv_with_the_same_params():
+def test_conv_layer_is_nn_conv_with_the_same_params():
     x = jnp.asarray(np.random.default_rng(2).standard_normal((2, 6, 5, 3)), jnp.float32)
-    for size in (1, 3):
-        ours = nn.Conv(4, (size, size), padding="SAME", conv_general_dilated=flax_conv)
+    for size in (1, 2, 3):
         theirs = nn.Conv(4, (size, size), padding="SAME")
         params = theirs.init(jax.random.PRNGKey(0), x)
+        ours = Conv(4, size)
         assert jax.tree.map(jnp.shape, ours.init(jax.random.PRNGKey(0), x)) == jax.tree.map(
             jnp.shape, params)
-        np.testing.assert_array_equal(np.asarray(ours.apply(params, x)),
-                                      np.asarray(theirs.apply(params, x)))
-    with pytest.raises(ValueError, match="stride 1"):
-        nn.Conv(4, (3, 3), strides=2, conv_general_dilated=flax_conv).init(
-            jax.random.PRNGKey(0), x)
+        np.testing.assert_allclose(np.asarray(ours.apply(params, x)),
+                                   np.asarray(theirs.apply(params, x)), rtol=0, atol=1e-6)
+
+
+@pytest.mark.parametrize("dtype", [jnp.float32, jnp.bfloat16])
+def test_bias_add_gradient_is_the_sum_over_positions(dtype):
+    rng = np.random.default_rng(3)
+    y = jnp.asarray(rng.standard_normal((3, 7, 5, 6)), dtype)
+    b = jnp.asarray(rng.standard_normal(6), dtype)
+    g = jnp.asarray(rng.standard_normal((3, 7, 5, 6)), dtype)
+    out, vjp = jax.vjp(bias_add, y, b)
+    np.testing.assert_array_equal(np.asarray(out), np.asarray(y + b[None, None, None]))
+    gy, gb = vjp(g)
+    assert gy.dtype == dtype and gb.dtype == dtype
+    np.testing.assert_array_equal(np.asarray(gy), np.asarray(g))
+    want = np.asarray(g, np.float64).sum(axis=(0, 1, 2))
+    # float32 sums of the given values; bfloat16 then rounds the result once (8 bits).
+    rtol = 2e-6 if dtype == jnp.float32 else 2 ** -8
+    np.testing.assert_allclose(np.asarray(gb, np.float64), want, rtol=rtol,
+                               atol=rtol * np.abs(want).max())
+
+
+def test_bias_add_promotes_like_plus():
+    y = jnp.ones((2, 3), jnp.bfloat16)
+    b = jnp.ones((3,), jnp.float32)
+    assert bias_add(y, b).dtype == (y + b[None]).dtype == jnp.float32
+    gy, gb = jax.grad(lambda y, b: jnp.sum(bias_add(y, b)), (0, 1))(y, b)
+    assert gy.dtype == jnp.bfloat16 and gb.dtype == jnp.float32

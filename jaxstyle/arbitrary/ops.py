@@ -18,7 +18,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxstyle.arbitrary.conv import conv, flax_conv
+from jaxstyle.arbitrary.conv import Conv, bias_add, conv
 from jaxstyle.vgg import max_pool_2x2
 
 # Added to the (unbiased) variance before the square root in `mean_std` and `mvn`.
@@ -36,8 +36,7 @@ def reflect_conv(x: jax.Array, features: int, name: str, size: int = 3) -> jax.A
     -> (N, H, W, features). Call inside a compact Flax module: the convolution is its
     submodule `name`, with params {"kernel": (size, size, Cin, features) HWIO, "bias"}."""
     p = size // 2
-    layer = nn.Conv(features, (size, size), padding="SAME", conv_general_dilated=flax_conv,
-                    name=name)
+    layer = Conv(features, size, name=name)
     if p == 0:
         return layer(x)
     # The VALID convolution of the padded input, computed as the 'SAME' one cropped: on XLA
@@ -61,7 +60,7 @@ class Conv1x1(nn.Module):
         k = self.param("kernel", nn.initializers.lecun_normal(), (1, 1, cin, self.features),
                        jnp.float32)
         bias = self.param("bias", nn.initializers.zeros_init(), (self.features,), jnp.float32)
-        y = jnp.dot(x.reshape(n * h * w, cin), k[0, 0]) + bias[None]
+        y = bias_add(jnp.dot(x.reshape(n * h * w, cin), k[0, 0]), bias)
         return y.reshape(n, h, w, self.features)
 
 
@@ -158,7 +157,7 @@ class UpsampleConv(nn.Module):
         f = self.features
         out = jnp.stack([jnp.stack([y[:, a:a + h, b:b + w, (2 * a + b) * f:(2 * a + b + 1) * f]
                                     for b in (0, 1)], axis=3) for a in (0, 1)], axis=2)
-        return out.reshape(n, 2 * h, 2 * w, f) + bias[None, None, None]
+        return bias_add(out.reshape(n, 2 * h, 2 * w, f), bias)
 
 
 def mean_std(x: jax.Array, eps: float = EPS) -> tuple[jax.Array, jax.Array]:

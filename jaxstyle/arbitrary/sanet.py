@@ -39,7 +39,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from jaxstyle.arbitrary.conv import flax_conv
+from jaxstyle.arbitrary.conv import Conv
 from jaxstyle.arbitrary.ops import Conv1x1, mvn, reflect_pad, upsample_nearest2
 
 CHANNELS = 512
@@ -135,8 +135,7 @@ class Transform(nn.Module):
         self.sanet4_1 = SANet(self.channels, self.max_attention_bytes)
         self.sanet5_1 = SANet(self.channels, self.max_attention_bytes)
         # 'SAME' on the reflection-padded input, then cropped: see `ops.reflect_conv`.
-        self.merge_conv = nn.Conv(self.channels, (3, 3), padding="SAME",
-                                  conv_general_dilated=flax_conv)
+        self.merge_conv = Conv(self.channels)
 
     def style_code(self, s41: jax.Array, s51: jax.Array) -> dict[str, tuple[jax.Array, ...]]:
         return {"relu4_1": self.sanet4_1.style_code(s41),
