@@ -37,7 +37,7 @@ def jax_worker(args) -> dict:
     from jaxstyle import runtime
 
     if not runtime.backends_initialized():
-        runtime.set_xla_cpu_flags()  # as `jaxstyle train-*` does
+        runtime.set_xla_cpu_flags(runtime.CPU_TRAIN_FLAGS)  # as `jaxstyle train-*` does
     import jax
 
     from jaxstyle.arbitrary import step

@@ -12,7 +12,8 @@ library must not change its host program's JAX configuration behind its back.
   spent compiling (to prove that new loss weights, step counts or callback intervals reuse
   the compiled programs, and to report compile time).
 - `select_device(name)`: the device of a platform, chosen before JAX starts its backends.
-- `set_xla_cpu_flags()`: XLA CPU options measured to help this workload (see its docstring).
+- `set_xla_cpu_flags()`: XLA CPU options measured to help this workload (`CPU_FLAGS`; for
+  training `CPU_TRAIN_FLAGS`; see its docstring).
   XLA reads `XLA_FLAGS` once, when the first backend initializes, so this must run before the
   first JAX computation (creating an array counts); afterwards it raises.
 """
@@ -39,8 +40,17 @@ CPU_FLAGS: tuple[str, ...] = (
     "--xla_cpu_experimental_ynn_fusion_type="
     "LIBRARY_FUSION_TYPE_INDIVIDUAL_CONVOLUTION,LIBRARY_FUSION_TYPE_INDIVIDUAL_DOT",
 )
-# jaxlib versions with which CPU_FLAGS were measured; on others each flag is first looked up
-# in jaxlib's binaries, because XLA aborts the process on an unknown flag in XLA_FLAGS.
+# XLA CPU flags for training SANet and AdaIN (`jaxstyle train-*`): the same scheduler, and
+# YNNPACK for single dots only, so that convolutions run on XLA's Eigen path. In A/B runs of
+# the 256 px, batch 5 training step (fresh processes, alternating, 3 pairs each) Eigen was
+# faster in every SANet pair (best steps 19.5-20.9 s against 20.9-22.2 s) and in two of
+# three AdaIN pairs (5.8-7.2 s against 6.7-7.1 s): the step's deep 512-channel layers.
+CPU_TRAIN_FLAGS: tuple[str, ...] = (
+    "--xla_cpu_scheduler_type=CPU_SCHEDULER_TYPE_MEMORY_OPTIMIZED",
+    "--xla_cpu_experimental_ynn_fusion_type=LIBRARY_FUSION_TYPE_INDIVIDUAL_DOT",
+)
+# jaxlib versions with which CPU_FLAGS and CPU_TRAIN_FLAGS were measured; on others each flag
+# is first looked up in jaxlib's binaries, because XLA aborts the process on an unknown flag.
 _VERIFIED_JAXLIB = ("0.10.2",)
 
 
@@ -113,12 +123,14 @@ def set_xla_cpu_flags(flags: tuple[str, ...] = CPU_FLAGS) -> str:
 
 @functools.cache
 def xla_knows_flag(flag: str) -> bool:
-    """Whether this jaxlib's XLA accepts `flag` ("--name=value"): True for CPU_FLAGS on the
-    jaxlib versions they were measured with, else the flag name and its enum-like values
-    must all occur in jaxlib's shared libraries (where XLA's flag table lives)."""
+    """Whether this jaxlib's XLA accepts `flag` ("--name=value"): True for CPU_FLAGS and
+    CPU_TRAIN_FLAGS on the jaxlib versions they were measured with, else the flag name and
+    its enum-like values must all occur in jaxlib's shared libraries (where XLA's flag table
+    lives)."""
     import jaxlib
 
-    if flag in CPU_FLAGS and getattr(jaxlib, "__version__", None) in _VERIFIED_JAXLIB:
+    verified = getattr(jaxlib, "__version__", None) in _VERIFIED_JAXLIB
+    if verified and flag in CPU_FLAGS + CPU_TRAIN_FLAGS:
         return True
     name, _, value = flag.lstrip("-").partition("=")
     needles = [name.encode()] + [v.encode() for v in value.split(",") if v.isupper()]

@@ -134,7 +134,7 @@ def test_unknown_flags_are_left_out(monkeypatch):
     monkeypatch.setattr(runtime, "_VERIFIED_JAXLIB", ())
     runtime.xla_knows_flag.cache_clear()
     try:
-        assert all(runtime.xla_knows_flag(f) for f in runtime.CPU_FLAGS)
+        assert all(runtime.xla_knows_flag(f) for f in runtime.CPU_FLAGS + runtime.CPU_TRAIN_FLAGS)
         assert not runtime.xla_knows_flag("--xla_cpu_no_such_flag=1")
         assert not runtime.xla_knows_flag(
             "--xla_cpu_scheduler_type=CPU_SCHEDULER_TYPE_NO_SUCH_VALUE")

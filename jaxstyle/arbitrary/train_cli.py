@@ -145,7 +145,7 @@ def run(args: argparse.Namespace) -> int:
     init = _init(kind, args.init_from)
 
     if not runtime.backends_initialized():
-        runtime.set_xla_cpu_flags()
+        runtime.set_xla_cpu_flags(runtime.CPU_TRAIN_FLAGS)
     if hosts is not None:
         _initialize_hosts(*hosts)
     import jax
