@@ -140,7 +140,7 @@ def run(args: argparse.Namespace) -> int:
     hosts = _hosts(args)
     content = data.list_images(args.content_dir, "--content-dir")
     style = data.list_images(args.style_dir, "--style-dir")
-    _check_run_dir(args.out, args.resume)
+    _check_run_dir(args.out, args.resume, config.steps)
     encoder = read_encoder(kind, args.vgg)
     init = _init(kind, args.init_from)
 
@@ -218,8 +218,9 @@ def _initialize_hosts(*hosts) -> None:
         jax.distributed.initialize()
 
 
-def _check_run_dir(out: Path, resume: bool) -> None:
-    """The run directory can be written, and holds checkpoints exactly when resuming."""
+def _check_run_dir(out: Path, resume: bool, total_steps: int) -> None:
+    """The run directory can be written, and holds checkpoints exactly when resuming, the
+    newest before step `total_steps` (else there is nothing to train)."""
     from jaxstyle.cli_options import UsageError
 
     if out.exists() and not out.is_dir():
@@ -237,6 +238,9 @@ def _check_run_dir(out: Path, resume: bool) -> None:
     if not resume and steps:
         raise UsageError(f"--out {out} holds checkpoints up to step {steps[-1]}: pass --resume "
                          "to continue that run, or choose another --out")
+    if resume and steps[-1] >= total_steps:
+        raise UsageError(f"--resume: {out} is at step {steps[-1]}, --steps is {total_steps}: "
+                         "nothing to train (raise --steps to continue)")
 
 
 def _init(kind: str, sources: list[str] | None):
