@@ -105,14 +105,6 @@ def _command(framework: str, kind: str, paths: dict, args) -> list[str]:
             "--threads", str(args.threads)]
 
 
-def _has_torch() -> bool:
-    try:
-        import torch  # noqa: F401
-    except ImportError:
-        return False
-    return True
-
-
 def summarize(rows: list[dict], kind: str) -> dict:
     """Median images/s per framework over the rounds, and jax / PyTorch."""
     out = {"kind": kind}
@@ -150,8 +142,12 @@ def main(argv=None) -> int:
         return 0
     if args.quick:
         args.size, args.batch, args.steps, args.rounds = 32, 2, 1, 1
+    sys.path.insert(0, HERE)
+    import arbitrary_bench
+
     kinds = [k for k in args.models.split(",") if k]
-    frameworks = ["jax"] + ([] if args.no_torch or not _has_torch() else ["torch"])
+    frameworks = ["jax"] + ([] if args.no_torch or not arbitrary_bench._has_torch()
+                            else ["torch"])
     rows = []
     with tempfile.TemporaryDirectory() as work:
         paths = _prepare(work, kinds, args.size, args.batch)

@@ -134,14 +134,6 @@ def torch_pieces(kind: str, weights: str, inputs: dict, reps: int, threads: int
     return {name: _best(f, reps) for name, f in fns.items()}
 
 
-def _has_torch() -> bool:
-    try:
-        import torch  # noqa: F401
-    except ImportError:
-        return False
-    return True
-
-
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--models", default="sanet,adain")
@@ -164,7 +156,8 @@ def main(argv=None) -> int:
     import arbitrary_bench
 
     kinds = [k for k in args.models.split(",") if k]
-    frameworks = ["jax"] + ([] if args.no_torch or not _has_torch() else ["torch"])
+    frameworks = ["jax"] + ([] if args.no_torch or not arbitrary_bench._has_torch()
+                               else ["torch"])
     rows = []
     with tempfile.TemporaryDirectory() as work:
         paths = arbitrary_bench._prepare(work, kinds, [])

@@ -22,10 +22,10 @@ def test_quick_run_times_every_piece(tmp_path):
     timed = {(s["kind"], s["piece"]) for s in report["summary"]}
     assert timed == {("sanet", p) for p in pieces.PIECES} | {
         ("adain", p) for p in pieces.PIECES if p != "transform"}
+    torch_ran = any(r["framework"] == "torch" for r in report["rows"])
     for s in report["summary"]:
         assert s["jax_s"] > 0
-        if s["torch_s"] is not None:
-            assert s["jax_over_torch_time"] == s["jax_s"] / s["torch_s"]
+        assert (s["torch_s"] > 0) if torch_ran else s["torch_s"] is None
 
 
 def test_inputs_follow_the_recipe_shapes():
