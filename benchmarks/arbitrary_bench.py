@@ -36,6 +36,8 @@ import tempfile
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+# The PyTorch reference models and baselines (tests/references/), run as the PyTorch side.
+REFERENCES = os.path.join(HERE, "..", "tests", "references")
 # This checkout's jaxstyle, whatever is installed (workers run from benchmarks/).
 sys.path.insert(0, os.path.dirname(HERE))
 
@@ -288,7 +290,7 @@ def _command(framework: str, kind: str, size: int, paths: dict, args) -> list[st
                "--size", str(size), "--weights", str(paths[kind]), "--images", paths[size],
                "--repeats", str(args.repeats), "--batch", str(args.batch)]
         return cmd + ([] if args.xla_flags else ["--no-xla-flags"])
-    cmd = [sys.executable, os.path.join(HERE, "torch_arbitrary.py"), "--kind", kind,
+    cmd = [sys.executable, os.path.join(REFERENCES, "torch_arbitrary.py"), "--kind", kind,
            "--size", str(size), "--weights", paths[f"{kind}-torch"], "--images", paths[size],
            "--repeats", str(args.repeats), "--batch", str(args.batch)]
     return cmd + (["--channels-last"] if framework == "torch-cl" else [])

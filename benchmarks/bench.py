@@ -12,7 +12,7 @@ Every measurement runs in a fresh subprocess, so peak memory is per size and per
 - warm start (per size): a SECOND process with the persistent cache the first one filled:
   time from process start to the first step done, broken into import, weights, targets,
   compile (cache hit) and step.
-- pytorch (per size, when torch is importable): benchmarks/torch_baseline.py, the same
+- pytorch (per size, when torch is importable): tests/references/torch_gatys.py, the same
   objective, same weights (written once to an .npz), same thread count, on the same kind of
   device (CUDA when jax runs on a GPU; none on a TPU); ratio jax / torch.
 - optimizer rows (per size and optimizer): a full
@@ -46,6 +46,8 @@ import numpy as np  # noqa: E402
 from procmem import peak_rss_bytes  # noqa: E402  (benchmarks/, beside this file)
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+# The PyTorch reference models and baselines (tests/references/), run as the PyTorch side.
+REFERENCES = os.path.join(HERE, "..", "tests", "references")
 MARKER = "BENCH_JSON "
 
 # VGG19 up to relu5_1: (conv name, output channels) per block; pools between blocks.
@@ -193,7 +195,7 @@ def worker_objective(args) -> int:
     import jax.numpy as jnp
 
     import jaxstyle
-    from jaxstyle.losses import LossSpec, compute_targets, total_loss
+    from jaxstyle.losses import compute_targets, total_loss
 
     hits = _cache_hit_counter()
     t["import_s"] = time.perf_counter() - t0
@@ -204,7 +206,7 @@ def worker_objective(args) -> int:
     t["weights_s"] = time.perf_counter() - t0
 
     config = jaxstyle.StyleConfig()
-    spec = LossSpec.from_config(config, "caffe")
+    spec = config.loss_spec("caffe")
     if args.dtype != "float32":
         spec = _with_dtype(spec, args.dtype)
     content, style = _images(args.size)
@@ -408,7 +410,7 @@ def worker_profile(args) -> int:
     import jax.numpy as jnp
 
     import jaxstyle
-    from jaxstyle.losses import prepare_targets, total_loss
+    from jaxstyle.objective import prepare_targets, total_loss
 
     try:
         from jax._src.lib import _profile_data
@@ -596,7 +598,7 @@ def run_benchmark(args) -> dict:
                 log(f"{size} px: pytorch ({torch_device})")
                 images = os.path.join(work, f"images-{size}.npz")  # the photos jax steps on
                 np.savez(images, **dict(zip(("content", "style"), _images(size), strict=True)))
-                tcmd = [sys.executable, os.path.join(HERE, "torch_baseline.py"), "--size",
+                tcmd = [sys.executable, os.path.join(REFERENCES, "torch_gatys.py"), "--size",
                         str(size), "--steps", str(args.steps), "--threads", str(_threads()),
                         "--weights-npz", weights_npz, "--device", torch_device,
                         "--images", images]

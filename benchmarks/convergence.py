@@ -7,7 +7,7 @@ given loss soonest, jaxstyle's options against PyTorch's L-BFGS on the same obje
 
 Methods (all from the content image, StyleConfig's defaults: alpha 1, no TV; beta 1e3, or
 --style-weight, 1e7 by default with synthetic weights: see "Loss weights" below):
-    lbfgs-old    zoom L-BFGS as it was (`OptimSpec(probe_first_step=False, noise_floor=0)`)
+    lbfgs-old    zoom L-BFGS as it was (`Optimizer(probe_first_step=False, noise_floor=0)`)
     lbfgs        zoom L-BFGS, the fixed line search (`jaxstyle.linesearch`)
     adam         Adam, learning rate 0.02, projected onto [0, 1]
     auto-adam    Adam on the ladder 128 px -> SIZE in steps of sqrt(2) (`config.auto_scales`),
@@ -16,7 +16,7 @@ Methods (all from the content image, StyleConfig's defaults: alpha 1, no TV; bet
     auto-lbfgs   zoom L-BFGS (fixed) on the same ladder, restarted at each stage; StyleConfig's
                  default since 2026-11-30 (which runs `iterations` steps at every size)
     torch-lbfgs  torch.optim.LBFGS(lr=1, line_search_fn="strong_wolfe", history_size=100,
-                 PyTorch's default) on benchmarks/torch_baseline.py's objective (the same
+                 PyTorch's default) on tests/references/torch_gatys.py's objective (the same
                  formulas, weights and images), one `step()` per iteration; an evaluation the
                  optimizer repeats at the point its line search accepted is served from a
                  cache, not computed (as one long `step()` would not compute it)
@@ -71,9 +71,12 @@ import time
 import numpy as np
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+# The PyTorch reference models and baselines (tests/references/), run as the PyTorch side.
+REFERENCES = os.path.join(HERE, "..", "tests", "references")
 ROOT = os.path.dirname(HERE)
 sys.path.insert(0, ROOT)  # this checkout's jaxstyle, not another installed one
-sys.path.insert(0, HERE)  # linesearch (the photos), torch_baseline, procmem
+sys.path.insert(0, HERE)  # linesearch (the photos), procmem
+sys.path.insert(0, REFERENCES)  # torch_gatys
 MARKER = "CONVERGENCE_JSON "
 METHODS = ("lbfgs-old", "lbfgs", "adam", "auto-adam", "auto-lbfgs", "torch-lbfgs")
 # beta with synthetic weights (docstring, "Loss weights").
@@ -107,26 +110,25 @@ def _config(method: str, size: int, shallow: bool, stage_iterations: int, auto_s
 
 @contextlib.contextmanager
 def _optim_variant(method: str):
-    """lbfgs-old: `stylize` builds its OptimSpec from the config, which has no line-search
+    """lbfgs-old: `stylize` builds its Optimizer from the config, which has no line-search
     options; here the old line search is swapped in for the run (and put back after)."""
-    from jaxstyle import optim
+    import dataclasses
+
+    from jaxstyle.config import StyleConfig
 
     if method != "lbfgs-old":
         yield
         return
-    original = optim.OptimSpec.from_config
+    original = StyleConfig.optimizer_spec
 
     def old(config):
-        spec = original(config)
-        return optim.OptimSpec(spec.name, spec.learning_rate, spec.memory_size,
-                               spec.linesearch_steps, spec.average_decay,
-                               probe_first_step=False, noise_floor=0.0)
+        return dataclasses.replace(original(config), probe_first_step=False, noise_floor=0.0)
 
-    optim.OptimSpec.from_config = staticmethod(old)
+    StyleConfig.optimizer_spec = old
     try:
         yield
     finally:
-        optim.OptimSpec.from_config = original
+        StyleConfig.optimizer_spec = original
 
 
 # ----------------------------------------------------------------------------- workers
@@ -183,7 +185,7 @@ def run_torch(inputs: str, weights: str, iterations: int, history: int, shallow:
               snapshots: str, alpha: float, beta: float, gamma: float) -> dict:
     """torch.optim.LBFGS with strong-Wolfe line search, one `step()` per iteration."""
     import torch
-    from torch_baseline import TorchObjective, load_npz_params
+    from torch_gatys import TorchObjective, load_npz_params
 
     torch.set_num_threads(os.cpu_count() or 1)
     with np.load(inputs) as data:
@@ -251,7 +253,7 @@ def score(inputs: str, weights: str, shallow: bool, snapshot_files: dict[str, st
 
     import jaxstyle
     from jaxstyle.image import resize_to
-    from jaxstyle.losses import prepare_targets, total_loss
+    from jaxstyle.objective import prepare_targets, total_loss
 
     with np.load(inputs) as data:
         content, style = data["content"], data["style"]

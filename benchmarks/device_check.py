@@ -6,7 +6,7 @@
 
 Parts (each a function below; a part that fails is recorded as {"error": ...} and the others
 still run; --parts and the size options pick a subset so a rerun fits the time left):
-- torch:     the PyTorch baseline of the same objective (benchmarks/torch_baseline.py, CUDA on
+- torch:     the PyTorch baseline of the same objective (tests/references/torch_gatys.py, CUDA on
              a GPU), per --torch-sizes, in a subprocess run first (before JAX takes its share
              of the device memory).
 - objective: value and gradient of the Gatys objective (jaxstyle.losses.total_loss) per
@@ -44,7 +44,9 @@ import time
 import traceback
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, HERE)  # bench.py (FLOP count) and torch_baseline.py beside this file
+# The PyTorch reference models and baselines (tests/references/), run as the PyTorch side.
+REFERENCES = os.path.join(HERE, "..", "tests", "references")
+sys.path.insert(0, HERE)  # bench.py (FLOP count) beside this file
 
 PARTS = ("torch", "objective", "stylize", "sweep", "arbitrary", "train")
 QUICK = dict(sizes=[32], torch_sizes=[32], stylize_sizes=[32], stylize_iterations=2,
@@ -94,7 +96,7 @@ def part_torch(args, weights_npz: str) -> list[dict]:
         images = os.path.join(args.work, f"images_{size}.npz")
         content, style = _images(size)
         np.savez(images, content=content, style=style)
-        cmd = [sys.executable, os.path.join(HERE, "torch_baseline.py"), "--size", str(size),
+        cmd = [sys.executable, os.path.join(REFERENCES, "torch_gatys.py"), "--size", str(size),
                "--steps", str(args.steps), "--device", device, "--weights-npz", weights_npz,
                "--images", images]
         out = subprocess.run(cmd, capture_output=True, text=True, timeout=args.timeout)
@@ -110,7 +112,7 @@ def part_objective(args, weights_npz: str) -> list[dict]:
     from bench import objective_flops
 
     import jaxstyle
-    from jaxstyle.losses import prepare_targets, total_loss
+    from jaxstyle.objective import prepare_targets, total_loss
 
     weights = _weights(weights_npz)
     step = jax.jit(jax.value_and_grad(total_loss, argnums=3, has_aux=True),

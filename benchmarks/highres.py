@@ -106,18 +106,10 @@ def _baseline(out: dict) -> None:
 
 def _conv(p, x):
     """nn.Conv(padding="SAME") of the VGG19 module, as a plain function of its params (with
-    the module's own convolution function when vgg.py has one, so only remat differs)."""
-    from jax import lax
+    the module's own convolution kernel, so only remat differs)."""
+    from jaxstyle.kernels import conv3x3_same
 
-    from jaxstyle import vgg
-
-    conv = getattr(vgg, "conv3x3_same", None)
-    if conv is None:
-        y = lax.conv_general_dilated(x, p["kernel"], (1, 1), "SAME",
-                                     dimension_numbers=("NHWC", "HWIO", "NHWC"))
-    else:
-        y = conv(x, p["kernel"])
-    return y + p["bias"].reshape(1, 1, 1, -1)
+    return conv3x3_same(x, p["kernel"]) + p["bias"].reshape(1, 1, 1, -1)
 
 
 def remat_total_loss(params, targets, loss_weights, image, spec):
@@ -133,6 +125,7 @@ def remat_total_loss(params, targets, loss_weights, image, spec):
     import jax.numpy as jnp
 
     from jaxstyle import vgg
+    from jaxstyle.kernels import max_pool_2x2
     from jaxstyle.losses import content_loss, style_layer_loss, total_variation
 
     wanted = set(spec.layers)
@@ -150,7 +143,7 @@ def remat_total_loss(params, targets, loss_weights, image, spec):
             if f"relu{b}_{i}" == deepest or f"conv{b}_{i}" == deepest:
                 break
         else:
-            x = vgg.max_pool_2x2(x)
+            x = max_pool_2x2(x)
             acts[f"pool{b}"] = x
         lc = sum((content_loss(acts[n][0], content_t[n]) for n in content_t), zero)
         ls = sum((style_w[n] * style_layer_loss(acts[n][0], grams[n]) for n in grams), zero)
@@ -167,8 +160,8 @@ def remat_total_loss(params, targets, loss_weights, image, spec):
         x, lc, ls = jax.checkpoint(functools.partial(block, b=b))(bparams, content_t, grams, x)
         l_c, l_s = l_c + lc, l_s + ls
     parts = {"content": l_c, "style": l_s, "tv": total_variation(image, spec.tv_form)}
-    total = (loss_weights.content * l_c + loss_weights.style * l_s
-             + loss_weights.tv * parts["tv"])
+    total = (loss_weights.content_weight * l_c + loss_weights.style_weight * l_s
+             + loss_weights.tv_weight * parts["tv"])
     return total, parts
 
 
@@ -233,11 +226,10 @@ def _objective_inputs(size: int):
     import jax.numpy as jnp
 
     import jaxstyle
-    from jaxstyle.losses import LossSpec
 
     config = jaxstyle.StyleConfig()
     weights = jaxstyle.random_weights(0)
-    spec = LossSpec.from_config(config, weights.convention)
+    spec = config.loss_spec(weights.convention)
     content, style, image = (jnp.asarray(smooth_image(k, size, size)) for k in range(3))
     return config, weights, spec, content, style, image
 
@@ -291,12 +283,12 @@ def _compile_programs(weights, content, styles, config):
     import jax
     import jax.numpy as jnp
 
-    from jaxstyle import optim, parallel
+    from jaxstyle import parallel
     from jaxstyle.grids import as_settings
-    from jaxstyle.losses import LossSpec, compute_targets
+    from jaxstyle.losses import compute_targets
 
-    spec = LossSpec.from_config(config, weights.convention)
-    opt = optim.OptimSpec.from_config(config)
+    spec = config.loss_spec(weights.convention)
+    opt = config.optimizer_spec()
     t0 = time.perf_counter()
     image = jax.ShapeDtypeStruct(content.shape, jnp.float32)
     style = jax.eval_shape(functools.partial(compute_targets, spec=spec, with_content=False),

@@ -5,7 +5,7 @@
     python benchmarks/linesearch.py --quick            # 32 px, shallow layers, seconds
     python benchmarks/linesearch.py --trace 3 --sizes 128 --scenarios noise --content-weight 64
 
-Variants (`jaxstyle.optim.OptimSpec`):
+Variants (`jaxstyle.optim.Optimizer`):
     old  probe_first_step=False, noise_floor=0: optax.lbfgs with its zoom line search starting
          every search at step 1, optax's approx_dec_rtol 1e-6 (the line search before the fix).
     new  the defaults (probe_first_step=True, noise_floor=4e-12; `jaxstyle.linesearch`).
@@ -70,9 +70,9 @@ def optim_spec(variant: str):
     from jaxstyle import optim
 
     if variant == "old":
-        return optim.OptimSpec(probe_first_step=False, noise_floor=0.0)
+        return optim.Optimizer(probe_first_step=False, noise_floor=0.0)
     if variant == "new":
-        return optim.OptimSpec()
+        return optim.Optimizer()
     raise ValueError(f"unknown variant {variant!r}")
 
 
@@ -120,7 +120,7 @@ def _problem(scenario: str, size: int, content_weight: float, variant: str, shal
 
     import jaxstyle
     from jaxstyle import optim
-    from jaxstyle.losses import prepare_targets
+    from jaxstyle.objective import prepare_targets
 
     content, style = scenario_images(scenario, size)
     config = jaxstyle.StyleConfig(content_weight=content_weight, **(SHALLOW if shallow else {}))
@@ -203,13 +203,13 @@ def f64_losses(scenario: str, size: int, content_weight: float, paths: list[str]
     import jax.numpy as jnp
 
     import jaxstyle
-    from jaxstyle.losses import LossSpec, compute_targets, total_loss
+    from jaxstyle.losses import compute_targets, total_loss
 
     content, style = scenario_images(scenario, size)
     config = jaxstyle.StyleConfig(content_weight=content_weight, **(SHALLOW if shallow else {}))
     weights = load_weights(weights_path)
     params = jax.tree.map(lambda a: jnp.asarray(a, jnp.float64), weights.params)
-    spec = LossSpec.from_config(config, weights.convention)
+    spec = config.loss_spec(weights.convention)
     targets = compute_targets(params, jnp.asarray(content, jnp.float64),
                               [jnp.asarray(style, jnp.float64)], jnp.ones((1,), jnp.float64),
                               spec)

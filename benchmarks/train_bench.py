@@ -4,7 +4,7 @@
     python benchmarks/train_bench.py --quick           # 32 px, batch 2, 1 step: what tests run
 
 One training step is the loss of the reference recipe (jaxstyle.arbitrary.losses; PyTorch:
-benchmarks/torch_train.py, the reference Net.forward call by call), its gradient with respect
+tests/references/torch_train.py, the reference Net.forward call by call), its gradient with respect
 to the decoder (and Transform), and one Adam update. Every measurement is a fresh subprocess,
 the frameworks alternating per round (jax, torch, then torch, jax ...) so that a shared
 machine's slow phases hit both. Per worker: one untimed first step (jax: compile + run), then
@@ -29,6 +29,8 @@ import time
 import numpy as np
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+# The PyTorch reference models and baselines (tests/references/), run as the PyTorch side.
+REFERENCES = os.path.join(HERE, "..", "tests", "references")
 MARKER = "BENCH_JSON "
 
 
@@ -41,10 +43,11 @@ def jax_worker(args) -> dict:
     import jax
 
     from jaxstyle.arbitrary import step
+    from jaxstyle.arbitrary.train_config import TrainConfig
     from jaxstyle.arbitrary.weights import read_model
 
     kind, params = read_model(args.weights)
-    config = step.StepConfig(kind, compute_dtype=args.dtype)
+    config = TrainConfig(kind, compute_dtype=args.dtype)
     mesh = step.batch_mesh()
     step.check_batch(args.batch, mesh)
     trainable = {k: v for k, v in params.items() if k != "encoder"}
@@ -99,7 +102,7 @@ def _command(framework: str, kind: str, paths: dict, args) -> list[str]:
         return [sys.executable, os.path.abspath(__file__), "--worker", "--weights",
                 paths[kind], "--images", paths["images"], "--size", str(args.size),
                 "--batch", str(args.batch), "--steps", str(args.steps), "--dtype", args.dtype]
-    return [sys.executable, os.path.join(HERE, "torch_train.py"), "--kind", kind,
+    return [sys.executable, os.path.join(REFERENCES, "torch_train.py"), "--kind", kind,
             "--size", str(args.size), "--batch", str(args.batch), "--steps", str(args.steps),
             "--weights", paths[f"{kind}-torch"], "--images", paths["images"],
             "--threads", str(args.threads)]

@@ -14,7 +14,7 @@ SANet decodes and re-encodes 3B images: Ics, Icc, Iss; AdaIN B):
 - encode_grad: the frozen encoder's value and input gradient on 3B (B) images, loss the sum
   over its layers of mean(phi^2).
 jax: each piece one `jax.jit` of `jaxstyle.arbitrary`'s functions; PyTorch: the reference
-modules of benchmarks/torch_arbitrary.py, eager, as benchmarks/torch_train.py runs them.
+modules of tests/references/torch_arbitrary.py, eager, as tests/references/torch_train.py runs them.
 Both frameworks run in this process on the same random weights (`random_params`, converted to
 the released layouts for PyTorch) and inputs, alternating per round; a piece's time is its
 best over --reps calls after a first untimed one (jax: compile). Piece times do not add up to
@@ -32,6 +32,8 @@ import tempfile
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+# The PyTorch reference models and baselines (tests/references/), run as the PyTorch side.
+REFERENCES = os.path.join(HERE, "..", "tests", "references")
 sys.path.insert(0, os.path.dirname(HERE))  # this checkout's jaxstyle
 
 import numpy as np  # noqa: E402
@@ -152,7 +154,7 @@ def main(argv=None) -> int:
 
     if not runtime.backends_initialized():
         runtime.set_xla_cpu_flags(runtime.CPU_TRAIN_FLAGS)  # as `jaxstyle train-*` does
-    sys.path.insert(0, HERE)
+    sys.path[:0] = [HERE, REFERENCES]
     import arbitrary_bench
 
     kinds = [k for k in args.models.split(",") if k]

@@ -16,8 +16,12 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from jaxstyle.config import COLOR_MODES
-from jaxstyle.image import as_rgb
+from jaxstyle.files import SettingError
+from jaxstyle.image import rgb_array
+
+# How a run keeps the content's colours: not at all, by luminance-only transfer, or by
+# matching the styles' colour statistics to the content's first.
+COLOR_MODES = ("none", "luminance", "histogram")
 
 # YIQ (NTSC 1953, FCC): Y is luma, I and Q chroma. Y's row sums to 1 and I's and Q's to 0, so
 # a gray pixel (r = g = b = v) has Y = v and I = Q = 0. The inverse is computed, not a rounded
@@ -46,7 +50,7 @@ def luminance_image(image: np.ndarray) -> np.ndarray:
     Y = 0.299 R + 0.587 G + 0.114 B (the Y of YIQ, as Gatys et al. 2016, section 2.2). VGG
     wants three channels, so Y is repeated into R, G and B. float32 in [0, 1].
     """
-    image = as_rgb(image)
+    image = rgb_array(image)
     y = rgb_to_yiq(image)[..., :1]
     return np.repeat(np.clip(y, 0.0, 1.0), 3, axis=-1).astype(np.float32)
 
@@ -60,8 +64,8 @@ def match_luminance(style: np.ndarray, content: np.ndarray, *, eps: float = 1e-8
     two moments. Returns (H_s, W_s, 3) float32, Y' replicated, clipped to [0, 1].
     eps guards a flat style (sigma_s = 0).
     """
-    ys = rgb_to_yiq(as_rgb(style, "style"))[..., 0]
-    yc = rgb_to_yiq(as_rgb(content, "content"))[..., 0]
+    ys = rgb_to_yiq(rgb_array(style, "style"))[..., 0]
+    yc = rgb_to_yiq(rgb_array(content, "content"))[..., 0]
     matched = (yc.std() / (ys.std() + eps)) * (ys - ys.mean()) + yc.mean()
     return np.repeat(np.clip(matched, 0.0, 1.0)[..., None], 3, axis=-1).astype(np.float32)
 
@@ -75,8 +79,8 @@ def luminance_transfer(stylized: np.ndarray, content: np.ndarray) -> np.ndarray:
     to [0, 1]; where nothing was clipped, the output's Y equals the stylized image's Y and its
     I, Q equal the content's.
     """
-    stylized = as_rgb(stylized, "stylized")
-    content = as_rgb(content, "content")
+    stylized = rgb_array(stylized, "stylized")
+    content = rgb_array(content, "content")
     if stylized.shape != content.shape:
         raise ValueError(f"stylized {stylized.shape} and content {content.shape} images must "
                          f"have the same shape")
@@ -109,8 +113,8 @@ def color_transfer_matrix(
     """
     if method not in ("pca", "cholesky"):
         raise ValueError(f"method must be 'pca' or 'cholesky', got {method!r}")
-    xs = np.asarray(as_rgb(style, "style"), dtype=np.float64).reshape(-1, 3)
-    xc = np.asarray(as_rgb(content, "content"), dtype=np.float64).reshape(-1, 3)
+    xs = np.asarray(rgb_array(style, "style"), dtype=np.float64).reshape(-1, 3)
+    xc = np.asarray(rgb_array(content, "content"), dtype=np.float64).reshape(-1, 3)
     mu_s, mu_c = xs.mean(axis=0), xc.mean(axis=0)
     cov_s = np.cov(xs, rowvar=False, bias=True) + eps * np.eye(3)
     cov_c = np.cov(xc, rowvar=False, bias=True) + eps * np.eye(3)
@@ -148,7 +152,7 @@ def prepare(content: np.ndarray, styles: Sequence[np.ndarray], mode: str
     content). "luminance": the content's luminance_image, and each style's luminance matched
     to the content's (match_luminance); `finish` puts the content's chroma back afterwards.
     """
-    _check_mode(mode)
+    check_mode(mode)
     styles = list(styles)
     if mode == "histogram":
         styles = [match_color_histogram(s, content) for s in styles]
@@ -162,12 +166,14 @@ def finish(stylized: np.ndarray, content: np.ndarray, mode: str) -> np.ndarray:
     """The image a user gets for colour mode `mode`: "luminance" recombines the stylized
     luminance with the chroma of `content` (the original RGB content at the stylized image's
     size, luminance_transfer); "none" and "histogram" return `stylized` as float32."""
-    _check_mode(mode)
+    check_mode(mode)
     if mode == "luminance":
         return luminance_transfer(stylized, content)
     return np.asarray(stylized, dtype=np.float32)
 
 
-def _check_mode(mode: str) -> None:
+def check_mode(mode: str) -> None:
+    """SettingError (for `preserve_colors`) unless `mode` is one of COLOR_MODES."""
     if mode not in COLOR_MODES:
-        raise ValueError(f"colour mode must be one of {COLOR_MODES}, got {mode!r}")
+        raise SettingError(f"preserve_colors must be one of {COLOR_MODES}, got {mode!r}",
+                           "preserve_colors")

@@ -51,7 +51,7 @@ def cached_download(url: str, directory: str | os.PathLike, filename: str, *,
 
     md5: the published MD5 (None: only a torch.hub hash in `filename`, if any, is checked).
     A cached file that fails its checksum is removed and fetched again. local_hint ends the
-    error message ("pass it with --weights FILE"): how a user offline can supply the file.
+    error message: how a user offline can supply the file.
     """
     dest = Path(directory) / filename
     if dest.is_file():

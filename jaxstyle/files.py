@@ -1,8 +1,11 @@
 """The file-system edge: one atomic writer, the cache home, and the input errors.
 
-`InputError` (a ValueError, one line naming the file) is what a bad input file or an
-unavailable resource raises: `ImageError` (images) and `WeightsError` (weights, downloads)
-are its kinds, and the command line maps all of them to exit status 1.
+`SettingError` (a ValueError, one line naming the setting) is what a bad setting raises: a
+config field, an argument, a size the network or the memory cannot take; the command line
+maps it to a usage error naming its option. `InputError` (a ValueError, one line naming the
+file) is what a bad input file or an unavailable resource raises: `ImageError` (images) and
+`WeightsError` (weights, downloads) are its kinds, and the command line maps all of them to
+exit status 1.
 `home_dir()` is the one rule for where jaxstyle caches things: $JAXSTYLE_HOME, else the user
 cache directory.
 
@@ -34,8 +37,23 @@ from typing import IO, Any
 HOME_ENV = "JAXSTYLE_HOME"
 
 
+class SettingError(ValueError):
+    """A bad setting (a config field, an argument, a size): str() is one line; `name` is the
+    field or argument it concerns (None: several), so that the command line can name its
+    option. The library's one kind of validation error; a ValueError."""
+
+    def __init__(self, message: str, name: str | None = None) -> None:
+        super().__init__(" ".join(str(message).split()))
+        self.name = name
+
+
 class InputError(ValueError):
-    """A bad input file or an unavailable resource; str() is one line naming it."""
+    """A bad input file or an unavailable resource; str() is one line naming it. `name`: the
+    argument that names the file, when one does (the command line then names its option)."""
+
+    def __init__(self, *args: object, name: str | None = None) -> None:
+        super().__init__(*args)
+        self.name = name
 
     def __str__(self) -> str:
         return " ".join(super().__str__().split())

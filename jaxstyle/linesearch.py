@@ -35,8 +35,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from jaxstyle.config import LossWeights
-from jaxstyle.losses import Targets
+from jaxstyle.losses import LossWeights, Targets
 
 # optax's default relative tolerance of the approximate sufficient decrease test.
 DEFAULT_APPROX_DEC_RTOL = 1e-6
@@ -98,6 +97,6 @@ def approx_dec_rtol(targets: Targets, loss_weights: LossWeights, value: jax.Arra
     if noise_floor <= 0 or not targets.content:
         return DEFAULT_APPROX_DEC_RTOL
     half_p2 = sum(0.5 * jnp.vdot(t, t) for t in targets.content.values())
-    rtol = noise_floor * loss_weights.content * half_p2 / jnp.abs(value)
+    rtol = noise_floor * loss_weights.content_weight * half_p2 / jnp.abs(value)
     return jnp.where(jnp.isfinite(rtol) & (rtol > DEFAULT_APPROX_DEC_RTOL), rtol,
                      DEFAULT_APPROX_DEC_RTOL).astype(jnp.float32)

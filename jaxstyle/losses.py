@@ -1,4 +1,4 @@
-"""The Gatys et al. losses, their targets, and the objective as a function of the image.
+"""The Gatys et al. losses, their weights and their targets, as pure functions.
 
 Normalizations, with F the (h, w, C) post-ReLU features of the image, N = C channels and
 M = h*w positions (each function's docstring states its own):
@@ -7,7 +7,7 @@ M = h*w positions (each function's docstring states its own):
     style layer   E_l = sum (G - A)^2 / (4 N^2 M^2)
     style         L_s = sum_l w_l E_l, w_l normalized to sum 1 (default 1/L)
     TV (squared)  sum (x[i+1,j] - x[i,j])^2 + (x[i,j+1] - x[i,j])^2 on the [0, 1] RGB image
-    total         alpha L_c + beta L_s + gamma TV
+    total         alpha L_c + beta L_s + gamma TV   (`LossWeights`: alpha, beta, gamma)
 """
 
 from __future__ import annotations
@@ -21,8 +21,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxstyle.config import COMPUTE_DTYPES, LossWeights, StyleConfig
-from jaxstyle.vgg import VGGWeights, as_image, features, pools_before
+from jaxstyle import checks
+from jaxstyle.files import SettingError
+from jaxstyle.runtime import COMPUTE_DTYPES
+from jaxstyle.vgg import features, pools_before
+
+# The total variation's forms (`total_variation`).
+TV_FORMS = ("squared", "keras")
 
 
 def gram_matrix(feats: jax.Array) -> jax.Array:
@@ -154,7 +159,54 @@ def total_variation(image: jax.Array, form: str = "squared") -> jax.Array:
         a = (image[1:, :-1, :] - image[:-1, :-1, :]) ** 2
         b = (image[:-1, 1:, :] - image[:-1, :-1, :]) ** 2
         return jnp.sum(jnp.power(a + b, 1.25))
-    raise ValueError(f"unknown TV form {form!r}; expected 'squared' or 'keras'")
+    raise SettingError(f"tv_form must be one of {TV_FORMS}, got {form!r}", "tv_form")
+
+
+def _host_weight(name: str, value: Any) -> Any:
+    """A loss weight built from host values (Python or NumPy numbers, lists of them) as a
+    checked float32 NumPy array; anything else (a traced or device array, or what JAX puts
+    in a pytree's place while it transforms one) as it is."""
+    if isinstance(value, (bool, np.bool_)):
+        return value
+    if isinstance(value, (int, float, np.number, list, tuple)) or (
+            isinstance(value, np.ndarray) and value.dtype != object):
+        if isinstance(value, (list, tuple)) and not all(
+                isinstance(v, (int, float, np.number)) and not isinstance(v, bool)
+                for v in value):
+            return value
+        return checks.weights(name, value)
+    return value
+
+
+class _Weights(NamedTuple):
+    content_weight: Any
+    style_weight: Any
+    tv_weight: Any
+
+
+class LossWeights(_Weights):
+    """alpha (content_weight), beta (style_weight), gamma (tv_weight): the weights of
+    total = alpha L_c + beta L_s + gamma TV, as a pytree of float32 arrays.
+
+    Scalars for one run; (K,) arrays for a sweep of K settings (`jax.vmap` maps over them).
+    Built from Python or NumPy numbers (or lists of them) each becomes a checked float32
+    NumPy array (finite, >= 0; SettingError naming the field otherwise), so every
+    LossWeights built on the host has the same types: a new value never recompiles a
+    jitted function that takes it. Traced and device arrays are kept as they are.
+    """
+
+    __slots__ = ()
+
+    def __new__(cls, content_weight: Any, style_weight: Any, tv_weight: Any) -> LossWeights:
+        return super().__new__(cls, _host_weight("content_weight", content_weight),
+                               _host_weight("style_weight", style_weight),
+                               _host_weight("tv_weight", tv_weight))
+
+    @classmethod
+    def of(cls, content_weight: Any, style_weight: Any, tv_weight: Any) -> LossWeights:
+        """Built from numbers or sequences, all three broadcast to one shape."""
+        lw = cls(content_weight, style_weight, tv_weight)
+        return cls(*np.broadcast_arrays(*(np.asarray(w, np.float32) for w in lw)))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -175,18 +227,6 @@ class LossSpec:
         if self.compute_dtype not in COMPUTE_DTYPES:
             raise ValueError(f"compute_dtype must be one of {COMPUTE_DTYPES}, "
                              f"got {self.compute_dtype!r}")
-
-    @classmethod
-    def from_config(cls, config: StyleConfig, convention: str) -> LossSpec:
-        return cls(
-            content_layers=tuple(config.content_layers),
-            style_layers=tuple(config.style_layers),
-            style_layer_weights=config.normalized_style_layer_weights(),
-            tv_form=config.tv_form,
-            pooling=config.pooling,
-            convention=convention,
-            compute_dtype=config.compute_dtype,
-        )
 
     @property
     def layers(self) -> tuple[str, ...]:
@@ -306,60 +346,6 @@ def total_loss(
 ) -> tuple[jax.Array, dict[str, jax.Array]]:
     """(alpha L_c + beta L_s + gamma TV, unweighted parts). Pure; jit with spec static."""
     parts = loss_parts(params, targets, image, spec)
-    total = (loss_weights.content * parts["content"] + loss_weights.style * parts["style"]
-             + loss_weights.tv * parts["tv"])
+    total = (loss_weights.content_weight * parts["content"]
+             + loss_weights.style_weight * parts["style"] + loss_weights.tv_weight * parts["tv"])
     return total, parts
-
-
-def prepare_targets(weights: VGGWeights, content: Any, styles: Any, config: StyleConfig,
-                    style_masks: Sequence[Any] | None = None) -> tuple[LossSpec, Targets]:
-    """(the static spec, the targets) of `config` for a content image (H, W, 3) and one style
-    image or a list of them, all RGB [0, 1]: what `total_loss` takes besides the image.
-    style_masks: None, or one (H, W) mask in [0, 1] per style image, at the content's size."""
-    styles = list(styles) if isinstance(styles, (list, tuple)) else [styles]
-    if not styles and config.style_layers:
-        raise ValueError("at least one style image is needed when style layers are set")
-    blend = jax.device_put(np.asarray(config.normalized_blend_weights(len(styles)), np.float32))
-    spec = LossSpec.from_config(config, weights.convention)
-    content = as_image(content, "content image")
-    masks = None
-    if style_masks is not None:
-        masks = np.stack([np.asarray(m, np.float32) for m in style_masks])
-        if masks.shape != (len(styles), *content.shape[:2]):
-            raise ValueError(f"style_masks must be one (H, W) = {content.shape[:2]} mask per "
-                             f"style image ({len(styles)}), got shape {masks.shape}")
-    styles = [as_image(s, f"style image {k}") for k, s in enumerate(styles)]
-    return spec, compute_targets(weights.params, content, styles, blend, spec, masks=masks)
-
-
-def objective(
-    weights: VGGWeights,
-    content: Any,
-    styles: Any,
-    config: StyleConfig | None = None,
-    loss_weights: LossWeights | None = None,
-    style_masks: Sequence[Any] | None = None,
-) -> jax.tree_util.Partial:
-    """The Gatys objective as a plain function of the image, for any optimizer.
-
-    Returns f with f(image) -> (total, {"content", "style", "tv"}) for an (H, W, 3) RGB [0, 1]
-    image of the content image's shape. Targets are computed here, once. f is a
-    `jax.tree_util.Partial`, a pytree whose leaves are the params, targets and loss weights:
-    pass f as an argument to a jitted function (`jax.jit(lambda f, x: f(x))`) so that those
-    stay arguments instead of ~80 MB of baked-in constants. style_masks: one (H, W) mask per
-    style image (spatial control: the guided style loss, see `Targets`).
-    """
-    config = config or StyleConfig()
-    spec, targets = prepare_targets(weights, content, styles, config, style_masks)
-    loss_weights = config.loss_weights if loss_weights is None else loss_weights
-    return jax.tree_util.Partial(_SpecLoss(spec), weights.params, targets, loss_weights)
-
-
-@dataclasses.dataclass(frozen=True)
-class _SpecLoss:
-    """`total_loss` with its static spec bound; equal specs compare equal (no recompiles)."""
-
-    spec: LossSpec
-
-    def __call__(self, params, targets, loss_weights, image):
-        return total_loss(params, targets, loss_weights, image, self.spec)

@@ -1,24 +1,28 @@
 """Optimizers for the image and the step loop that drives them: pure, unbatched functions.
 
 One step function drives every optimizer through optax's extra-args interface
-(`tx.update(grad, opt_state, x, value=, grad=, value_fn=)`):
+(`tx.update(grad, opt_state, x, value=, grad=, value_fn=)`). `Optimizer` says which and how:
+the named ones (`OPTIMIZERS`, one table entry each) or any optax `GradientTransformation`:
     "lbfgs"       optax.lbfgs(): memory 10, zoom line search (20 steps); the default. Its
                   first line search starts at a probed step and its decrease test tolerates
                   the content loss's float32 floor (`jaxstyle.linesearch`).
     "lbfgs-nols"  optax.lbfgs(learning_rate=1, linesearch=None): no line search, like
                   jcjohnson's neural-style; cheap under `jax.vmap` (sweeps).
-    "adam"        optax.adam(learning_rate).
+    "adam"        optax.adam(learning_rate), learning rate 0.02 unless given.
+    a transformation, e.g. optax.adamw(1e-2) or optax.lbfgs(): used as given. One whose
+                  state holds a line search's value and gradient (optax's L-BFGS) is driven
+                  like "lbfgs" (no second evaluation, no projection); any other like "adam".
 
 The state is a pytree (`StepState`) and `chunk` is a pure function of (params, targets,
 loss_weights, state, n_steps): `jaxstyle.parallel` maps it over K settings (vmap or in
 sequence, sharded over devices) and `jaxstyle.run` drives it from the host.
 
 Conventions:
-- The iterate is the unconstrained (H, W, 3) RGB image; pixels may leave [0, 1] during
-  L-BFGS (its curvature pairs and line search need the plain objective). Adam projects onto
-  [0, 1] after every step. Callers clip at output.
+- The iterate is the unconstrained (H, W, 3) RGB image; pixels may leave [0, 1] during a
+  line search's run (its curvature pairs and line search need the plain objective). Other
+  optimizers project onto [0, 1] after every step. Callers clip at output.
 - `losses` is (4,) float32 (total, content, style, tv) of `state.image`; the optimizer
-  minimizes total itself (scaling it changed nothing measurable: benchmarks/README.md).
+  minimizes total itself.
 - History row t of a chunk holds the losses of the iterate after that chunk's step t.
 - `StepState.evaluations` counts objective evaluations (value and gradient together): the
   cost measure of the optimizers, which spend different numbers of evaluations per step.
@@ -28,6 +32,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import jax
@@ -35,8 +40,8 @@ import jax.numpy as jnp
 import optax
 
 from jaxstyle import linesearch
-from jaxstyle.config import OPTIMIZERS, LossWeights, StyleConfig
-from jaxstyle.losses import LossSpec, Targets, total_loss
+from jaxstyle.files import SettingError
+from jaxstyle.losses import LossSpec, LossWeights, Targets, total_loss
 
 # Order of the entries of `StepState.losses` and of history rows.
 LOSS_NAMES = ("total", "content", "style", "tv")
@@ -47,13 +52,54 @@ MAX_CHUNK_STEPS = 100
 
 
 @dataclasses.dataclass(frozen=True)
-class OptimSpec:
-    """The optimizer, static and hashable (a jit static argument).
+class Named:
+    """What a named optimizer is: make(optimizer, approx_dec_rtol) -> its optax
+    transformation; `line_search`: its state holds the value and gradient at the new
+    iterate (zoom L-BFGS); `carry_state`: its state can go on at the next stage's size,
+    resized (Adam's moments; L-BFGS's curvature pairs belong to one size); `learning_rate`:
+    its default step size, or None when it takes none."""
 
-    name: one of config.OPTIMIZERS. learning_rate: Adam's step size in [0, 1] pixel units
-    (ignored by L-BFGS). memory_size: L-BFGS history length. linesearch_steps: most function
-    evaluations per zoom line search. average_decay: None, or d in (0, 1): the state also
-    carries the bias-corrected exponential moving average of the iterates (`output`).
+    make: Callable[[Optimizer, Any], optax.GradientTransformationExtraArgs]
+    line_search: bool = False
+    carry_state: bool = False
+    learning_rate: float | None = None
+
+
+def _zoom_lbfgs(opt: Optimizer, approx_dec_rtol: Any):
+    return optax.lbfgs(
+        memory_size=opt.memory_size,
+        linesearch=optax.scale_by_zoom_linesearch(
+            max_linesearch_steps=opt.linesearch_steps, initial_guess_strategy="keep",
+            approx_dec_rtol=approx_dec_rtol))
+
+
+def _lbfgs_no_linesearch(opt: Optimizer, approx_dec_rtol: Any):
+    return optax.lbfgs(learning_rate=1.0, memory_size=opt.memory_size, linesearch=None)
+
+
+def _adam(opt: Optimizer, approx_dec_rtol: Any):
+    return optax.adam(opt.learning_rate)
+
+
+# The named optimizers, in the order the command line lists them (the first is the default).
+NAMED: dict[str, Named] = {
+    "lbfgs": Named(_zoom_lbfgs, line_search=True),
+    "adam": Named(_adam, carry_state=True, learning_rate=0.02),
+    "lbfgs-nols": Named(_lbfgs_no_linesearch),
+}
+OPTIMIZERS = tuple(NAMED)
+
+
+@dataclasses.dataclass(frozen=True)
+class Optimizer:
+    """The optimizer of a run: static and hashable (a jit static argument).
+
+    name: one of OPTIMIZERS, or "custom" with `transform` an optax GradientTransformation.
+    learning_rate: the step size of an optimizer that takes one (Adam: [0, 1] pixel units,
+        0.02 by default); None otherwise. memory_size: L-BFGS history length.
+        linesearch_steps: most function evaluations per zoom line search.
+    average_decay: None, or d in (0, 1): the state also carries the bias-corrected
+        exponential moving average of the iterates (`output`).
     probe_first_step: zoom L-BFGS: `init` evaluates the objective once more, at the first
         L-BFGS step, and the first line search starts at the cubic fit's step
         (`linesearch.first_step_guess`) instead of at that unit step (which overshoots
@@ -61,11 +107,12 @@ class OptimSpec:
     noise_floor: zoom L-BFGS: c in the decrease test's rounding tolerance
         tau = c * alpha * sum_l 1/2 |P_l|^2 (`linesearch.approx_dec_rtol`); 0 keeps
         optax's 1e-6 relative tolerance. 4e-12: a few times the float32 error of the
-        content loss near its minimum, measured at 0.6-1.3e-12 (benchmarks/README.md).
+        content loss near its minimum (docs/benchmarks.md).
     """
 
     name: str = "lbfgs"
-    learning_rate: float = 0.02
+    transform: Any = None
+    learning_rate: float | None = None
     memory_size: int = 10
     linesearch_steps: int = 20
     average_decay: float | None = None
@@ -73,24 +120,67 @@ class OptimSpec:
     noise_floor: float = 4e-12
 
     def __post_init__(self) -> None:
-        if self.name not in OPTIMIZERS:
-            raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {self.name!r}")
+        if self.name == "custom":
+            if not isinstance(self.transform, optax.GradientTransformation):
+                raise SettingError("a custom optimizer needs an optax GradientTransformation, "
+                                   f"got {self.transform!r}", "optimizer")
+            if self.learning_rate is not None:
+                raise SettingError("learning_rate is for the named optimizers: set the step "
+                                   "size in the optax transformation itself", "learning_rate")
+            return
+        if self.name not in NAMED:
+            raise SettingError(f"optimizer must be one of {OPTIMIZERS} or an optax "
+                               f"GradientTransformation, got {self.name!r}", "optimizer")
+        default = NAMED[self.name].learning_rate
+        if self.learning_rate is not None and default is None:
+            raise SettingError(f"learning_rate is Adam's step size; {self.name} takes none",
+                               "learning_rate")
+        if self.learning_rate is None and default is not None:
+            object.__setattr__(self, "learning_rate", default)
 
     @classmethod
-    def from_config(cls, config: StyleConfig) -> OptimSpec:
-        return cls(name=config.optimizer, learning_rate=float(config.learning_rate),
-                   average_decay=config.average_decay)
+    def of(cls, optimizer: Any, **options: Any) -> Optimizer:
+        """From a name in OPTIMIZERS or an optax GradientTransformation (`options`: the
+        other fields)."""
+        if isinstance(optimizer, optax.GradientTransformation):
+            return cls("custom", transform=optimizer, **options)
+        return cls(optimizer, **options)
+
+    @property
+    def label(self) -> str:
+        """The name for summaries: the named optimizer's, or "custom"."""
+        return self.name
+
+    @functools.cached_property
+    def uses_linesearch(self) -> bool:
+        """True when the optimizer state holds the value and gradient at the new iterate
+        (a zoom line search): the step reads them instead of evaluating again, counts the
+        line search's evaluations, and never projects the image (that would make them
+        belong to another point)."""
+        if self.name != "custom":
+            return NAMED[self.name].line_search
+        probe = {"image": jax.ShapeDtypeStruct((1, 1, 3), jnp.float32),
+                 "aux": jax.ShapeDtypeStruct((len(LOSS_NAMES),), jnp.float32)}
+        state = jax.eval_shape(self.transform.init, probe)
+        return all(optax.tree.get(state, key, None) is not None
+                   for key in ("value", "grad", "num_linesearch_steps"))
 
     @property
     def clip(self) -> bool:
-        """Project the image onto [0, 1] after each step: Adam only (it would make L-BFGS's
-        stored line-search value and gradient belong to another point)."""
-        return self.name == "adam"
+        """Project the image onto [0, 1] after each step: every optimizer without a line
+        search."""
+        return not self.uses_linesearch
 
     @property
-    def uses_linesearch(self) -> bool:
-        """True when the optimizer state holds the value and gradient at the new iterate."""
-        return self.name == "lbfgs"
+    def carry_state(self) -> bool:
+        """Whether its state can go on at the next stage of a coarse-to-fine run, resized."""
+        return self.name != "custom" and NAMED[self.name].carry_state
+
+    @property
+    def probes(self) -> bool:
+        """Whether `init` probes the first step (named zoom L-BFGS only: its line search
+        starts at the step held in its state)."""
+        return self.name == "lbfgs" and self.probe_first_step
 
     def transformation(self, approx_dec_rtol: Any = linesearch.DEFAULT_APPROX_DEC_RTOL
                        ) -> optax.GradientTransformationExtraArgs:
@@ -100,17 +190,9 @@ class OptimSpec:
         (optax's "keep"), which `init` and `step` set; approx_dec_rtol may be traced. Neither
         changes the state's structure.
         """
-        if self.name == "adam":
-            return optax.adam(self.learning_rate)
-        if self.name == "lbfgs-nols":
-            return optax.lbfgs(learning_rate=1.0, memory_size=self.memory_size,
-                               linesearch=None)
-        return optax.lbfgs(
-            memory_size=self.memory_size,
-            linesearch=optax.scale_by_zoom_linesearch(
-                max_linesearch_steps=self.linesearch_steps, initial_guess_strategy="keep",
-                approx_dec_rtol=approx_dec_rtol),
-        )
+        if self.name == "custom":
+            return optax.with_extra_args_support(self.transform)
+        return NAMED[self.name].make(self, approx_dec_rtol)
 
 
 class StepState(NamedTuple):
@@ -131,7 +213,7 @@ class StepState(NamedTuple):
                 adds 1 (Adam, L-BFGS without line search) or the zoom line search's
                 `num_linesearch_steps` (one evaluation per line-search step). Under
                 `jax.vmap` each member counts its own (the batch may compute more).
-    average:    None, or with `OptimSpec.average_decay` = d the moving average of the
+    average:    None, or with `Optimizer.average_decay` = d the moving average of the
                 iterates: (value (H, W, 3), d^n); `output` corrects its bias.
     """
 
@@ -208,7 +290,7 @@ def _all_finite(*arrays: jax.Array) -> jax.Array:
 
 
 def init(params: Any, targets: Targets, loss_weights: LossWeights, image: jax.Array, *,
-         spec: LossSpec, optim: OptimSpec, opt_state: Any = None) -> StepState:
+         spec: LossSpec, optim: Optimizer, opt_state: Any = None) -> StepState:
     """The initial state at `image` (H, W, 3): one loss and gradient evaluation, and for
     zoom L-BFGS with `probe_first_step` and no `opt_state` a second one, the probe that sets
     where its first line search starts (stored as the state's `learning_rate`; 1 otherwise).
@@ -222,9 +304,9 @@ def init(params: Any, targets: Targets, loss_weights: LossWeights, image: jax.Ar
     p = _zero_aux(image)
     value, grad = jax.value_and_grad(f)(p)
     losses = grad["aux"]
-    probe = optim.uses_linesearch and optim.probe_first_step and opt_state is None
+    probe = optim.probes and opt_state is None
     opt_state = optim.transformation().init(p) if opt_state is None else opt_state
-    if optim.uses_linesearch:
+    if optim.name == "lbfgs":
         # Probed here, not in `step`: a cond on the step count there would become a select
         # under jax.vmap and evaluate the probe at every step.
         g = _zero_aux(grad["image"])
@@ -249,7 +331,7 @@ def init(params: Any, targets: Targets, loss_weights: LossWeights, image: jax.Ar
 
 
 def step(params: Any, targets: Targets, loss_weights: LossWeights, state: StepState, *,
-         spec: LossSpec, optim: OptimSpec) -> StepState:
+         spec: LossSpec, optim: Optimizer) -> StepState:
     """One optimizer step from x_t to x_{t+1}; the one step function of every optimizer.
 
     Evaluations: zoom L-BFGS reads value and gradient at x_{t+1} from its line search;
@@ -259,7 +341,7 @@ def step(params: Any, targets: Targets, loss_weights: LossWeights, state: StepSt
     one at step 1; the decrease test's tolerance is `linesearch.approx_dec_rtol` at x_t.
     """
     opt_state = state.opt_state
-    if optim.uses_linesearch:
+    if optim.name == "lbfgs":  # the named zoom L-BFGS: its start and tolerance are ours
         tx = optim.transformation(linesearch.approx_dec_rtol(
             targets, loss_weights, state.value, optim.noise_floor))
         start = jnp.where(state.step == 0, optax.tree.get(opt_state, "learning_rate"), 1.0)
@@ -315,7 +397,7 @@ def step(params: Any, targets: Targets, loss_weights: LossWeights, state: StepSt
 
 
 def chunk(params: Any, targets: Targets, loss_weights: LossWeights, state: StepState,
-          n_steps: jax.Array, *, spec: LossSpec, optim: OptimSpec,
+          n_steps: jax.Array, *, spec: LossSpec, optim: Optimizer,
           max_steps: int = MAX_CHUNK_STEPS) -> tuple[StepState, jax.Array]:
     """Run min(n_steps, max_steps) steps, stopping early once `state.ok` is False.
 

@@ -17,25 +17,23 @@ to as many settings as fit in memory, measured by XLA's own `memory_analysis()` 
 compiled one-setting program (`fit_batch_size`). Measurements: benchmarks/README.md.
 
 Several processes (multi-host): every process runs the same call with a mesh over
-`jax.devices()`; `put` gives each process its own shards and `fetch` gathers the results to
-every process (on CPU, `jax_cpu_collectives_implementation="gloo"`).
+`jax.devices()`; `runtime.put` gives each process its own shards and `runtime.fetch` gathers
+the results to every process (on CPU, `jax_cpu_collectives_implementation="gloo"`).
 """
 
 from __future__ import annotations
 
 import functools
-import os
 from collections.abc import Callable, Sequence
 from typing import Any
 
 import jax
 import numpy as np
-from jax.sharding import Mesh, NamedSharding
+from jax.sharding import Mesh
 from jax.sharding import PartitionSpec as P
 
-from jaxstyle import optim
-from jaxstyle.config import LossWeights
-from jaxstyle.losses import LossSpec, content_features
+from jaxstyle import memory, optim
+from jaxstyle.losses import LossSpec, LossWeights, content_features
 from jaxstyle.vgg import BLOCK_WIDTHS, LAYER_NAMES, layer_depth, param_shapes
 
 AXIS = "settings"
@@ -45,10 +43,6 @@ AXIS = "settings"
 #   "shared"       one (H, W, 3) image for every setting (noise, style, a given image)
 #   "per_setting"  (K, H, W, 3) images, one per setting (a pyramid's later stages)
 INIT_FROM = ("content", "shared", "per_setting")
-# Share of the free memory a run plans to use: CPU RAM is shared with the OS and other
-# processes; accelerators report their own pool.
-CPU_MEMORY_FRACTION = 0.5
-ACCELERATOR_MEMORY_FRACTION = 0.8
 
 
 def settings_mesh(devices: Sequence[jax.Device] | None = None, k: int | None = None) -> Mesh:
@@ -95,7 +89,7 @@ def map_settings(f: Callable[..., Any], xs: Any, batch_size: int) -> Any:
 
 
 @functools.lru_cache(maxsize=32)
-def programs(mesh: Mesh, spec: LossSpec, opt: optim.OptimSpec, batch: int, init_from: str,
+def programs(mesh: Mesh, spec: LossSpec, opt: optim.Optimizer, batch: int, init_from: str,
              carry: bool = False, max_steps: int = optim.MAX_CHUNK_STEPS) -> tuple[Any, Any]:
     """(init, chunk): the jitted programs of a run over the settings axis of `mesh`.
 
@@ -149,73 +143,10 @@ def programs(mesh: Mesh, spec: LossSpec, opt: optim.OptimSpec, batch: int, init_
     return init, chunk
 
 
-def put(tree: Any, sharding: NamedSharding) -> Any:
-    """Place host or device arrays with `sharding`; several processes: each its own shards."""
-    if jax.process_count() == 1:
-        return jax.device_put(tree, sharding)
-
-    def one(a):
-        host = np.asarray(a)
-        return jax.make_array_from_callback(host.shape, sharding, lambda idx: host[idx])
-
-    return jax.tree.map(one, tree)
-
-
-def fetch(tree: Any) -> Any:
-    """Device arrays (possibly spread over processes) as host NumPy arrays."""
-    if jax.process_count() == 1:
-        return jax.tree.map(np.asarray, tree)
-    from jax.experimental import multihost_utils
-
-    return jax.tree.map(lambda a: np.asarray(multihost_utils.process_allgather(a, tiled=True)),
-                        tree)
-
-
 # --------------------------------------------------------------------------- memory
 
 
-def free_memory_bytes(device: jax.Device) -> int | None:
-    """Free memory of `device` in bytes: the allocator's limit minus what is in use on an
-    accelerator (`device.memory_stats()`); on CPU, MemAvailable of /proc/meminfo (or sysconf)
-    divided among the local CPU devices (they share the RAM). None if unknown."""
-    try:
-        stats = device.memory_stats()
-    except Exception:  # noqa: BLE001 - backends without stats raise various errors
-        stats = None
-    if stats and "bytes_limit" in stats:
-        return int(stats["bytes_limit"]) - int(stats.get("bytes_in_use", 0))
-    available = _host_available_bytes()
-    if available is None:
-        return None
-    if device.platform == "cpu":
-        available //= max(1, len(jax.local_devices(backend="cpu")))
-    return available
-
-
-def memory_budget(device: jax.Device) -> int | None:
-    """The bytes a run plans to use on `device`: a fraction of its free memory (None: unknown)."""
-    free = free_memory_bytes(device)
-    if free is None:
-        return None
-    fraction = CPU_MEMORY_FRACTION if device.platform == "cpu" else ACCELERATOR_MEMORY_FRACTION
-    return int(fraction * free)
-
-
-def _host_available_bytes() -> int | None:
-    try:
-        with open("/proc/meminfo") as f:
-            for line in f:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    try:
-        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-    except (ValueError, OSError, AttributeError):
-        return None
-
-
-def estimated_bytes(height: int, width: int, layers: Sequence[str], optimizer: str, *,
+def estimated_bytes(height: int, width: int, layers: Sequence[str], optimizer: optim.Optimizer, *,
                     settings: int = 1) -> int:
     """A pre-flight estimate of a run's memory at (height, width) with `settings` settings
     on one device, made before anything is compiled: what a size check can refuse without
@@ -236,25 +167,25 @@ def estimated_bytes(height: int, width: int, layers: Sequence[str], optimizer: s
             block = int(name[4])
             work += 2 * 4 * BLOCK_WIDTHS[block - 1] / 4 ** (block - 1)
             kernels += 4 * int(np.prod(shapes[name]["kernel"]))
-    state = (26 if optimizer.startswith("lbfgs") else 6) * 3 * 4
+    state = (26 if "lbfgs" in optimizer.name else 6) * 3 * 4
     return int((work + settings * state) * height * width) + kernels
 
 
 def fit_batch_size(compile_one: Callable[[], Any], k_local: int, device: jax.Device,
-                   optimizer: str) -> tuple[int, Any | None]:
+                   optimizer: optim.Optimizer) -> tuple[int, Any | None]:
     """(B, the compiled one-setting program or None): how many settings a device computes
     at once when the caller does not say.
 
     One local setting, or zoom L-BFGS: 1 (its vmapped line search runs both branches of every
     cond). Otherwise the largest B <= k_local with
-        arguments + outputs - aliased + B * temp  <=  memory_budget(device),
+        arguments + outputs - aliased + B * temp  <=  memory.budget(device),
     where the sizes come from XLA's `memory_analysis()` of `compile_one()` (the chunk program
     compiled for B = 1; returned so the caller can run it when B is 1).
     """
-    if k_local == 1 or optimizer == "lbfgs":
+    if k_local == 1 or optimizer.uses_linesearch:
         return 1, None
     compiled = compile_one()
-    budget = memory_budget(device)
+    budget = memory.budget(device)
     stats = compiled.memory_analysis()
     if budget is None or stats is None:
         return k_local, compiled

@@ -15,6 +15,13 @@ from PIL import Image
 
 from jaxstyle.files import ImageError
 
+# The ImageNet preprocessing conventions the networks' weights were trained with. Caffe VGG
+# (and the files converted from it, the normalised VGG19 among them): BGR, 0-255, minus this
+# BGR mean. torchvision: RGB in [0, 1], normalized by this mean and std.
+CAFFE_MEAN_BGR = np.array([103.939, 116.779, 123.68], np.float32)
+TORCH_MEAN_RGB = np.array([0.485, 0.456, 0.406], np.float32)
+TORCH_STD_RGB = np.array([0.229, 0.224, 0.225], np.float32)
+
 # Transparent pixels are composited over this background (white, like a page or a browser).
 BACKGROUND = 1.0
 

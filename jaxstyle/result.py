@@ -10,8 +10,9 @@ from typing import Any
 import numpy as np
 
 from jaxstyle import files, optim
-from jaxstyle.config import LossWeights, StyleConfig
+from jaxstyle.config import StyleConfig
 from jaxstyle.grids import WeightGrid
+from jaxstyle.losses import LossWeights
 
 LOSS_NAMES = optim.LOSS_NAMES
 
@@ -59,8 +60,9 @@ class Progress:
         return images[0]
 
     def __repr__(self) -> str:
-        return (f"Progress(step={self.step}/{self.total_steps}, stage={self.stage + 1}/"
-                f"{self.num_stages}, shape={self.shape}, best_losses={self.best_losses})")
+        return (f"Progress(step={self.step}/{self.total_steps}, stage={self.stage}, "
+                f"num_stages={self.num_stages}, shape={self.shape}, "
+                f"best_losses={self.best_losses})")
 
 
 Callback = Callable[[Progress], "bool | None"]
@@ -71,7 +73,8 @@ class Result:
     """The outcome of `stylize` (K = 1) or `sweep` (K settings).
 
     images:        (K, H, W, 3) float32 RGB in [0, 1]: each setting's best iterate of the
-                   last stage run, clipped, colours as asked (`preserve_colors`).
+                   last stage run, clipped, colours as asked (`preserve_colors`). A run
+                   stopped early returns its current stage's images: see image_stage.
     grid:          the K (alpha, beta, gamma) settings and their rows x cols layout; its
                    `loss_weights` are (K,) float32 arrays, `labels` the file names' parts.
     histories:     {"total", "content", "style", "tv"}: (K, steps) float32 over all stages;
@@ -95,6 +98,13 @@ class Result:
                    or reading JAX's cache), "steps_s", "total_s".
     config, stages: the configuration and the planned stages; batch_size, devices: settings
                    per device at once, and devices used.
+    image_stage:   the index (0-based) into `stages` of the stage the images come from: the
+                   last stage, unless the run stopped earlier (then the images have that
+                   stage's smaller size, `stages[image_stage].shape`).
+
+    A sweep's result indexes as its settings: `result[i]` is setting i's one-setting
+    Result (what `stylize` with that setting returns), `len(result)` is K, and iterating
+    gives the settings in order.
     """
 
     images: np.ndarray
@@ -115,9 +125,31 @@ class Result:
     stages: tuple[Stage, ...]
     batch_size: int
     devices: int
+    image_stage: int = 0
 
     def __len__(self) -> int:
         return len(self.images)
+
+    def __getitem__(self, i: int) -> Result:
+        """Setting i's result alone (a negative i counts from the end)."""
+        k = len(self)
+        if isinstance(i, bool) or not isinstance(i, (int, np.integer)) or not -k <= i < k:
+            raise IndexError(f"a sweep of {k} setting(s): index {i!r} is out of range")
+        i = int(i) % k
+        one = slice(i, i + 1)
+        lw = LossWeights(*(w[one] for w in self.grid.loss_weights))
+        return dataclasses.replace(
+            self, images=self.images[one], grid=WeightGrid(lw, ("",), (self.labels[i],)),
+            histories={n: v[one] for n, v in self.histories.items()},
+            best_losses=self.best_losses[one], best_steps=self.best_steps[one],
+            evaluations=self.evaluations[one],
+            initial_losses={n: v[one] for n, v in self.initial_losses.items()},
+            nonfinite=self.nonfinite[one],
+            stage_start_losses=tuple(v[one] for v in self.stage_start_losses),
+            config=self.setting_config(i))
+
+    def __iter__(self):
+        return (self[i] for i in range(len(self)))
 
     @property
     def loss_weights(self) -> LossWeights:
@@ -154,8 +186,7 @@ class Result:
     def setting_config(self, i: int) -> StyleConfig:
         """The config with setting i's loss weights (what made image i)."""
         lw = self.grid.loss_weights
-        return self.config.replace(content_weight=float(lw.content[i]),
-                                   style_weight=float(lw.style[i]), tv_weight=float(lw.tv[i]))
+        return self.config.replace(**{name: float(w[i]) for name, w in lw._asdict().items()})
 
     def contact_sheet(self, *, title: str | None = None,
                       max_cell_side: int | None = None) -> np.ndarray:
@@ -172,9 +203,7 @@ class Result:
             lw = self.grid.loss_weights
             settings.append({
                 "label": label,
-                "content_weight": float(lw.content[i]),
-                "style_weight": float(lw.style[i]),
-                "tv_weight": float(lw.tv[i]),
+                **{name: float(w[i]) for name, w in lw._asdict().items()},
                 "row": i // self.grid.shape[1],
                 "col": i % self.grid.shape[1],
                 "best_loss": num(self.best_losses[i]),
@@ -201,5 +230,6 @@ class Result:
             "batch_size": self.batch_size,
             "devices": self.devices,
             "timings": dict(self.timings),
+            "image_stage": self.image_stage,
             "config": self.config.to_dict(),
         }

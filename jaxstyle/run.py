@@ -20,8 +20,7 @@ from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from jaxstyle import optim, parallel, runtime
-from jaxstyle.config import LossWeights
-from jaxstyle.losses import LossSpec, compute_targets
+from jaxstyle.losses import LossSpec, LossWeights, compute_targets
 from jaxstyle.result import LOSS_NAMES, Callback, Progress, Stage
 
 
@@ -73,7 +72,7 @@ class Start:
     keep_state: bool = False
 
 
-def run_stage(params: Any, spec: LossSpec, opt: optim.OptimSpec, content: np.ndarray,
+def run_stage(params: Any, spec: LossSpec, opt: optim.Optimizer, content: np.ndarray,
               styles: list[np.ndarray], blend: np.ndarray, masks: np.ndarray | None,
               loss_weights: LossWeights, start: Start, *, mesh: Mesh,
               batch_size: int | None, schedule: Schedule) -> StageOutcome:
@@ -84,7 +83,7 @@ def run_stage(params: Any, spec: LossSpec, opt: optim.OptimSpec, content: np.nda
     stage = schedule.stages[schedule.index]
     n_dev = mesh.devices.size
     lws, k = parallel.pad_settings(loss_weights, n_dev)
-    k_local = len(lws.content) // n_dev
+    k_local = len(lws.content_weight) // n_dev
     image0, opt_state0 = start.image, start.opt_state
     init_from = ("content" if image0 is None else
                  "per_setting" if np.ndim(image0) == 4 else "shared")
@@ -95,16 +94,16 @@ def run_stage(params: Any, spec: LossSpec, opt: optim.OptimSpec, content: np.nda
     replicated, by_setting = NamedSharding(mesh, P()), NamedSharding(mesh, P(parallel.AXIS))
 
     with runtime.count_compiles() as compiles:
-        params, content, styles, blend, masks = parallel.put(
+        params, content, styles, blend, masks = runtime.put(
             (params, content, styles, blend, masks), replicated)
         # Dispatched, not awaited: the programs compile while the device computes them.
         style = compute_targets(params, content, styles, blend, spec, with_content=False,
                                 masks=masks)
-        lws = parallel.put(lws, by_setting)
+        lws = runtime.put(lws, by_setting)
         if image0 is not None:
-            image0 = parallel.put(image0, by_setting if init_from == "per_setting"
+            image0 = runtime.put(image0, by_setting if init_from == "per_setting"
                                   else replicated)
-        opt_state0 = None if opt_state0 is None else parallel.put(opt_state0, by_setting)
+        opt_state0 = None if opt_state0 is None else runtime.put(opt_state0, by_setting)
         inputs = (params, content, style, lws, image0, opt_state0)
         batch, run_chunk = _programs(inputs, mesh, spec, opt, init_from, k_local, batch_size)
         targets, state, initial = run_chunk.init(*inputs)
@@ -142,7 +141,7 @@ def _programs(inputs, mesh, spec, opt, init_from, k_local, batch_size
         return one.chunk.lower(inputs[0], targets, inputs[3], state, np.int32(0)).compile()
 
     batch, compiled = parallel.fit_batch_size(compile_one, k_local, mesh.devices.flat[0],
-                                              opt.name)
+                                              opt)
     if batch == 1:
         return 1, one if compiled is None else _Compiled(one.init, compiled)
     return batch, get(batch)
@@ -165,10 +164,10 @@ def _drive(run_chunk, state, k: int, initial, stage: Stage, schedule: Schedule,
         state, history = run_chunk(state, np.int32(n))
         if t_ready is None:  # the first chunk is dispatched: setup is over
             t_ready = time.perf_counter()
-        ran = int(parallel.fetch(state.step).max()) - done
-        rows.append(parallel.fetch(history)[:k, :ran])
+        ran = int(runtime.fetch(state.step).max()) - done
+        rows.append(runtime.fetch(history)[:k, :ran])
         done += ran
-        live = bool(parallel.fetch(state.ok)[:k].any())
+        live = bool(runtime.fetch(state.ok)[:k].any())
         if live and callback is not None and ((before + done) % every == 0 or done == total):
             last_called = done
             interrupted = callback(_progress(state, before + done, k, schedule)) is False
@@ -176,18 +175,18 @@ def _drive(run_chunk, state, k: int, initial, stage: Stage, schedule: Schedule,
         t_ready = time.perf_counter()
     if callback is not None and last_called != done and not interrupted:
         callback(_progress(state, before + done, k, schedule))
-    images, best_loss, best_step, ok, evaluations = parallel.fetch(
+    images, best_loss, best_step, ok, evaluations = runtime.fetch(
         (optim.output(state), state.best_loss, state.best_step, state.ok, state.evaluations))
     return {
         "images": np.clip(images[:k].astype(np.float32), 0.0, 1.0),
-        "opt_state": (jax.tree.map(lambda a: a[:k], parallel.fetch(state.opt_state))
+        "opt_state": (jax.tree.map(lambda a: a[:k], runtime.fetch(state.opt_state))
                       if keep_state else None),
         "histories": (np.concatenate(rows, axis=1) if rows
                       else np.zeros((k, 0, len(LOSS_NAMES)), np.float32)),
         "best_losses": best_loss[:k].astype(np.float64),
         "best_steps": best_step[:k].astype(np.int64),
         "evaluations": evaluations[:k].astype(np.int64),
-        "initial_losses": parallel.fetch(initial)[:k].astype(np.float64),
+        "initial_losses": runtime.fetch(initial)[:k].astype(np.float64),
         "nonfinite": ~ok[:k],
         "steps": done,
         "interrupted": interrupted,
@@ -196,14 +195,14 @@ def _drive(run_chunk, state, k: int, initial, stage: Stage, schedule: Schedule,
 
 
 def _progress(state: optim.StepState, step: int, k: int, schedule: Schedule) -> Progress:
-    losses, best, evaluations = parallel.fetch((state.losses, state.best_loss,
+    losses, best, evaluations = runtime.fetch((state.losses, state.best_loss,
                                                 state.evaluations))
     stage = schedule.stages[schedule.index]
 
     def images() -> np.ndarray:
         if state.best_image.is_deleted():
             raise RuntimeError("Progress.images() can only be called during the callback")
-        raw = np.clip(parallel.fetch(optim.output(state))[:k].astype(np.float32), 0.0, 1.0)
+        raw = np.clip(runtime.fetch(optim.output(state))[:k].astype(np.float32), 0.0, 1.0)
         return schedule.finish(raw)
 
     return Progress(step, schedule.total_steps, schedule.index, len(schedule.stages),

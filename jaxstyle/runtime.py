@@ -26,11 +26,17 @@ import mmap
 import os
 import shlex
 from pathlib import Path
+from typing import Any
 
 import jax
+import numpy as np
+from jax.sharding import NamedSharding
 
 from jaxstyle import files
 
+# The networks' arithmetic: float32, or bfloat16 for GPU/TPU speed (statistics, losses and
+# weights stay float32).
+COMPUTE_DTYPES = ("float32", "bfloat16")
 # Environment variable (the CLI's --no-compile-cache maps onto the same switch).
 NO_CACHE_ENV = "JAXSTYLE_NO_COMPILE_CACHE"
 
@@ -217,3 +223,28 @@ def select_device(name: str | None) -> jax.Device:
         reason = " ".join(str(err).split()).split(" (set JAX_PLATFORMS")[0]
         raise RuntimeError(f"no {name} device available ({reason or type(err).__name__})"
                            ) from None
+
+
+# --------------------------------------------------------------------------- transfers
+
+
+def put(tree: Any, sharding: NamedSharding) -> Any:
+    """Place host or device arrays with `sharding`; several processes: each its own shards."""
+    if jax.process_count() == 1:
+        return jax.device_put(tree, sharding)
+
+    def one(a):
+        host = np.asarray(a)
+        return jax.make_array_from_callback(host.shape, sharding, lambda idx: host[idx])
+
+    return jax.tree.map(one, tree)
+
+
+def fetch(tree: Any) -> Any:
+    """Device arrays (possibly spread over processes) as host NumPy arrays."""
+    if jax.process_count() == 1:
+        return jax.tree.map(np.asarray, tree)
+    from jax.experimental import multihost_utils
+
+    return jax.tree.map(lambda a: np.asarray(multihost_utils.process_allgather(a, tiled=True)),
+                        tree)

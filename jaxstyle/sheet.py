@@ -8,7 +8,7 @@ from collections.abc import Sequence
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from jaxstyle.image import as_rgb, resize_to, scale_shape
+from jaxstyle.image import resize_to, rgb_array, scale_shape
 
 # The sheet's background (white, like a page).
 BACKGROUND = 1.0
@@ -48,7 +48,7 @@ def contact_sheet(
     if len(row_labels) != n_rows or len(col_labels) != n_cols:
         raise ValueError(f"{n_rows}x{n_cols} images need {n_rows} row labels and {n_cols} "
                          f"column labels, got {len(row_labels)} and {len(col_labels)}")
-    present = [as_rgb(im, "contact sheet image") for r in rows for im in r if im is not None]
+    present = [rgb_array(im, "contact sheet image") for r in rows for im in r if im is not None]
     if not present:
         raise ValueError("contact_sheet needs at least one image that is not None")
     cell_h = max(im.shape[0] for im in present)

@@ -33,14 +33,16 @@ from typing import Any
 import jax
 import numpy as np
 
-from jaxstyle import color, optim, parallel
-from jaxstyle.config import LossWeights, StyleConfig
+from jaxstyle import color, memory, optim, parallel
+from jaxstyle.config import StyleConfig
+from jaxstyle.files import SettingError
 from jaxstyle.grids import WeightGrid, as_settings
 from jaxstyle.image import as_rgb, resize_to, scale_shape, style_size_for
-from jaxstyle.losses import LossSpec
+from jaxstyle.losses import LossWeights
+from jaxstyle.objective import as_masks, as_styles
 from jaxstyle.result import LOSS_NAMES, Callback, Result, Stage
 from jaxstyle.run import Schedule, StageOutcome, Start, run_stage
-from jaxstyle.vgg import VGGWeights, layer_depth, pools_before
+from jaxstyle.vgg import VGGWeights, as_weights, layer_depth, pools_before
 
 
 def stylize(content: Any, styles: Any, *, weights: VGGWeights, config: StyleConfig | None = None,
@@ -48,25 +50,43 @@ def stylize(content: Any, styles: Any, *, weights: VGGWeights, config: StyleConf
             style_masks: Sequence[Any] | None = None, preserve_colors: str = "none",
             callback: Callback | None = None, callback_every: int = 10,
             devices: Sequence[jax.Device] | None = None) -> Result:
-    """Stylize `content` (H, W, 3) RGB [0, 1] with one style image or a list of them.
+    """Stylize one content image with one style image or several; returns a `Result`.
 
-    Minimizes alpha L_c + beta L_s + gamma TV (`jaxstyle.losses`) over the image for the
-    configured steps, starting from `init` (an (h, w, 3) image, resized to each start) or
-    `config.init`: "content", "style" (the first style image, resized), "noise" (uniform [0, 1)
-    from numpy's default_rng(config.seed)). loss_weights (scalars) override the config's
-    alpha, beta, gamma; they are traced, so changing them does not recompile. Neither do
-    callback_every nor the step counts. preserve_colors: "none", "luminance" or "histogram".
-    style_masks: one mask per style image ((h, w) or (h, w, 1 or 3) in [0, 1], any size:
-    resized to each stage's image) saying where each style applies (Gatys et al. 2017's
-    guided Grams, `losses.guided_style_layer_loss`); the blend weights are then not used.
-    callback(progress: `Progress`) runs every `callback_every` steps and at the end of each
-    stage; returning False stops the run (Result.stopped = "interrupted"). devices: where to
-    run (default JAX's first device). Raises ValueError for bad arguments and for sizes the
-    layers cannot use or memory cannot hold (before any work).
+    Minimizes total = alpha L_c + beta L_s + gamma TV (`jaxstyle.losses`) over the image
+    with the configured optimizer, coarse to fine (`StyleConfig`).
+
+    content         (H, W, 3) RGB image: floats in [0, 1], or uint8 (divided by 255).
+    styles          one (h, w, 3) image or a list of them, each its own size (the same
+                    sample rules); several are blended by `config.style_blend_weights`.
+    weights         the VGG19 weights: `load_vgg19()` (the cached download or a file) or
+                    `random_weights()` (offline trials; the images mean nothing).
+    config          a `StyleConfig` (default `StyleConfig()`): layers, loss weights,
+                    optimizer, steps, output size, stages. help(jaxstyle.StyleConfig).
+    loss_weights    a scalar `LossWeights(alpha, beta, gamma)` overriding the config's;
+                    traced, so a new value does not recompile (neither do callback_every and
+                    the step counts). For several settings use `sweep`.
+    init            an (h, w, 3) start image (resized to the first stage), overriding
+                    `config.init` ("content", "style": the first style image, "noise":
+                    uniform [0, 1) from numpy's default_rng(config.seed)).
+    style_masks     one mask per style image ((h, w) or (h, w, 1 or 3), values in [0, 1] or
+                    uint8, any size: resized to each stage) saying where each style applies
+                    (Gatys et al. 2017's guided Grams); the blend weights are then not used.
+    preserve_colors "none", "luminance" (the transfer on luminance, the content's colours
+                    put back) or "histogram" (the styles recoloured to the content's colour
+                    statistics first).
+    callback        callback(progress: `Progress`) every `callback_every` steps (a positive
+                    int) and at the end of each stage; returning False stops the run
+                    (Result.stopped == "interrupted").
+    devices         where to run (default JAX's first device).
+
+    Raises SettingError (a ValueError naming the argument or field) for bad arguments, and
+    for sizes the loss layers cannot use or memory cannot hold, before any work.
     """
-    lw = (config or StyleConfig()).loss_weights if loss_weights is None else loss_weights
-    if np.shape(as_settings(lw).content) != (1,) or any(np.ndim(w) for w in lw):
-        raise ValueError("stylize takes scalar loss weights; use jaxstyle.sweep for several")
+    config = _config(config)
+    lw = config.loss_weights if loss_weights is None else _loss_weights(loss_weights)
+    if any(np.ndim(w) for w in lw):
+        raise SettingError("stylize takes scalar loss weights; use jaxstyle.sweep for several",
+                           "loss_weights")
     return _run(content, styles, weights, config, WeightGrid.row(lw), init, style_masks,
                 preserve_colors, None, callback, callback_every, devices)
 
@@ -77,22 +97,45 @@ def sweep(content: Any, styles: Any, *, weights: VGGWeights,
           preserve_colors: str = "none", batch_size: int | None = None,
           callback: Callback | None = None, callback_every: int = 10,
           devices: Sequence[jax.Device] | None = None) -> Result:
-    """`stylize` for K loss-weight settings at once, in one compiled program.
+    """`stylize` for K loss-weight settings at once, in one compiled program; returns a
+    `Result` of K images, indexable as its settings (`result[i]` is setting i's `Result`).
 
-    loss_weights: a `WeightGrid` (`loss_weight_grid`, `ratio_weights`) or a `LossWeights` of
-    (K,) arrays. Setting i gives what `stylize(..., loss_weights=setting i)` gives (float32
-    L-BFGS under vmap may drift from it by rounding). batch_size: settings a device computes
-    at once (default: 1 for zoom L-BFGS, else as many as fit in memory: `jaxstyle.parallel`).
-    devices: the mesh the K settings are sharded over (default every local device; several
-    processes: pass jax.devices(), every process gets every result). Other arguments as
-    `stylize`.
+    loss_weights    a `WeightGrid` (`loss_weight_grid`, `ratio_weights`: the contact sheet's
+                    rows and columns) or a `LossWeights` of (K,) arrays (one row).
+    batch_size      settings a device computes at once under `jax.vmap` (a positive int;
+                    default: as many as fit in memory, `jaxstyle.parallel`).
+    devices         the mesh the K settings are sharded over (default every local device;
+                    several processes: pass jax.devices(), every process gets every result).
+    The other arguments are `stylize`'s. Setting i gives what `stylize(...,
+    loss_weights=setting i)` gives, up to float32 rounding in another summation order
+    (Adam's first steps are sign-like, so its pixels may drift by more where a gradient is
+    near zero; the losses agree).
     """
-    grid = loss_weights if isinstance(loss_weights, WeightGrid) else WeightGrid.row(loss_weights)
-    if batch_size is not None and (not isinstance(batch_size, (int, np.integer))
-                                   or batch_size < 1):
-        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+    config = _config(config)
+    grid = loss_weights if isinstance(loss_weights, WeightGrid) else WeightGrid.row(
+        _loss_weights(loss_weights))
+    if batch_size is not None and (isinstance(batch_size, bool) or not isinstance(
+            batch_size, (int, np.integer)) or batch_size < 1):
+        raise SettingError(f"batch_size must be a positive integer, got {batch_size!r}",
+                           "batch_size")
     return _run(content, styles, weights, config, grid, init, style_masks, preserve_colors,
                 batch_size, callback, callback_every, devices)
+
+
+def _config(config: Any) -> StyleConfig:
+    if config is None:
+        return StyleConfig()
+    if not isinstance(config, StyleConfig):
+        raise SettingError(f"config must be a StyleConfig (jaxstyle.StyleConfig(...)), got "
+                           f"{type(config).__name__}", "config")
+    return config
+
+
+def _loss_weights(loss_weights: Any) -> LossWeights:
+    if not isinstance(loss_weights, LossWeights):
+        raise SettingError("loss_weights must be a LossWeights(content_weight, style_weight, "
+                           f"tv_weight), got {type(loss_weights).__name__}", "loss_weights")
+    return loss_weights
 
 
 def min_side(config: StyleConfig) -> int:
@@ -106,7 +149,7 @@ def plan_stages(content_hw: Sequence[int], style_hws: Sequence[Sequence[int]],
                 device: jax.Device | None = None) -> tuple[Stage, ...]:
     """The stages of a run for a content image of (h, w) and style images of the given sizes.
 
-    ValueError, before any work, for an image or style image too small for the loss layers
+    SettingError, before any work, for an image or style image too small for the loss layers
     at some stage, or a last stage whose estimated memory (`parallel.estimated_bytes`, for
     `settings` settings) exceeds what `device` (default JAX's first) can give a run: the
     message names the largest size that fits.
@@ -121,10 +164,11 @@ def plan_stages(content_hw: Sequence[int], style_hws: Sequence[Sequence[int]],
         need = min_side(config)
         for what, hw in [("image", shape), *(("style image", s) for s in style_shapes)]:
             if min(hw) < need:
-                raise ValueError(
+                raise SettingError(
                     f"at {scale} px the {what} would be {hw[0]}x{hw[1]}, smaller than {need} px "
                     "on a side, the least the loss layers need; use a larger size, style_scale "
-                    "or smallest scale, or shallower layers")
+                    "or smallest scale, or shallower layers",
+                    "image_size" if what == "image" else "style_scale")
         stages.append(Stage(shape, style_shapes, iterations))
     _check_memory(stages[-1].shape, config, settings, device or jax.devices()[0])
     return tuple(stages)
@@ -133,33 +177,33 @@ def plan_stages(content_hw: Sequence[int], style_hws: Sequence[Sequence[int]],
 def _check_memory(shape: tuple[int, int], config: StyleConfig, settings: int,
                   device: jax.Device) -> None:
     layers = (*config.content_layers, *config.style_layers)
-    need = parallel.estimated_bytes(*shape, layers, config.optimizer, settings=settings)
-    budget = parallel.memory_budget(device)
+    need = parallel.estimated_bytes(*shape, layers, config.optimizer_spec(), settings=settings)
+    budget = memory.budget(device)
     if budget is not None and need > budget:
         fits = math.floor(max(shape) * math.sqrt(budget / need))
-        raise ValueError(
+        raise SettingError(
             f"a {shape[0]}x{shape[1]} image needs about {need / 2**30:.3g} GiB, more than the "
             f"{budget / 2**30:.3g} GiB a run may use on {device.platform} (half of the free "
             f"memory on a CPU, 80% on an accelerator); the largest that fits is about {fits} px "
-            "on its longer side")
+            "on its longer side", "image_size")
 
 
 def _run(content, styles, weights, config, grid, init, style_masks, preserve_colors,
          batch_size, callback, callback_every, devices) -> Result:
     t_start = time.perf_counter()
-    config = StyleConfig() if config is None else config
-    if not isinstance(callback_every, (int, np.integer)) or callback_every < 1:
-        raise ValueError(f"callback_every must be a positive integer, got {callback_every!r}")
+    weights = as_weights(weights)
+    if isinstance(callback_every, bool) or not isinstance(callback_every, (int, np.integer)) \
+            or callback_every < 1:
+        raise SettingError(f"callback_every must be a positive integer, got {callback_every!r}",
+                           "callback_every")
+    color.check_mode(preserve_colors)
     content = as_rgb(content, "content image")
-    styles = [as_rgb(s, f"style image {k}") for k, s in
-              enumerate(styles if isinstance(styles, (list, tuple)) else [styles])]
-    if not styles and config.style_layers:
-        raise ValueError("at least one style image is needed when style layers are set")
+    styles = as_styles(styles, config)
     blend = np.asarray(config.normalized_blend_weights(len(styles)), np.float32)
     init = None if init is None else as_rgb(init, "init image")
     masks = None if style_masks is None else as_masks(style_masks, len(styles))
     lws = as_settings(grid.loss_weights)
-    k = len(lws.content)
+    k = len(lws.content_weight)
     mesh = parallel.settings_mesh(devices, k)
     stages = plan_stages(content.shape[:2], [s.shape[:2] for s in styles], config,
                          settings=-(-k // mesh.devices.size), device=mesh.devices.flat[0])
@@ -167,8 +211,8 @@ def _run(content, styles, weights, config, grid, init, style_masks, preserve_col
     run_content, run_styles = color.prepare(content, styles, preserve_colors)
     if init is not None and preserve_colors == "luminance":
         init = color.luminance_image(init)
-    spec = LossSpec.from_config(config, weights.convention)
-    opt = optim.OptimSpec.from_config(config)
+    spec = config.loss_spec(weights.convention)
+    opt = config.optimizer_spec()
     outcomes: list[StageOutcome] = []
     steps_before = 0
     for i, stage in enumerate(stages):
@@ -194,31 +238,6 @@ def _run(content, styles, weights, config, grid, init, style_masks, preserve_col
                    mesh.devices.size, time.perf_counter() - t_start)
 
 
-def as_masks(masks: Sequence[Any], num_styles: int) -> list[np.ndarray]:
-    """Style masks as (h, w) float32 arrays in [0, 1]: (h, w), (h, w, 1) or (h, w, 3) (then
-    its luminance) each. ValueError for another count than the style images, another shape,
-    values outside [0, 1], or a mask that is 0 everywhere (its style would apply nowhere)."""
-    masks = list(masks) if isinstance(masks, (list, tuple)) else [masks]
-    if len(masks) != num_styles:
-        raise ValueError(f"{len(masks)} style mask(s) given for {num_styles} style image(s): "
-                         "one mask per style image")
-    out = []
-    for k, mask in enumerate(masks):
-        m = np.asarray(mask, np.float32)
-        if m.ndim == 3 and m.shape[-1] in (1, 3):
-            m = m[..., 0] if m.shape[-1] == 1 else color.luminance_image(m)[..., 0]
-        if m.ndim != 2 or 0 in m.shape:
-            raise ValueError(f"style mask {k} must be an (h, w) array, got shape "
-                             f"{np.shape(mask)}")
-        if not (np.all(np.isfinite(m)) and m.min() >= 0 and m.max() <= 1):
-            raise ValueError(f"style mask {k} must hold values in [0, 1]")
-        if not m.max() > 0:
-            raise ValueError(f"style mask {k} is black everywhere: its style would apply "
-                             "nowhere")
-        out.append(m)
-    return out
-
-
 def _resize_masks(masks: list[np.ndarray], shape: tuple[int, int]) -> np.ndarray:
     """(S, h, w): each mask resized to a stage's image (Lanczos, like the images)."""
     return np.stack([resize_to(np.repeat(m[..., None], 3, -1), shape)[..., 0] for m in masks])
@@ -230,7 +249,8 @@ def _start(i: int, stages: tuple[Stage, ...], outcomes: list[StageOutcome], init
     Adam with `carry_state`, its optimizer states resized; else the init image or mode at
     this stage's size (None: the content image itself)."""
     shape = stages[i].shape
-    keep = (config.optimizer == "adam" and config.carry_state and i + 1 < len(stages))
+    keep = (config.optimizer_spec().carry_state and config.carry_state
+            and i + 1 < len(stages))
     if outcomes:
         previous = outcomes[-1]
         opt_state = (None if previous.opt_state is None else
@@ -287,6 +307,7 @@ def _result(outcomes: list[StageOutcome], images: np.ndarray, stages: tuple[Stag
         stages=stages,
         batch_size=last.batch_size,
         devices=devices,
+        image_stage=len(outcomes) - 1,
     )
 
 

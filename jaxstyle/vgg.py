@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import re
+from collections.abc import Sequence
 from typing import Any
 
 import flax.linen as nn
@@ -20,7 +21,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxstyle.files import SettingError
 from jaxstyle.image import as_rgb
+from jaxstyle.kernels import avg_pool_2x2, conv3x3_same, max_pool_2x2
+from jaxstyle.pixels import CAFFE_MEAN_BGR, TORCH_MEAN_RGB, TORCH_STD_RGB
 
 # Output widths and convolution counts of VGG19's five blocks (configuration "E").
 BLOCK_WIDTHS = (64, 128, 256, 512, 512)
@@ -44,13 +48,10 @@ def _all_layer_names() -> tuple[str, ...]:
 LAYER_NAMES: tuple[str, ...] = _all_layer_names()
 _LAYER_INDEX = {name: k for k, name in enumerate(LAYER_NAMES)}
 
+# VGG19's pooling: max (as most tools), or average (the paper's choice).
+POOLINGS = ("max", "avg")
 # The input convention of a weight set: the preprocessing its training used.
 CONVENTIONS = ("caffe", "torch")
-# Caffe VGG (and the Keras files converted from it): BGR, 0-255, minus this BGR mean.
-CAFFE_MEAN_BGR = np.array([103.939, 116.779, 123.68], np.float32)
-# torchvision: RGB in [0, 1], normalized by the ImageNet mean and std.
-TORCH_MEAN_RGB = np.array([0.485, 0.456, 0.406], np.float32)
-TORCH_STD_RGB = np.array([0.229, 0.224, 0.225], np.float32)
 
 
 def canonical_layer(name: str) -> str:
@@ -96,8 +97,8 @@ class VGG19(nn.Module):
 
     @nn.compact
     def __call__(self, x: jax.Array) -> dict[str, jax.Array]:
-        if self.pooling not in ("max", "avg"):
-            raise ValueError(f"pooling must be 'max' or 'avg', got {self.pooling!r}")
+        if self.pooling not in POOLINGS:
+            raise ValueError(f"pooling must be one of {POOLINGS}, got {self.pooling!r}")
         if not self.layers:
             raise ValueError("VGG19 needs at least one layer name to return")
         wanted = {name: canonical_layer(name) for name in self.layers}
@@ -117,16 +118,6 @@ class VGG19(nn.Module):
         return {name: acts[c] for name, c in wanted.items()}
 
 
-def _pool_windows(x: jax.Array) -> jax.Array:
-    """(N, H, W, C) -> (N, H//2, 2, W//2, 2, C): the 2x2 windows (an odd last row/column,
-    which VALID pooling drops, is cropped first)."""
-    n, h, w, c = x.shape
-    return x[:, : h // 2 * 2, : w // 2 * 2].reshape(n, h // 2, 2, w // 2, 2, c)
-
-
-_NHWC_HWIO = ("NHWC", "HWIO", "NHWC")
-
-
 def _conv3x3(lhs, rhs, window_strides, padding, lhs_dilation=None, rhs_dilation=None,
              dimension_numbers=None, feature_group_count=1, precision=None):
     """The `conv_general_dilated` nn.Conv calls: VGG's 3x3, stride 1, 'SAME' case only."""
@@ -137,87 +128,6 @@ def _conv3x3(lhs, rhs, window_strides, padding, lhs_dilation=None, rhs_dilation=
             or any(d is not None and tuple(d) != (1, 1) for d in (lhs_dilation, rhs_dilation))):
         raise ValueError("VGG19 convolutions are 3x3, stride 1, 'SAME', undilated, ungrouped")
     return conv3x3_same(lhs, rhs)
-
-
-@jax.custom_vjp
-def conv3x3_same(x: jax.Array, kernel: jax.Array) -> jax.Array:
-    """3x3 convolution, stride 1, 'SAME' padding: (N, H, W, Cin) x HWIO -> (N, H, W, Cout).
-
-    Same values and gradients as `lax.conv_general_dilated`, but the input gradient is
-    written as an ordinary convolution with the flipped, in/out-swapped kernel. Autodiff's
-    transposed convolution (kernel dims "01oi") is canonicalized by XLA CPU at the top level
-    but not inside a while loop, such as the optimizer's (`jaxstyle.optim.chunk`), where it
-    ran on a slow generic path (3-4x: benchmarks/README.md).
-    """
-    return jax.lax.conv_general_dilated(x, kernel, (1, 1), "SAME",
-                                        dimension_numbers=_NHWC_HWIO)
-
-
-def _conv3x3_fwd(x, kernel):
-    return conv3x3_same(x, kernel), (x, kernel)
-
-
-def _conv3x3_bwd(res, g):
-    x, kernel = res
-    # d/dx of a 3x3 'SAME' correlation: correlate g with the kernel flipped in space,
-    # [kH, kW, in, out] -> [kH, kW, out, in] (symmetric padding 1 keeps the size).
-    flipped = jnp.flip(kernel, (0, 1)).swapaxes(2, 3)
-    gx = jax.lax.conv_general_dilated(g, flipped, (1, 1), "SAME",
-                                      dimension_numbers=_NHWC_HWIO)
-    # The kernel gradient as autodiff gives it (unused when only the image is differentiated,
-    # and then removed by XLA).
-    _, kernel_vjp = jax.vjp(
-        lambda k: jax.lax.conv_general_dilated(x, k, (1, 1), "SAME",
-                                               dimension_numbers=_NHWC_HWIO), kernel)
-    return gx.astype(x.dtype), kernel_vjp(g)[0]
-
-
-conv3x3_same.defvjp(_conv3x3_fwd, _conv3x3_bwd)
-
-
-@jax.custom_vjp
-def max_pool_2x2(x: jax.Array) -> jax.Array:
-    """2x2 max pooling, stride 2, VALID: (N, H, W, C) -> (N, H//2, W//2, C).
-
-    Same values and gradient as `flax.linen.max_pool(x, (2, 2), (2, 2), "VALID")` (the
-    gradient goes to the first maximum of each window in row-major order, as XLA's
-    select_and_scatter does), but the backward pass is one elementwise fusion: XLA CPU
-    lowers the reduce_window gradient to argmax index arrays plus a scatter, which cost
-    about as much as a convolution at pool1 and kept five full-size int32 arrays alive
-    between the passes (benchmarks/README.md).
-    """
-    return _pool_windows(x).max(axis=(2, 4))
-
-
-def _max_pool_fwd(x):
-    y = max_pool_2x2(x)
-    return y, (x, y)
-
-
-def _max_pool_bwd(res, g):
-    x, y = res
-    win = _pool_windows(x) == y[:, :, None, :, None, :]
-    a, b, c = win[:, :, 0, :, 0], win[:, :, 0, :, 1], win[:, :, 1, :, 0]
-    # Exactly one position per window: the first maximum in (0,0), (0,1), (1,0), (1,1) order.
-    first = (a, b & ~a, c & ~(a | b), ~(a | b | c))
-    zero = jnp.zeros((), g.dtype)
-    top = jnp.stack([jnp.where(first[0], g, zero), jnp.where(first[1], g, zero)], axis=3)
-    bottom = jnp.stack([jnp.where(first[2], g, zero), jnp.where(first[3], g, zero)], axis=3)
-    n, h, w, ch = x.shape
-    gx = jnp.stack([top, bottom], axis=2).reshape(n, h // 2 * 2, w // 2 * 2, ch)
-    return (jnp.pad(gx, ((0, 0), (0, h % 2), (0, w % 2), (0, 0))),)
-
-
-max_pool_2x2.defvjp(_max_pool_fwd, _max_pool_bwd)
-
-
-def avg_pool_2x2(x: jax.Array) -> jax.Array:
-    """2x2 average pooling, stride 2, VALID: (N, H, W, C) -> (N, H//2, W//2, C).
-
-    The window mean as a reshape, so its gradient is a broadcast instead of a padded
-    reduce_window (same values as `flax.linen.avg_pool` up to summation order).
-    """
-    return _pool_windows(x).mean(axis=(2, 4))
 
 
 def param_shapes() -> dict[str, dict[str, tuple[int, ...]]]:
@@ -256,9 +166,15 @@ def _channels(per_channel: np.ndarray, like: jax.Array) -> np.ndarray:
     return per_channel.reshape((1,) * (jnp.ndim(like) - 1) + (3,))
 
 
+@functools.partial(jax.tree_util.register_dataclass, data_fields=["params"],
+                   meta_fields=["convention", "source"])
 @dataclasses.dataclass(frozen=True)
 class VGGWeights:
-    """A loaded VGG19 weight set: Flax params, their input convention, and their origin."""
+    """A loaded VGG19 weight set: Flax params, their input convention, and their origin.
+
+    A pytree whose leaves are the params (convention and source are static), so it can be
+    an argument of `jax.jit`.
+    """
 
     params: Any  # {conv name: {"kernel": HWIO, "bias": (C,)}}, float32 arrays
     convention: str  # "caffe" or "torch": how `preprocess` prepares images for these params
@@ -267,57 +183,78 @@ class VGGWeights:
 
 def features(
     params: Any,
-    image: jax.Array,
+    images: jax.Array,
     *,
-    layers: tuple[str, ...],
+    layers: Sequence[str],
     pooling: str = "max",
     convention: str = "caffe",
     dtype: Any = None,
 ) -> dict[str, jax.Array]:
-    """Pure feature function: (H, W, 3) RGB [0, 1] -> {layer: (h, w, C)} post-preprocessing.
+    """The pure feature function: RGB [0, 1] images -> {layer: features}, in the order asked.
 
-    Not jitted itself: it is the building block for jitted objectives (params are traced
-    arguments there, never constants). dtype: the network's computation dtype (None:
+    images: (H, W, 3) -> {layer: (h, w, C)}, or a batch (N, H, W, 3) -> {layer: (N, h, w, C)}.
+    params: the Flax params (`VGGWeights.params`), or a `VGGWeights` (its convention is then
+    used). layers: names or Keras aliases (block4_conv2 = relu4_2); the network stops at the
+    deepest. Not jitted itself: it is the building block of jitted objectives (params are
+    traced arguments there, never constants). dtype: the network's computation dtype (None:
     float32; "bfloat16" for GPU/TPU speed); preprocessing stays float32 and the features
     come back in `dtype`.
     """
-    x = preprocess(image, convention)[None]
-    out = VGG19(layers=tuple(layers), pooling=pooling, dtype=dtype).apply({"params": params}, x)
-    return {name: act[0] for name, act in out.items()}
+    if isinstance(params, VGGWeights):
+        params, convention = params.params, params.convention
+    layers = (layers,) if isinstance(layers, str) else tuple(layers)
+    single = jnp.ndim(images) == 3
+    x = preprocess(images, convention)
+    out = VGG19(layers=layers, pooling=pooling, dtype=dtype).apply(
+        {"params": params}, x[None] if single else x)
+    return {name: out[name][0] if single else out[name] for name in layers}
 
 
 @functools.partial(jax.jit, static_argnames=("layers", "pooling", "convention"))
-def _features_jit(params, image, layers, pooling, convention):
-    return features(params, image, layers=layers, pooling=pooling, convention=convention)
+def _features_jit(params, images, layers, pooling, convention):
+    return features(params, images, layers=layers, pooling=pooling, convention=convention)
 
 
 def extract_features(
     weights: VGGWeights,
-    image: Any,
-    layers: tuple[str, ...] | list[str],
+    images: Any,
+    layers: Sequence[str],
     pooling: str = "max",
 ) -> dict[str, jax.Array]:
-    """Activations of an (H, W, 3) RGB [0, 1] image at `layers` (names or Keras aliases).
-
-    Jit-compiled once per (shape, layers, pooling, convention); params are arguments.
-    Returns {name: (h, w, C) float32} keyed as requested.
+    """Activations of RGB [0, 1] images at `layers` (names or Keras aliases; one name alone
+    is a list of one), keyed and ordered as requested: (H, W, 3) -> {name: (h, w, C)},
+    (N, H, W, 3) -> {name: (N, h, w, C)}, float32. Images are checked (`image.as_rgb`:
+    uint8 is divided by 255). Jit-compiled once per (shape, layers, pooling, convention);
+    the params are arguments.
     """
-    image = as_image(image)
-    layers = tuple(layers)
+    layers = (layers,) if isinstance(layers, str) else tuple(layers)
+    if not layers:
+        raise SettingError("layers: give at least one layer name", "layers")
     for name in layers:
-        canonical_layer(name)
-    return _features_jit(weights.params, image, layers, pooling, weights.convention)
+        try:
+            canonical_layer(name)
+        except ValueError as err:
+            raise SettingError(str(err), "layers") from None
+    batch = jnp.ndim(images) == 4
+    x = jax.device_put(as_rgb(images, "images" if batch else "image", batch=batch))
+    out = _features_jit(weights.params, x, layers, pooling, weights.convention)
+    return {name: out[name] for name in layers}  # jit returns dicts in sorted key order
+
+
+def as_weights(weights: Any) -> VGGWeights:
+    """`weights` if it is a VGGWeights; SettingError saying what to pass otherwise (the params
+    dict alone lacks the convention that preprocessing needs)."""
+    if not isinstance(weights, VGGWeights):
+        raise SettingError("weights must be a VGGWeights (jaxstyle.load_vgg19() or "
+                           f"jaxstyle.random_weights()), got {type(weights).__name__}",
+                           "weights")
+    return weights
 
 
 def as_image(image: Any, what: str = "image") -> jax.Array:
-    """An (H, W, 3) float32 device array of `image`: host arrays through the library's one
-    image check (`jaxstyle.image.as_rgb`), then one device_put (jnp.asarray would compile a
-    conversion program per new shape); device arrays are shape-checked and stay in place."""
-    if not isinstance(image, jax.Array):
-        return jax.device_put(as_rgb(image, what))
-    if image.ndim != 3 or image.shape[-1] != 3:
-        raise ValueError(f"{what} must be an (H, W, 3) RGB array, got shape {image.shape}")
-    return image.astype(jnp.float32)  # no copy when it is float32 already
+    """An (H, W, 3) float32 device array of `image`, checked (`jaxstyle.image.as_rgb`), then
+    one device_put (jnp.asarray would compile a conversion program per new shape)."""
+    return jax.device_put(as_rgb(image, what))
 
 
 def random_weights(seed: int = 0, convention: str = "caffe") -> VGGWeights:

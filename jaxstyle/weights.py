@@ -35,6 +35,14 @@ from jaxstyle import download, files, torchfile
 from jaxstyle.download import Progress
 from jaxstyle.files import WeightsError
 from jaxstyle.vgg import CONV_NAMES, CONVENTIONS, VGGWeights, param_shapes
+from jaxstyle.weightfile import (
+    array_problems,
+    flatten,
+    read_npz,
+    some,
+    string_entry,
+    write_npz,
+)
 
 # The default weights: Keras' VGG19 notop file (the Oxford Caffe weights, converted). The MD5
 # is `file_hash` in keras/applications/vgg19.py.
@@ -51,7 +59,7 @@ KNOWN_MD5 = {
 }
 ENV_WEIGHTS = "JAXSTYLE_WEIGHTS"  # a local weights file used when no source is given
 # How a user without network passes the file instead (ends the download error message).
-LOCAL_HINT = f"pass it with --weights FILE or {ENV_WEIGHTS}=FILE"
+LOCAL_HINT = f"pass its path as load_vgg19(PATH) or set {ENV_WEIGHTS}=PATH"
 
 # torchvision's vgg19 `features` Sequential: conv, relu per convolution and a pool per block,
 # so the convolutions sit at these indices.
@@ -102,8 +110,11 @@ def load_vgg19(
         else:
             filename = Path(urllib.parse.urlparse(source).path).name or "weights"
             md5 = KNOWN_MD5.get(filename)
-        path = download.cached_download(source, files.home_dir(cache_dir), filename, md5=md5,
-                                        progress=progress, local_hint=LOCAL_HINT)
+        try:
+            path = download.cached_download(source, files.home_dir(cache_dir), filename,
+                                            md5=md5, progress=progress, local_hint=LOCAL_HINT)
+        except WeightsError as e:
+            raise WeightsError(str(e), name="weights") from e
     else:
         path = Path(source).expanduser()
     try:
@@ -124,20 +135,9 @@ def save_weights(weights: VGGWeights, dest: str | os.PathLike) -> Path:
     either the old file or the complete new one, never a partial write. Returns dest.
     """
     dest = Path(dest).expanduser()
-    arrays = {
-        f"{name}/{kind}": np.asarray(value, np.float32)
-        for name, layer in weights.params.items()
-        for kind, value in layer.items()
-    }
-    # A 0-d unicode array: np.load reads it back with allow_pickle=False.
-    arrays["convention"] = np.array(str(weights.convention))
-    _check_params({k: v for k, v in arrays.items() if k != "convention"}, dest, "refusing to write")
-    try:
-        # A file object: numpy does not append ".npz" to the name.
-        files.atomic_write(dest, lambda f: np.savez(f, **arrays))
-    except OSError as e:
-        raise WeightsError(f"cannot write {dest}: {e.strerror or e}") from e
-    return dest
+    flat = {key: np.asarray(value, np.float32) for key, value in flatten(weights.params).items()}
+    _check_params(flat, dest, "refusing to write")
+    return write_npz(dest, flat, {"convention": weights.convention})
 
 
 def convert_weights(
@@ -203,39 +203,6 @@ def _check_params(flat: dict[str, np.ndarray], path: Path, what: str = "does not
     problems = array_problems(flat, expected_shapes())
     if problems:
         raise WeightsError(f"{path}: {what} VGG19 weights: " + "; ".join(problems))
-
-
-def array_problems(flat: dict[str, Any], expected: dict[str, tuple[int, ...]]) -> list[str]:
-    """What is wrong with flat {"a/b/kernel": array} against {key: shape}: missing and
-    unexpected keys, wrong shapes, non-float dtypes, NaN or inf. Arrays that pass are cast
-    to float32 in place. Shared by every weight format (VGG19 and the arbitrary models)."""
-    missing = [k for k in expected if k not in flat]
-    extra = sorted(k for k in flat if k not in expected)
-    problems = []
-    if missing:
-        problems.append("missing " + _some(missing))
-    if extra:
-        problems.append("unexpected " + _some(extra))
-    for key, shape in expected.items():
-        if key not in flat:
-            continue
-        value = np.asarray(flat[key])
-        if value.shape != tuple(shape):
-            problems.append(f"{key} has shape {value.shape}, expected {tuple(shape)}")
-        elif value.dtype.kind != "f" and value.dtype.name != "bfloat16":
-            problems.append(f"{key} has dtype {value.dtype}, expected floating point")
-        else:
-            value = value.astype(np.float32, copy=False)
-            if not np.isfinite(value).all():
-                problems.append(f"{key} contains NaN or inf")
-            flat[key] = value
-    return problems
-
-
-def _some(names: list[str], limit: int = 8) -> str:
-    """A readable list: the first `limit` names and how many more (files can have hundreds)."""
-    more = f" and {len(names) - limit} more" if len(names) > limit else ""
-    return ", ".join(names[:limit]) + more
 
 
 # ---------------------------------------------------------------------------------------------
@@ -325,19 +292,12 @@ def _read_zip(path: Path) -> tuple[dict[str, np.ndarray], str]:
 
 
 def _read_npz(path: Path) -> tuple[dict[str, np.ndarray], str]:
-    try:
-        with np.load(path, allow_pickle=False) as f:
-            flat = {key: f[key] for key in f.files}
-    except (zipfile.BadZipFile, OSError, EOFError, ValueError) as e:
-        raise WeightsError(f"{path} is a corrupt or truncated npz: {e}") from e
-    if "convention" not in flat:
-        raise WeightsError(f"{path}: npz without a 'convention' entry (one of {CONVENTIONS})")
-    convention = flat.pop("convention")
-    if convention.shape != () or convention.dtype.kind != "U" or str(convention) not in CONVENTIONS:
-        raise WeightsError(
-            f"{path}: 'convention' must be a 0-d string, one of {CONVENTIONS}; got {convention!r}"
-        )
-    return flat, str(convention)
+    flat = read_npz(path, "jaxstyle .npz")
+    convention = string_entry(flat, "convention", CONVENTIONS)
+    if convention is None:
+        raise WeightsError(f"{path}: npz without a 0-d string 'convention' entry, one of "
+                           f"{CONVENTIONS}")
+    return flat, convention
 
 
 # ---------------------------------------------------------------------------------------------
@@ -368,7 +328,7 @@ def _read_torch(path: Path) -> dict[str, np.ndarray]:
         flat[target] = value
     if unexpected:
         raise WeightsError(
-            f"{path}: keys that torchvision's VGG19 does not have: {_some(unexpected)} (expected "
+            f"{path}: keys that torchvision's VGG19 does not have: {some(unexpected)} (expected "
             "features.N.weight/bias for the 16 convolutions, and optionally classifier.*)"
         )
     return flat

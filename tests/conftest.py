@@ -1,10 +1,16 @@
-"""Strict test settings and shared fixtures.
+"""Strict test settings, shared fixtures and the helpers every test file uses.
 
 Rank promotion raises and warnings are errors (pyproject), so silent broadcasting and
 deprecated calls fail here first. Compiled functions are shared through session fixtures.
+Independent implementations the tests compare with (NumPy, PyTorch) live in tests/
+(`references/`).
 """
 
+import importlib.util
 import os
+import subprocess
+import sys
+from pathlib import Path
 
 # Tests run on the CPU, with a persistent compile cache off so every test sees the same jax.
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
@@ -18,6 +24,58 @@ jax.config.update("jax_numpy_rank_promotion", "raise")
 
 import jaxstyle  # noqa: E402
 from jaxstyle import download  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+EXAMPLES = ROOT / "examples"
+# Subprocesses compile with LLVM's optimizations off: a third of the compile time on this
+# CPU for programs that then run a few steps on small images.
+FAST_COMPILE = "--xla_backend_optimization_level=0"
+
+
+def assert_rel(actual, expected, rtol, what=""):
+    """max |actual - expected| / max |expected| < rtol (float64; an all-zero expectation
+    would make the check vacuous and fails it)."""
+    actual, expected = np.asarray(actual, np.float64), np.asarray(expected, np.float64)
+    scale = np.abs(expected).max()
+    assert scale > 0, f"{what}: expected all zero, the check would be vacuous"
+    err = np.abs(actual - expected).max() / scale
+    assert err < rtol, f"{what}: relative error {err:.2e}"
+
+
+def one_line_error(capsys) -> str:
+    """stderr of the last main() call: exactly one line, no traceback; returned."""
+    err = capsys.readouterr().err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    assert "Traceback" not in err
+    assert lines[0].startswith("jaxstyle: error: ")
+    return lines[0]
+
+
+def load_script(path: str):
+    """A script of this checkout (e.g. "benchmarks/bench.py") imported as a module."""
+    path = ROOT / path
+    spec = importlib.util.spec_from_file_location(f"_script_{path.stem}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def run_python(script: str, *args, env=None) -> subprocess.Popen:
+    """Start `script` with this checkout first on the path (the venv's jaxstyle may be another
+    checkout), on the CPU, without the compile cache."""
+    return subprocess.Popen(
+        [sys.executable, "-c", script, *map(str, args)],
+        env=dict(os.environ, JAX_PLATFORMS="cpu", JAXSTYLE_NO_COMPILE_CACHE="1",
+                 PYTHONPATH=os.pathsep.join([str(ROOT), str(ROOT / "tests")]), **(env or {})),
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def finish(process: subprocess.Popen, timeout=300) -> str:
+    """The stdout of a `run_python` process, which must exit 0."""
+    out, err = process.communicate(timeout=timeout)
+    assert process.returncode == 0, err[-3000:]
+    return out
 
 
 @pytest.fixture(autouse=True)
@@ -76,10 +134,10 @@ def style_image():
 @pytest.fixture(scope="session")
 def arbitrary_files(tmp_path_factory):
     """The five released AdaIN/SANet files with synthetic weights, in PyTorch's legacy format
-    (tests/arbitrary_reference.py), written once per session."""
-    import arbitrary_reference
+    (tests/references/numpy_arbitrary.py), written once per session."""
+    from references import numpy_arbitrary
 
-    return arbitrary_reference.write_released(tmp_path_factory.mktemp("released"))
+    return numpy_arbitrary.write_released(tmp_path_factory.mktemp("released"))
 
 
 @pytest.fixture(scope="session")

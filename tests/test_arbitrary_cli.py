@@ -1,13 +1,14 @@
 """`jaxstyle sanet|adain`, `jaxstyle convert sanet|adain` and `--init sanet` on synthetic
-released files (tests/arbitrary_reference.py writes them in the legacy layout)."""
+released files (tests/references/numpy_arbitrary.py writes them in the legacy layout)."""
 
 import json
 from pathlib import Path
 
 import numpy as np
 import pytest
-from arbitrary_reference import write_released
+from conftest import one_line_error
 from PIL import Image
+from references.numpy_arbitrary import write_released
 
 import jaxstyle
 from jaxstyle import arbitrary, cli
@@ -28,10 +29,6 @@ def sanet_argv(released, *extra):
             "--transformer", str(released["transformer_iter_500000.pth"]), *extra]
 
 
-def one_line_error(capsys) -> str:
-    lines = capsys.readouterr().err.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("jaxstyle: error: "), lines
-    return lines[0]
 
 
 def test_sanet_one_image_equals_the_library(released, tmp_path):

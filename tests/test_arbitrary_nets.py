@@ -1,4 +1,4 @@
-"""The SANet/AdaIN networks against float64 NumPy (tests/arbitrary_reference.py) and, where
+"""The SANet/AdaIN networks against float64 NumPy (tests/references/numpy_arbitrary.py) and, where
 torch is installed, against the reference code's PyTorch modules (benchmarks/
 torch_arbitrary.py), all on synthetic weights written in the released files' layouts and
 PyTorch's legacy format and loaded through jaxstyle.arbitrary.load_sanet.
@@ -7,12 +7,12 @@ Accuracy: max |jax - reference| / max |reference| <= 1e-5 (float32 against float
 """
 
 
-import arbitrary_reference as ref
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from references import numpy_arbitrary as ref
 
 from jaxstyle.arbitrary import (
     Decoder,
@@ -30,7 +30,7 @@ from jaxstyle.arbitrary import decoder as decoder_net
 from jaxstyle.arbitrary import encoder as encoder_net
 from jaxstyle.arbitrary import sanet as sanet_net
 from jaxstyle.arbitrary.ops import UpsampleConv, max_pool_ceil, reflect_conv, upsample_nearest2
-from jaxstyle.vgg import max_pool_2x2
+from jaxstyle.kernels import max_pool_2x2
 
 TOL = 1e-5
 LAYERS = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")

@@ -1,14 +1,14 @@
 """stylize_sanet / stylize_adain end to end: against float64 NumPy and the PyTorch reference
-(tests/arbitrary_reference.py, benchmarks/torch_arbitrary.py) with the alpha mix and weighted
+(tests/references/) with the alpha mix and weighted
 styles, padding of sizes that are not multiples, vmapped alphas, batches, reused style
 encodings, recompilation, colour preservation and input validation."""
 
 
-import arbitrary_reference as ref
 import jax
 import numpy as np
 import pytest
 from conftest import smooth_image
+from references import numpy_arbitrary as ref
 
 from jaxstyle import runtime
 from jaxstyle.arbitrary import encode_styles, stylize_adain, stylize_sanet
@@ -43,7 +43,7 @@ def adain_small(adain):
 @pytest.fixture(scope="module")
 def sanet_alphas(sanet):
     """Two weighted styles, three alphas in one program: (3, 40, 36, 3)."""
-    return stylize_sanet(sanet, CONTENT, STYLES, alpha=[0.0, 0.6, 1.0], style_weights=[3, 1])
+    return stylize_sanet(sanet, CONTENT, STYLES, alpha=[0.0, 0.6, 1.0], style_blend_weights=[3, 1])
 
 
 def test_padding():
@@ -63,7 +63,7 @@ def test_sanet_matches_numpy(sanet_alphas):
 def test_vmapped_alphas_equal_separate_calls(sanet, sanet_alphas):
     """The alpha = 1 member of the vmapped (mixing) program equals a call with the default
     alpha, a separate program that skips the content's own transform T(c, c)."""
-    single = stylize_sanet(sanet, CONTENT, STYLES, style_weights=[3, 1])
+    single = stylize_sanet(sanet, CONTENT, STYLES, style_blend_weights=[3, 1])
     assert single.shape == (40, 36, 3)
     np.testing.assert_allclose(single, sanet_alphas[2], rtol=1e-5, atol=1e-6)
     expected = ref.stylize("sanet", CONTENT, STYLES, weights=[3, 1])
@@ -73,7 +73,7 @@ def test_vmapped_alphas_equal_separate_calls(sanet, sanet_alphas):
 
 def test_adain_matches_numpy_and_batches(adain):
     batch = np.stack([CONTENT, CONTENT[::-1]])
-    out = stylize_adain(adain, batch, STYLES, alpha=0.7, style_weights=[1, 2])
+    out = stylize_adain(adain, batch, STYLES, alpha=0.7, style_blend_weights=[1, 2])
     assert out.shape == (2, 40, 36, 3)
     for image, result in zip(batch, out, strict=True):
         expected = ref.stylize("adain", image, STYLES, alpha=0.7, weights=[1, 2],
@@ -110,12 +110,12 @@ def test_encoded_styles_are_reused_without_recompiling(sanet, sanet_alphas):
     assert codes.sizes == ((40, 44), (24, 30))
     key, value = codes.codes[0]["relu4_1"]
     assert key.shape == value.shape == (1, 5 * 6, 512)
-    out = stylize_sanet(sanet, CONTENT, codes, alpha=[0.0, 0.6, 1.0], style_weights=[3, 1])
+    out = stylize_sanet(sanet, CONTENT, codes, alpha=[0.0, 0.6, 1.0], style_blend_weights=[3, 1])
     np.testing.assert_array_equal(out, sanet_alphas)
     # New alphas and style weights are traced values: the same programs run again.
     with runtime.count_compiles() as compiled:
         other = stylize_sanet(sanet, CONTENT, codes, alpha=[0.2, 0.5, 0.9],
-                              style_weights=[1, 1])
+                              style_blend_weights=[1, 1])
     assert compiled.names == []
     assert not np.allclose(other, out)
 
@@ -153,8 +153,9 @@ def test_input_validation(sanet, adain):
         (dict(styles=np.zeros((30, 30, 4))), "style image must be an"),
         (dict(alpha=1.5), r"alpha must be in \[0, 1\]"),
         (dict(alpha=[]), "non-empty"),
-        (dict(style_weights=[1, 2]), "one weight per style"),
-        (dict(style_weights=[-1]), ">= 0 with a positive sum"),
+        (dict(style_blend_weights=[1, 2]), "one weight per style"),
+        (dict(style_blend_weights=[-1]), "style_blend_weights must be finite and >= 0"),
+        (dict(style_blend_weights=[0]), "must not all be zero"),
     ]
     for change, message in bad:
         args = dict(content=CONTENT, styles=STYLES[0]) | change
@@ -162,7 +163,7 @@ def test_input_validation(sanet, adain):
             stylize_adain(adain, args.pop("content"), args.pop("styles"), **args)
     with pytest.raises(ValueError, match="at least 17 px"):
         stylize_sanet(sanet, CONTENT, np.zeros((16, 40, 3)))
-    with pytest.raises(ValueError, match="max_attention_bytes must be a positive int"):
+    with pytest.raises(ValueError, match="max_attention_bytes must be an integer >= 1"):
         stylize_sanet(sanet, CONTENT, STYLES[0], max_attention_bytes=0)
     with pytest.raises(ValueError, match="needs AdaIN params"):
         stylize_adain(sanet, CONTENT, STYLES[0])

@@ -10,6 +10,7 @@ from PIL import Image
 
 from jaxstyle.arbitrary import data
 from jaxstyle.files import InputError
+from jaxstyle.image import list_images
 
 
 def _folder(root, name, sizes, seed):
@@ -35,13 +36,13 @@ def folders(tmp_path_factory):
 @pytest.fixture(scope="module")
 def spec(folders):
     content, style = folders
-    return data.DataSpec(data.list_images(content), data.list_images(style), batch_size=4,
+    return data.DataSpec(list_images(content), list_images(style), batch_size=4,
                          load_size=40, crop_size=32, seed=3)
 
 
 def test_list_images(folders, tmp_path):
     content, _ = folders
-    found = data.list_images(content, "--content-dir")
+    found = list_images(content, "--content-dir")
     assert len(found) == 6 and found == tuple(sorted(found))  # recursive, suffixes only
     assert found[-1].endswith("deep.PNG")
     (tmp_path / "empty").mkdir()
@@ -49,7 +50,7 @@ def test_list_images(folders, tmp_path):
                           (tmp_path / "missing", "no such directory"),
                           (content / "notes.txt", "not a directory")):
         with pytest.raises(InputError, match=problem) as err:
-            data.list_images(path, "--style-dir")
+            list_images(path, "--style-dir")
         assert "\n" not in str(err.value) and "--style-dir" in str(err.value)
 
 
@@ -115,7 +116,7 @@ def test_unreadable_files_are_skipped_and_reported(folders, tmp_path):
         (content / name).write_bytes((folders[0] / "01.png").read_bytes())
     (content / "broken.jpg").write_bytes(b"\xff\xd8 truncated")
     (content / "text.png").write_text("hello")
-    spec = data.DataSpec(data.list_images(content), data.list_images(folders[1]),
+    spec = data.DataSpec(list_images(content), list_images(folders[1]),
                          batch_size=2, load_size=40, crop_size=32)
     source = data.TrainBatches(spec, steps=8)
     skipped = [p for j in range(8) for p, _ in source[j]["skipped"]]

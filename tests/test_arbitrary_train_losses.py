@@ -1,7 +1,7 @@
 """sanet_loss / adain_loss (jaxstyle.arbitrary.losses) on synthetic weights: every term's
-value against float64 NumPy (tests/arbitrary_reference.py, the networks module by module),
+value against float64 NumPy (tests/references/numpy_arbitrary.py, the networks module by module),
 values and gradients against the reference training code in float64 PyTorch
-(benchmarks/torch_train.py, skipped without torch), the identity terms with style = content,
+(tests/references/torch_train.py, skipped without torch), the identity terms with style = content,
 and the frozen encoder.
 
 The losses and gradients are computed in float64 (jax.enable_x64) to be compared at 1e-6 and
@@ -10,16 +10,14 @@ attention's softmax over unscaled logits amplifying rounding, which hides nothin
 leave the tolerance meaningless. float32, the training dtype, is checked on SANet's values (1e-4).
 """
 
-import importlib.util
-import sys
-from pathlib import Path
 
-import arbitrary_reference as ref
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 from conftest import smooth_image
+from references import numpy_arbitrary as ref
+from references.numpy_arbitrary import LAYERS, numpy_adain_loss, numpy_sanet_loss
 
 from jaxstyle.arbitrary import adain_loss, sanet_loss
 from jaxstyle.arbitrary.released import layout
@@ -37,57 +35,10 @@ STYLE = smooth_image(50, SIDE, SIDE)[None]
 
 try:
     import torch
-
-    _bench = Path(__file__).resolve().parents[1] / "benchmarks"
-    sys.path.insert(0, str(_bench))  # torch_train imports torch_arbitrary from there
-    _spec = importlib.util.spec_from_file_location("torch_train", _bench / "torch_train.py")
-    torch_train = importlib.util.module_from_spec(_spec)
-    _spec.loader.exec_module(torch_train)
+    from references import torch_train
 except ImportError:
     torch = None
 needs_torch = pytest.mark.skipif(torch is None, reason="torch is not installed")
-
-
-def _mse(a, b):
-    return float(np.mean(np.square(a - b)))
-
-
-def _style(g, fs, layers):
-    total = 0.0
-    for k in layers:
-        (ma, sa), (mb, sb) = ref.mean_std(g[k]), ref.mean_std(fs[k])
-        total += _mse(ma, mb) + _mse(sa, sb)
-    return total
-
-
-LAYERS = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")
-
-
-def numpy_sanet_loss(vgg, dec, tr, c_nhwc, s_nhwc):
-    """ARBITRARY.md's SANet terms in float64 NumPy, each network call separately."""
-    c, s = ref.nchw(c_nhwc).astype(np.float64), ref.nchw(s_nhwc).astype(np.float64)
-    fc, fs = ref.encoder(c, state=vgg), ref.encoder(s, state=vgg)
-
-    def t(a, b):
-        return ref.decoder(ref.transform(a["relu4_1"], b["relu4_1"], a["relu5_1"],
-                                         b["relu5_1"], state=tr), dec)
-
-    ics, icc, iss = t(fc, fs), t(fc, fc), t(fs, fs)
-    g, gcc, gss = (ref.encoder(x, state=vgg) for x in (ics, icc, iss))
-    return {
-        "content": sum(_mse(ref.mvn(g[k]), ref.mvn(fc[k])) for k in ("relu4_1", "relu5_1")),
-        "style": _style(g, fs, LAYERS),
-        "identity1": _mse(icc, c) + _mse(iss, s),
-        "identity2": sum(_mse(gcc[k], fc[k]) + _mse(gss[k], fs[k]) for k in LAYERS),
-    }
-
-
-def numpy_adain_loss(vgg, dec, c_nhwc, s_nhwc):
-    c, s = ref.nchw(c_nhwc).astype(np.float64), ref.nchw(s_nhwc).astype(np.float64)
-    fc, fs = (ref.encoder(x, "relu4_1", state=vgg) for x in (c, s))
-    t = ref.adain(fc["relu4_1"], fs["relu4_1"])
-    g = ref.encoder(ref.decoder(t, dec), "relu4_1", state=vgg)
-    return {"content": _mse(g["relu4_1"], t), "style": _style(g, fs, LAYERS[:4])}
 
 
 @pytest.fixture(scope="module")
@@ -177,11 +128,11 @@ def test_identity_terms_with_style_equal_to_content(sanet64, states):
     icc = ref.decoder(ref.transform(fc["relu4_1"], fc["relu4_1"], fc["relu5_1"],
                                     fc["relu5_1"], state=tr), dec)
     gcc = ref.encoder(icc, state=vgg)
-    identity1 = 2 * _mse(icc, c)
-    identity2 = 2 * sum(_mse(gcc[k], fc[k]) for k in LAYERS)
+    identity1 = 2 * ref.mse(icc, c)
+    identity2 = 2 * sum(ref.mse(gcc[k], fc[k]) for k in LAYERS)
     assert abs(float(parts["identity1"]) - identity1) <= TOL64 * identity1
     assert abs(float(parts["identity2"]) - identity2) <= TOL64 * identity2
-    style = _style(gcc, fc, LAYERS)
+    style = ref.style_distance(gcc, fc, LAYERS)
     assert abs(float(parts["style"]) - style) <= TOL64 * style
 
 

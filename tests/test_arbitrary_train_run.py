@@ -16,12 +16,12 @@ import socket
 
 import numpy as np
 import pytest
-from conftest import smooth_image
+from conftest import FAST_COMPILE, finish, run_python, smooth_image
 from PIL import Image
-from test_arbitrary_train_step import FAST_COMPILE, finish, run_python
 
-from jaxstyle import cli, console
+from jaxstyle import cli
 from jaxstyle.arbitrary import load_adain, read_model, stylize_adain
+from jaxstyle.cli import console
 from jaxstyle.image import load_image
 
 STEPS = 30
@@ -156,7 +156,8 @@ def test_bad_inputs(setup, full_run, tmp_path, capsys):
     fails(["train-adain", *args, *out, "--style-dir", str(tmp_path / "empty")], 1,
           "no image files")
     fails(["train-adain", *args, *out, "--crop-size", "36"], 2, "multiple of 8")
-    fails(["train-adain", *args, *out, "--crop-size", "64"], 2, "load_size")
+    fails(["train-adain", *args, *out, "--crop-size", "64"], 2,
+          "--load-size 40 must be at least crop_size 64")
     fails(["train-adain", *args, *out, "--resume"], 1, "no checkpoint")
     fails(["train-adain", *args, "--out", str(full)], 2, "--resume")
     # Resuming a run that has reached --steps (it used to re-export with "loss nan").

@@ -3,56 +3,32 @@ NumPy, Adam's first update and the learning-rate schedule, and data parallelism:
 CPU devices (a subprocess) give the one-device losses and weights, through an all-reduce."""
 
 import json
-import os
-import subprocess
-import sys
 import textwrap
-from pathlib import Path
 
-import arbitrary_reference as ref
 import jax
 import numpy as np
 import pytest
-from conftest import smooth_image
-from test_arbitrary_train_losses import numpy_adain_loss
+from conftest import FAST_COMPILE, finish, run_python, smooth_image
+from references import numpy_arbitrary as ref
+from references.numpy_arbitrary import numpy_adain_loss
 
 from jaxstyle.arbitrary import step
+from jaxstyle.arbitrary.train_config import TrainConfig
 
-ROOT = Path(__file__).resolve().parents[1]
 # The configuration of the in-process tests, shared with tests/test_arbitrary_train_run.py
 # (the CLI's runs at lr 1e-3): one compiled step for both.
-CONFIG = step.StepConfig("adain", learning_rate=1e-3, lr_decay=5e-5)
+CONFIG = TrainConfig("adain", learning_rate=1e-3, lr_decay=5e-5)
 BATCH = np.stack([smooth_image(60 + i, 32, 32) for i in range(4)])
 UINT8 = np.round(BATCH * 255).astype(np.uint8)
-# Subprocesses compile with LLVM's optimizations off: a third of the compile time on this
-# CPU for programs that then run a few steps on 32 px images.
-FAST_COMPILE = "--xla_backend_optimization_level=0"
-
-
-def run_python(script: str, *args, env=None, timeout=300) -> subprocess.Popen:
-    """Start `script` with this checkout first on the path (the venv's jaxstyle may be another
-    checkout), on the CPU, without the compile cache."""
-    return subprocess.Popen(
-        [sys.executable, "-c", script, *map(str, args)],
-        env=dict(os.environ, JAX_PLATFORMS="cpu", JAXSTYLE_NO_COMPILE_CACHE="1",
-                 PYTHONPATH=os.pathsep.join([str(ROOT), str(ROOT / "tests")]), **(env or {})),
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-
-
-def finish(process: subprocess.Popen, timeout=300) -> str:
-    out, err = process.communicate(timeout=timeout)
-    assert process.returncode == 0, err[-3000:]
-    return out
-
 
 def test_schedule_and_config():
     lr = step.schedule(CONFIG)
     assert float(lr(0)) == pytest.approx(1e-3)
     assert float(lr(20_000)) == pytest.approx(1e-3 / 2)
     with pytest.raises(ValueError, match="kind"):
-        step.StepConfig("gatys")
+        TrainConfig("gatys")
     with pytest.raises(ValueError, match="learning_rate"):
-        step.StepConfig("adain", learning_rate=0.0)
+        TrainConfig("adain", learning_rate=0.0)
 
 
 def test_init_params_as_pytorch_conv2d():
@@ -110,9 +86,10 @@ SHARDED = textwrap.dedent("""
     import jax, numpy as np
     from conftest import smooth_image
     from jaxstyle.arbitrary import step
+from jaxstyle.arbitrary.train_config import TrainConfig
     from jaxstyle.arbitrary.weights import random_params
 
-    config = step.StepConfig("adain", learning_rate=1e-4)
+    config = TrainConfig("adain", learning_rate=1e-4)
     encoder = random_params("adain", seed=1)["encoder"]
     trainable = step.init_params("adain", seed=2)
     batch = np.stack([smooth_image(70 + i, 32, 32) for i in range(8)])

@@ -1,15 +1,15 @@
 """Reading the released AdaIN/SANet files and jaxstyle's model .npz, on synthetic files
-written in the released layouts and PyTorch's legacy format (tests/arbitrary_reference.py):
+written in the released layouts and PyTorch's legacy format (tests/references/numpy_arbitrary.py):
 every key and shape, the encoder's first layer, files given in each other's place,
 truncated, corrupt and missing files, $JAXSTYLE_ARBITRARY_WEIGHTS, conversion."""
 
 import zipfile
 
-import arbitrary_reference as ref
 import jax
 import numpy as np
 import pytest
-import weight_files as wf
+from references import numpy_arbitrary as ref
+from references import weight_files as wf
 
 from jaxstyle import torchfile
 from jaxstyle.arbitrary import (

@@ -20,13 +20,16 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import one_line_error
 from PIL import Image
-from weight_files import write_keras_h5
+from references.weight_files import write_keras_h5
 
 import jaxstyle
 from jaxstyle import cli, color
+from jaxstyle.cli import gatys
+from jaxstyle.cli.options import DEFAULT_IMAGE_SIZE
+from jaxstyle.cli.console import Bar
 from jaxstyle.config import StyleConfig
-from jaxstyle.console import Bar
 from jaxstyle.image import resize_to, style_size_for
 
 REPO = Path(__file__).resolve().parents[1]
@@ -37,14 +40,6 @@ LAYERS = {"content_layers": ("relu2_1",), "style_layers": ("relu1_1", "relu2_1")
 RUN_CONFIG = StyleConfig(optimizer="adam", iterations=int(ITERS), image_size=SIZE, **LAYERS)
 
 
-def one_line_error(capsys) -> str:
-    """stderr of the last main() call: exactly one line, no traceback; returned."""
-    err = capsys.readouterr().err
-    lines = err.strip().splitlines()
-    assert len(lines) == 1, err
-    assert "Traceback" not in err
-    assert lines[0].startswith("jaxstyle: error: ")
-    return lines[0]
 
 
 def write_png(path: Path, h: int, w: int, seed: int, mode: str = "RGB") -> Path:
@@ -74,7 +69,7 @@ def weights_file(tmp_path_factory):
 
 
 def config_of(*argv):
-    return cli.config_and_grid(cli.parse(["c.png", "s.png", "-o", "o.png", *argv]))
+    return gatys.config_and_grid(cli.parse(["c.png", "s.png", "-o", "o.png", *argv])[1])
 
 
 # --------------------------------------------------------------------------- parser
@@ -96,7 +91,7 @@ def test_help_lists_every_option(capsys):
 
 def test_defaults_come_from_style_config(capsys):
     # The CLI's one default of its own: the output's size.
-    assert config_of() == (StyleConfig(image_size=cli.DEFAULT_IMAGE_SIZE), None)
+    assert config_of() == (StyleConfig(image_size=DEFAULT_IMAGE_SIZE), None)
     assert cli.main(["--help"]) == 0
     text = capsys.readouterr().out
     assert f"default {StyleConfig().style_weight:g}" in text
@@ -122,33 +117,33 @@ def test_options_map_onto_config(files):
     # The default ladder, the ladder asked for by name, and one size only.
     assert config_of()[0].scales == "auto" == config_of("--scales", "auto")[0].scales
     one_size = config_of("--scales", "none")[0]
-    assert one_size.scales is None and one_size.image_size == cli.DEFAULT_IMAGE_SIZE
+    assert one_size.scales is None and one_size.image_size == DEFAULT_IMAGE_SIZE
 
 
 def test_weight_lists_and_ratios_make_grids():
     config, grid = config_of("--content-weight", "1,5", "--style-weight", "1e2,1e3,1e4")
     assert grid.shape == (2, 3) and config.content_weight == 1.0
     _, grid = config_of("--ratio", "1e-3,8e-4,5e-3,5e-4", "--style-weight", "1e4")
-    np.testing.assert_allclose(grid.loss_weights.content, [10, 8, 50, 5], rtol=1e-6)
-    np.testing.assert_allclose(grid.loss_weights.style, 1e4)
+    np.testing.assert_allclose(grid.loss_weights.content_weight, [10, 8, 50, 5], rtol=1e-6)
+    np.testing.assert_allclose(grid.loss_weights.style_weight, 1e4)
     _, grid = config_of("--ratio", "1e-3", "--tv-weight", "0,1")
     assert grid.shape == (2, 1)
-    np.testing.assert_allclose(grid.loss_weights.style, 1e3)  # alpha 1 / ratio
+    np.testing.assert_allclose(grid.loss_weights.style_weight, 1e3)  # alpha 1 / ratio
 
 
 @pytest.mark.parametrize("extra, needle", [
     (["--iterations", "abc"], "--iterations: expected integers"),
-    (["--iterations", "0"], "--iterations: must be > 0"),
-    (["--style-weight", "-1"], "--style-weight: must be >= 0"),
-    (["--content-weight", "nan"], "--content-weight: must be >= 0"),
+    (["--iterations", "0"], "--iterations must be an integer >= 1, got 0"),
+    (["--style-weight", "-1"], "--style-weight must be finite and >= 0"),
+    (["--content-weight", "nan"], "--content-weight: expected finite numbers"),
     (["--tv-weight", "1,,2"], "--tv-weight: expected numbers"),
-    (["--style-weight", "1,1"], "style values repeat"),
-    (["--image-size", "-5"], "--image-size: must be > 0"),
-    (["--style-scale", "0"], "--style-scale: must be > 0"),
+    (["--style-weight", "1,1"], "--style-weight values repeat"),
+    (["--image-size", "-5"], "--image-size must be an integer >= 1"),
+    (["--style-scale", "0"], "--style-scale must be a number > 0"),
     (["--style-layers", "relu9_9"], "--style-layers: unknown VGG19 layer 'relu9_9'"),
     (["--content-layers", "conv4_2,nope"], "unknown VGG19 layer 'nope'"),
-    (["--style-layer-weights", "1,2"], "style_layer_weights has 2 entries for 5 style layers"),
-    (["--learning-rate", "0.1"], "use it with --optimizer adam"),
+    (["--style-layer-weights", "1,2"], "--style-layer-weights has 2 entries for 5 style layers"),
+    (["--learning-rate", "0.1"], "--learning-rate is Adam's step size; lbfgs takes none"),
     (["--optimizer", "sgd"], "invalid choice: 'sgd'"),
     (["--pooling", "min"], "invalid choice: 'min'"),
     (["--preserve-colors", "yes"], "invalid choice: 'yes'"),
@@ -157,15 +152,15 @@ def test_weight_lists_and_ratios_make_grids():
     (["--bogus"], "unrecognized arguments: --bogus"),
     (["--print-every", "-1"], "--print-every: must be >= 0"),
     (["--scales", "32,64", "--image-size", "48"], "the last scale is the output size"),
-    (["--scale-iterations", "3,4"], "--scale-iterations needs --scales PX"),
-    (["--scales", "auto", "--scale-iterations", "3"], "--scale-iterations needs --scales PX"),
+    (["--scale-iterations", "3,4"], "--scale-iterations needs explicit scales"),
+    (["--scales", "auto", "--scale-iterations", "3"], "--scale-iterations needs explicit scales"),
     (["--scales", "x"], "expected integers, got 'x'; or auto, or none"),
     (["--scales", "64,32"], "strictly increasing"),
     (["--scales", "32,64", "--scale-iterations", "3"], "one per scale"),
     (["--ratio", "1e-3", "--content-weight", "1", "--style-weight", "1"], "at most one of"),
-    (["--ratio", "1e-3,0"], "--ratio: must be > 0"),
+    (["--ratio", "1e-3,0"], "--ratio: alpha/beta ratios must be > 0, got [0.001, 0.0]"),
     (["--batch-size", "2"], "--batch-size is for sweeps"),
-    (["--style-weight", "1,2", "--batch-size", "0"], "--batch-size: must be > 0"),
+    (["--style-weight", "1,2", "--batch-size", "0"], "--batch-size: must be >= 1"),
 ])
 def test_usage_errors_exit_2_with_one_line(files, tmp_path, capsys, extra, needle):
     argv = [str(files["content"]), str(files["style"]), "-o", str(tmp_path / "o.png"), *extra]
@@ -186,7 +181,8 @@ def test_usage_errors_for_missing_arguments_and_conflicts(files, tmp_path, capsy
     assert "would overwrite" in one_line_error(capsys)
     # A blend weight per style image: the library's rule, found before any work.
     assert cli.main([*base, str(tmp_path / "o.png"), "--style-blend-weights", "1,2"]) == 2
-    assert "2 style blend weights given for 1 style image" in one_line_error(capsys)
+    assert "--style-blend-weights: 2 style blend weights given for 1 style image" in \
+        one_line_error(capsys)
 
 
 @pytest.mark.parametrize("which", ["content", "style", "weights"])
@@ -293,7 +289,7 @@ def test_weights_missing_while_offline_exits_1(files, tmp_path, capsys, monkeypa
     argv = [str(files["content"]), str(files["style"]), "-o", str(tmp_path / "o.png")]
     assert cli.main(argv) == 1
     line = one_line_error(capsys)
-    assert "could not download https://" in line and "--weights FILE" in line
+    assert "could not download https://" in line and "(on the command line: --weights)" in line
     assert not (tmp_path / "o.png").exists()
 
 

@@ -11,7 +11,7 @@ from conftest import smooth_image
 import jaxstyle
 from jaxstyle import cli, optim
 from jaxstyle.config import auto_scales
-from jaxstyle.losses import prepare_targets
+from jaxstyle.objective import prepare_targets
 
 SHALLOW = dict(content_layers=("relu3_1",), style_layers=("relu1_1", "relu2_1", "relu3_1"))
 TWO = jaxstyle.StyleConfig(optimizer="adam", learning_rate=0.05, scales=(32, 64),
@@ -32,7 +32,7 @@ def test_the_auto_ladder():
     stages = jaxstyle.plan_stages((300, 451), [(446, 512)], config)
     assert [max(s.shape) for s in stages] == [128, 181, 256]
     assert [s.iterations for s in stages] == [7, 7, 7]
-    for fields, message in [(dict(scales="some"), "or 'auto'"),
+    for fields, message in [(dict(scales="some"), "'auto', None"),
                             (dict(scales="auto", scale_iterations=(1,)), "explicit scales"),
                             (dict(average_decay=1.0), "average_decay")]:
         with pytest.raises(ValueError, match=message):
@@ -40,7 +40,7 @@ def test_the_auto_ladder():
 
 
 def test_resized_adam_state_has_the_next_stages_shapes():
-    tx = optim.OptimSpec(name="adam").transformation()
+    tx = optim.Optimizer(name="adam").transformation()
     p = {"image": np.ones((6, 8, 3), np.float32), "aux": np.zeros(4, np.float32)}
     state = tx.init(p)
     _, state = tx.update({"image": np.full((6, 8, 3), -2.0, np.float32),
@@ -71,7 +71,7 @@ def test_the_average_is_the_bias_corrected_ema_of_the_iterates(weights, images):
     decay = 0.8
     config = TWO.replace(scales=None, scale_iterations=None, average_decay=decay)
     spec, targets = prepare_targets(weights, images[0], images[1], config)
-    opt = optim.OptimSpec.from_config(config)
+    opt = config.optimizer_spec()
     init = jax.jit(optim.init, static_argnames=("spec", "optim"))
     chunk = jax.jit(optim.chunk, static_argnames=("spec", "optim", "max_steps"))
     lw = config.loss_weights

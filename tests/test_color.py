@@ -106,5 +106,5 @@ def test_prepare_and_finish(content_image, style_image):
         np.testing.assert_array_equal(color.finish(stylized, content_image, mode), stylized)
     for call in (lambda: color.finish(c, content_image, "lab"),
                  lambda: color.prepare(content_image, [style_image], "lab")):
-        with pytest.raises(ValueError, match="colour mode"):
+        with pytest.raises(ValueError, match="preserve_colors must be one of"):
             call()

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from jaxstyle import grids
-from jaxstyle.config import LossWeights
+from jaxstyle.losses import LossWeights
 
 
 @pytest.mark.parametrize("x, text", [
@@ -25,7 +25,7 @@ def test_setting_label():
 
 
 def test_grid_content_by_style():
-    grid = grids.loss_weight_grid(content=[1, 5], style=[1e2, 1e3, 1e4], tv=1e-3)
+    grid = grids.loss_weight_grid(content_weight=[1, 5], style_weight=[1e2, 1e3, 1e4], tv_weight=1e-3)
     assert grid.shape == (2, 3)
     assert grid.col_labels == ("beta=100", "beta=1e3", "beta=1e4")
     assert grid.row_labels == ("alpha=1", "alpha=5")
@@ -39,7 +39,7 @@ def test_grid_content_by_style():
 
 
 def test_grid_three_axes_and_single_axis():
-    grid = grids.loss_weight_grid(content=[1, 2], style=[10, 20], tv=[0, 1, 2])
+    grid = grids.loss_weight_grid(content_weight=[1, 2], style_weight=[10, 20], tv_weight=[0, 1, 2])
     # Columns: style; rows: content x tv (content slowest).
     assert grid.shape == (6, 2)
     assert grid.row_labels[:3] == ("alpha=1 gamma=0", "alpha=1 gamma=1", "alpha=1 gamma=2")
@@ -48,26 +48,26 @@ def test_grid_three_axes_and_single_axis():
     i = grid.row_labels.index("alpha=2 gamma=1") * 2 + grid.col_labels.index("beta=20")
     assert [float(a[i]) for a in grid.loss_weights] == [2.0, 20.0, 1.0]
 
-    single = grids.loss_weight_grid(tv=[0, 1e-2])
+    single = grids.loss_weight_grid(tv_weight=[0, 1e-2])
     assert single.shape == (1, 2) and single.col_title == "tv"
     assert grids.loss_weight_grid().shape == (1, 1)
     with pytest.raises(ValueError, match="repeat"):
-        grids.loss_weight_grid(style=[1, 1])
+        grids.loss_weight_grid(style_weight=[1, 1])
     with pytest.raises(ValueError, match=">= 0"):
-        grids.loss_weight_grid(content=[-1, 1])
+        grids.loss_weight_grid(content_weight=[-1, 1])
 
 
 def test_ratio_weights():
     ratios = [1e-3, 8e-4, 5e-3, 5e-4]  # Gatys et al. Fig. 3
     grid = grids.ratio_weights(ratios)  # alpha fixed at 1
-    np.testing.assert_allclose(grid.loss_weights.content, 1.0)
-    np.testing.assert_allclose(grid.loss_weights.style, [1e3, 1250, 200, 2e3], rtol=1e-6)
+    np.testing.assert_allclose(grid.loss_weights.content_weight, 1.0)
+    np.testing.assert_allclose(grid.loss_weights.style_weight, [1e3, 1250, 200, 2e3], rtol=1e-6)
     assert grid.col_labels[1] == "alpha/beta=8e-4"
-    fixed_beta = grids.ratio_weights(ratios, style_weight=1e4, tv=[0, 1])
+    fixed_beta = grids.ratio_weights(ratios, style_weight=1e4, tv_weight=[0, 1])
     assert fixed_beta.shape == (2, 4)
-    np.testing.assert_allclose(fixed_beta.loss_weights.content / fixed_beta.loss_weights.style,
+    np.testing.assert_allclose(fixed_beta.loss_weights.content_weight / fixed_beta.loss_weights.style_weight,
                                ratios * 2, rtol=1e-6)
-    np.testing.assert_allclose(fixed_beta.loss_weights.tv, [0] * 4 + [1] * 4)
+    np.testing.assert_allclose(fixed_beta.loss_weights.tv_weight, [0] * 4 + [1] * 4)
     with pytest.raises(ValueError, match="not both"):
         grids.ratio_weights(ratios, content_weight=1, style_weight=1)
     with pytest.raises(ValueError, match="> 0"):
@@ -78,8 +78,9 @@ def test_as_settings_broadcasts_and_checks():
     lw = grids.as_settings(LossWeights.of(1.0, [1e2, 1e3], 0.0))
     assert [a.tolist() for a in lw] == [[1, 1], [100, 1000], [0, 0]]
     assert all(a.dtype == np.float32 for a in lw)
-    assert grids.as_settings(LossWeights.of(1.0, 2.0, 3.0)).content.shape == (1,)
-    with pytest.raises(ValueError, match="style weights must be finite and >= 0"):
-        grids.as_settings(LossWeights(np.ones(2), np.array([1.0, -1.0]), np.zeros(2)))
+    assert grids.as_settings(LossWeights.of(1.0, 2.0, 3.0)).content_weight.shape == (1,)
+    # The values are checked once, where the LossWeights is built.
+    with pytest.raises(ValueError, match="style_weight must be finite and >= 0"):
+        LossWeights(np.ones(2), np.array([1.0, -1.0]), np.zeros(2))
     with pytest.raises(ValueError, match="scalars or"):
         grids.as_settings(LossWeights(np.ones((2, 2)), np.ones((2, 2)), np.ones((2, 2))))

@@ -542,8 +542,28 @@ def test_as_rgb_is_the_one_array_check():
     x = smooth_image(6, 4, 5)
     out = jimage.as_rgb(x.astype(np.float64), "content image")
     assert out.dtype == np.float32 and out.shape == (4, 5, 3)
-    for bad, match in ((x[..., :2], r"content image must be an \(H, W, 3\)"),
+    for bad, match in ((x[..., :2], r"content image must be an RGB \(H, W, 3\) image"),
                        (x[None], r"\(H, W, 3\)"), (np.zeros((0, 4, 3)), r"\(H, W, 3\)"),
                        (np.where(x > 0.5, np.nan, x), "NaN or inf")):
         with pytest.raises(ValueError, match=match):
             jimage.as_rgb(bad, "content image")
+
+
+def test_as_rgb_converts_integer_samples_exactly_and_refuses_0_255_floats():
+    """uint8 (every scikit-image and Pillow array) is divided by 255 exactly, uint16 by 65535;
+    a float photo in 0-255 is refused with its range, not turned white."""
+    photo = (smooth_image(7, 6, 5) * 255).round().astype(np.uint8)
+    np.testing.assert_array_equal(jimage.as_rgb(photo), photo.astype(np.float32) / 255)
+    np.testing.assert_array_equal(jimage.as_rgb(photo.astype(np.int64)),
+                                  photo.astype(np.float32) / 255)
+    sixteen = photo.astype(np.uint16) * 257
+    np.testing.assert_allclose(jimage.as_rgb(sixteen), photo / 255, atol=1e-7)
+    with pytest.raises(ValueError, match=r"values span \[0, 2\d\d\].*divide by 255"):
+        jimage.as_rgb(photo.astype(np.float32), "content image")
+    with pytest.raises(ValueError, match=r"integers in \[-1, 3\]"):
+        jimage.as_rgb(np.full((2, 2, 3), 3, np.int32) - np.eye(2, dtype=np.int32)[..., None] * 4)
+    # Rounding just outside [0, 1] is clipped; a batch of one image is a batch.
+    assert jimage.as_rgb(np.full((2, 2, 3), 1.0005)).max() == 1.0
+    assert jimage.as_rgb(photo, batch=True).shape == (1, 6, 5, 3)
+    with pytest.raises(ValueError, match="one size"):
+        jimage.as_rgb([photo, photo[:3]], "content", batch=True)

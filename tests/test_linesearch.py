@@ -20,15 +20,15 @@ from conftest import smooth_image
 import jaxstyle
 from jaxstyle import linesearch, optim
 from jaxstyle.image import load_image, resize_to, scale_shape, style_size_for
-from jaxstyle.losses import prepare_targets
+from jaxstyle.objective import prepare_targets
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 LAYERS = {"content_layers": ("relu2_1",), "style_layers": ("relu1_1", "relu2_1")}
 TINY = {"content_layers": ("relu1_1",), "style_layers": ("relu1_1",)}  # counting only
 SHAPE = (43, 64)  # the photos at 64 px: the noise problem shares their compiled programs
 # The line search as it was before the probe and the noise-floor tolerance.
-OLD = optim.OptimSpec(probe_first_step=False, noise_floor=0.0)
-NEW = optim.OptimSpec()
+OLD = optim.Optimizer(probe_first_step=False, noise_floor=0.0)
+NEW = optim.Optimizer()
 
 
 def problem(weights, content, style, layers=LAYERS, **config):
@@ -62,7 +62,7 @@ def per_step_evaluations(prob, opt, steps):
     return counts, losses
 
 
-@pytest.mark.parametrize("opt", [NEW, optim.OptimSpec(name="adam")], ids=["lbfgs", "adam"])
+@pytest.mark.parametrize("opt", [NEW, optim.Optimizer(name="adam")], ids=["lbfgs", "adam"])
 def test_evaluations_count_every_executed_evaluation(monkeypatch, weights, opt):
     prob = problem(weights, smooth_image(30, 32, 32), smooth_image(31, 32, 32), TINY,
                    tv_weight=1e-3)
@@ -188,7 +188,7 @@ def test_approx_dec_rtol(weights):
     _, targets, lw, _, _ = problem(weights, smooth_image(30, 32, 32), smooth_image(31, 32, 32),
                                    TINY)
     half_p2 = sum(0.5 * float(jnp.vdot(t, t)) for t in targets.content.values())
-    tau = NEW.noise_floor * float(lw.content) * half_p2
+    tau = NEW.noise_floor * float(lw.content_weight) * half_p2
     rtol = functools.partial(linesearch.approx_dec_rtol, targets, lw)
     assert float(rtol(jnp.float32(tau / 1e-9), NEW.noise_floor)) == pytest.approx(1e-6)
     assert float(rtol(jnp.float32(tau / 1e-3), NEW.noise_floor)) == pytest.approx(1e-3,

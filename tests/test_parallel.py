@@ -8,15 +8,18 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxstyle import parallel
-from jaxstyle.config import LossWeights
+from jaxstyle import memory, parallel
+from jaxstyle.losses import LossWeights
+from jaxstyle.optim import Optimizer
+
+ADAM = Optimizer("adam")
 
 
 def test_pad_settings():
     lw = LossWeights(*(np.arange(5, dtype=np.float32) + k for k in range(3)))
     padded, k = parallel.pad_settings(lw, 4)
-    assert k == 5 and padded.content.shape == (8,)
-    np.testing.assert_array_equal(padded.style, [1, 2, 3, 4, 5, 5, 5, 5])
+    assert k == 5 and padded.content_weight.shape == (8,)
+    np.testing.assert_array_equal(padded.style_weight, [1, 2, 3, 4, 5, 5, 5, 5])
     same, k = parallel.pad_settings(lw, 5)
     assert k == 5 and same is lw
 
@@ -59,7 +62,7 @@ def _compiled(argument, output, alias, temp):
 
 def test_fit_batch_size_from_xla_memory_analysis(monkeypatch):
     cpu = jax.devices("cpu")[0]
-    assert parallel.free_memory_bytes(cpu) > 0
+    assert memory.free_bytes(cpu) > 0
     compiled = []
 
     def compile_one():
@@ -67,33 +70,33 @@ def test_fit_batch_size_from_xla_memory_analysis(monkeypatch):
         return _compiled(100, 50, 40, 30)
 
     # Zoom L-BFGS, or one local setting: 1, without compiling anything to find out.
-    assert parallel.fit_batch_size(compile_one, 16, cpu, "lbfgs") == (1, None)
-    assert parallel.fit_batch_size(compile_one, 1, cpu, "adam") == (1, None)
+    assert parallel.fit_batch_size(compile_one, 16, cpu, Optimizer("lbfgs")) == (1, None)
+    assert parallel.fit_batch_size(compile_one, 1, cpu, ADAM) == (1, None)
     assert compiled == []
     # Budget 200: fixed 100 + 50 - 40 = 110, then 30 per setting in flight: 3.
-    monkeypatch.setattr(parallel, "memory_budget", lambda device: 200)
-    batch, program = parallel.fit_batch_size(compile_one, 8, cpu, "adam")
+    monkeypatch.setattr(memory, "budget", lambda device: 200)
+    batch, program = parallel.fit_batch_size(compile_one, 8, cpu, ADAM)
     assert batch == 3 and program.memory_analysis().temp_size_in_bytes == 30
-    assert parallel.fit_batch_size(compile_one, 2, cpu, "lbfgs-nols")[0] == 2  # capped at K
-    monkeypatch.setattr(parallel, "memory_budget", lambda device: 1)
-    assert parallel.fit_batch_size(compile_one, 8, cpu, "adam")[0] == 1  # at least 1
-    monkeypatch.setattr(parallel, "memory_budget", lambda device: None)
-    assert parallel.fit_batch_size(compile_one, 8, cpu, "adam")[0] == 8  # unknown: all
+    assert parallel.fit_batch_size(compile_one, 2, cpu, Optimizer("lbfgs-nols"))[0] == 2
+    monkeypatch.setattr(memory, "budget", lambda device: 1)
+    assert parallel.fit_batch_size(compile_one, 8, cpu, ADAM)[0] == 1  # at least 1
+    monkeypatch.setattr(memory, "budget", lambda device: None)
+    assert parallel.fit_batch_size(compile_one, 8, cpu, ADAM)[0] == 8  # unknown: all
 
 
 def test_memory_budget_is_a_share_of_free_memory(monkeypatch):
     cpu = jax.devices("cpu")[0]
-    monkeypatch.setattr(parallel, "free_memory_bytes", lambda device: 1000)
-    assert parallel.memory_budget(cpu) == 1000 * parallel.CPU_MEMORY_FRACTION
-    monkeypatch.setattr(parallel, "free_memory_bytes", lambda device: None)
-    assert parallel.memory_budget(cpu) is None
+    monkeypatch.setattr(memory, "free_bytes", lambda device: 1000)
+    assert memory.budget(cpu) == 1000 * memory.CPU_MEMORY_FRACTION
+    monkeypatch.setattr(memory, "free_bytes", lambda device: None)
+    assert memory.budget(cpu) is None
 
 
 def test_estimated_bytes_grows_with_pixels_settings_and_depth():
     layers = ("relu4_2", "relu5_1")
-    one = parallel.estimated_bytes(100, 100, layers, "adam")
-    assert parallel.estimated_bytes(200, 200, layers, "adam") > 3.5 * (
-        one - parallel.estimated_bytes(1, 1, layers, "adam"))
-    assert parallel.estimated_bytes(100, 100, layers, "lbfgs") > one
-    assert parallel.estimated_bytes(100, 100, layers, "adam", settings=4) > one
-    assert parallel.estimated_bytes(100, 100, ("relu2_1",), "adam") < one
+    one = parallel.estimated_bytes(100, 100, layers, ADAM)
+    assert parallel.estimated_bytes(200, 200, layers, ADAM) > 3.5 * (
+        one - parallel.estimated_bytes(1, 1, layers, ADAM))
+    assert parallel.estimated_bytes(100, 100, layers, Optimizer("lbfgs")) > one
+    assert parallel.estimated_bytes(100, 100, layers, ADAM, settings=4) > one
+    assert parallel.estimated_bytes(100, 100, ("relu2_1",), ADAM) < one

@@ -15,9 +15,10 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxstyle.losses import LossSpec, compute_targets, gram_matrix, prepare_targets, total_loss
+from jaxstyle.kernels import avg_pool_2x2, max_pool_2x2
+from jaxstyle.losses import LossSpec, compute_targets, gram_matrix, total_loss
 from jaxstyle.losses import style_layer_loss as fast_style_layer_loss
-from jaxstyle.vgg import avg_pool_2x2, max_pool_2x2
+from jaxstyle.objective import prepare_targets
 
 
 def flax_max(x):

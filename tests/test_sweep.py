@@ -15,15 +15,15 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import smooth_image
+from conftest import ROOT, smooth_image
 
 import jaxstyle
-from jaxstyle.config import LossWeights, StyleConfig
+from jaxstyle import LossWeights, StyleConfig
 from jaxstyle.runtime import count_compiles
 
 SIZE = 32
 # Style weights far apart, so the settings' images differ (a test that cannot fail otherwise).
-GRID = jaxstyle.loss_weight_grid(content=1.0, style=[1e3, 1e5, 1e7], tv=[0.0, 10.0])
+GRID = jaxstyle.loss_weight_grid(content_weight=1.0, style_weight=[1e3, 1e5, 1e7], tv_weight=[0.0, 10.0])
 ADAM = StyleConfig(optimizer="adam", iterations=3, learning_rate=0.05, init="noise", seed=3)
 # Few iterations: float32 L-BFGS amplifies rounding (0.7% after 40 iterations, measured).
 LBFGS = StyleConfig(optimizer="lbfgs", iterations=4, init="noise", seed=3)
@@ -57,7 +57,7 @@ def chunked_sweeps(weights, images):
     with count_compiles() as first:
         chunked = jaxstyle.sweep(*images, weights=weights, config=ADAM, loss_weights=GRID,
                                  batch_size=4, callback=callback, callback_every=2)
-    other_grid = jaxstyle.loss_weight_grid(content=[2.0, 3.0], style=[1e2, 1e4, 1e6])
+    other_grid = jaxstyle.loss_weight_grid(content_weight=[2.0, 3.0], style_weight=[1e2, 1e4, 1e6])
     with count_compiles() as again:
         other = jaxstyle.sweep(*images, weights=weights, config=ADAM.replace(iterations=5),
                                loss_weights=other_grid, batch_size=4)
@@ -98,7 +98,7 @@ def _setting_arrays(grid, i):
 
 
 def test_lbfgs_sweep_equals_stylize(weights, images):
-    grid = jaxstyle.loss_weight_grid(style=[1e3, 1e7], tv=[0.0, 10.0])
+    grid = jaxstyle.loss_weight_grid(style_weight=[1e3, 1e7], tv_weight=[0.0, 10.0])
     r = jaxstyle.sweep(*images, weights=weights, config=LBFGS, loss_weights=grid)
     assert r.batch_size == 1  # zoom L-BFGS: settings in sequence (the measured default)
     assert np.abs(r.images[0] - r.images[1]).max() > 0.01
@@ -150,7 +150,7 @@ def test_callback_and_interrupt(chunked_sweeps):
 def test_other_grid_results(chunked_sweeps):
     other = chunked_sweeps["other"]
     assert other.grid.shape == (2, 3) and other.steps == 5
-    np.testing.assert_array_equal(other.loss_weights.content, [2, 2, 2, 3, 3, 3])
+    np.testing.assert_array_equal(other.loss_weights.content_weight, [2, 2, 2, 3, 3, 3])
     assert np.all(np.isfinite(other.best_losses))
 
 
@@ -185,7 +185,7 @@ def test_contact_sheet_and_summary(adam_sweep):
 
 def test_sweeps_run_stages_too(weights, images):
     """A sweep with scales: every setting's stage 1 starts from its own stage-0 image."""
-    grid = jaxstyle.loss_weight_grid(style=[1e3, 1e7])
+    grid = jaxstyle.loss_weight_grid(style_weight=[1e3, 1e7])
     config = ADAM.replace(scales=(16, SIZE), scale_iterations=(2, 1), content_layers=("relu2_1",),
                           style_layers=("relu1_1", "relu2_1"))  # shallow: quick to compile
     r = jaxstyle.sweep(*images, weights=weights, config=config, loss_weights=grid,
@@ -216,19 +216,19 @@ SHARDED = textwrap.dedent("""
     import jaxstyle
     from jaxstyle import optim, parallel
     from jaxstyle.grids import as_settings
-    from jaxstyle.losses import prepare_targets
+    from jaxstyle.objective import prepare_targets
 
     assert len(jax.devices()) == 4
     w = jaxstyle.random_weights(0)
     imgs = smooth_image(20, 32, 32), smooth_image(21, 32, 32)
     cfg = jaxstyle.StyleConfig(optimizer="adam", iterations=3, learning_rate=0.05,
                                init="noise", seed=3)
-    grid = jaxstyle.loss_weight_grid(style=[1e3, 1e5, 1e7], tv=[0.0, 10.0])  # GRID: K = 6
+    grid = jaxstyle.loss_weight_grid(style_weight=[1e3, 1e5, 1e7], tv_weight=[0.0, 10.0])  # GRID: K = 6
     sharded = jaxstyle.sweep(*imgs, weights=w, config=cfg, loss_weights=grid)
     # The chunk program it ran, compiled again to read: K = 6 padded to 8, 2 per device.
     mesh = parallel.settings_mesh()
     spec, targets = prepare_targets(w, imgs[0], imgs[1], cfg)
-    init, chunk = parallel.programs(mesh, spec, optim.OptimSpec.from_config(cfg),
+    init, chunk = parallel.programs(mesh, spec, cfg.optimizer_spec(),
                                     sharded.batch_size, "shared")
     lws = parallel.pad_settings(as_settings(grid.loss_weights), 4)[0]
     style_only = targets._replace(content={})
@@ -247,8 +247,10 @@ SHARDED = textwrap.dedent("""
 def _run_script(tmp_path, script, *args, env=None, timeout=300):
     path = tmp_path / "script.py"
     path.write_text(script)
+    # This checkout first on the path (the venv's jaxstyle may be another checkout).
     return subprocess.Popen([sys.executable, str(path), str(Path(__file__).parent), *args],
-                            env=dict(os.environ, JAX_PLATFORMS="cpu", **(env or {})),
+                            env=dict(os.environ, JAX_PLATFORMS="cpu", PYTHONPATH=str(ROOT),
+                                     **(env or {})),
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
@@ -293,7 +295,7 @@ MULTIHOST = textwrap.dedent("""
     imgs = smooth_image(20, 32, 32), smooth_image(21, 32, 32)
     cfg = jaxstyle.StyleConfig(optimizer="adam", iterations=3, learning_rate=0.05,
                                init="noise", seed=3)
-    grid = jaxstyle.loss_weight_grid(style=[1e3, 1e5, 1e7], tv=[0.0, 10.0])  # GRID: K = 6
+    grid = jaxstyle.loss_weight_grid(style_weight=[1e3, 1e5, 1e7], tv_weight=[0.0, 10.0])  # GRID: K = 6
     r = jaxstyle.sweep(*imgs, weights=w, config=cfg, loss_weights=grid,
                        devices=jax.devices())
     np.savez(sys.argv[4], images=r.images, best=r.best_losses, total=r.histories["total"])

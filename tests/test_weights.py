@@ -1,6 +1,7 @@
 """Weight loading, verification, conversion and download, on synthetic files in real layouts.
 
-Files are written by tests/weight_files.py the way Keras, torch.save and jaxstyle write them.
+Files are written by tests/references/weight_files.py the way Keras, torch.save and jaxstyle
+write them.
 Downloads go to an HTTP server on 127.0.0.1 started here; nothing touches the network.
 """
 
@@ -19,7 +20,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 import scipy.signal
-import weight_files as wf
+from references import weight_files as wf
 
 import jaxstyle
 from jaxstyle import download as D
@@ -334,7 +335,7 @@ def test_npz_with_extra_layer_and_nan(tmp_path, weights):
         jaxstyle.load_vgg19(tmp_path / "b.npz")
     del arrays["convention"], arrays["conv6_1/kernel"]
     np.savez(tmp_path / "c.npz", **arrays)
-    with pytest.raises(ValueError, match="c.npz: npz without a 'convention'"):
+    with pytest.raises(ValueError, match="c.npz: npz without a 0-d string 'convention'"):
         jaxstyle.load_vgg19(tmp_path / "c.npz")
 
 

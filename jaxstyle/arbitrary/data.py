@@ -51,26 +51,7 @@ import numpy as np
 from jaxstyle.files import ImageError, InputError
 from jaxstyle.image import load_image, resize_to, to_uint8
 
-# File names taken as images (lower case); other files in the folders are ignored.
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif")
 _KINDS = {"content": 0, "style": 1}  # stream ids in the seeds
-
-
-def list_images(directory: str | os.PathLike, what: str = "folder") -> tuple[str, ...]:
-    """Sorted paths of the image files (IMAGE_SUFFIXES) under `directory`, recursively.
-
-    InputError (one line naming `what`) when it is missing, not a directory, or holds none.
-    """
-    root = Path(directory).expanduser()
-    if not root.exists():
-        raise InputError(f"{what} {directory}: no such directory")
-    if not root.is_dir():
-        raise InputError(f"{what} {directory}: not a directory")
-    found = sorted(str(p) for p in root.rglob("*")
-                   if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
-    if not found:
-        raise InputError(f"{what} {directory}: no image files ({', '.join(IMAGE_SUFFIXES)})")
-    return tuple(found)
 
 
 @dataclasses.dataclass(frozen=True)

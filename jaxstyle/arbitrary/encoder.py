@@ -29,16 +29,13 @@ import jax
 import numpy as np
 
 from jaxstyle.arbitrary.ops import max_pool_ceil, reflect_conv
+from jaxstyle.pixels import CAFFE_MEAN_BGR  # conv0 subtracts it after scaling by 255
 
 # (output channels, convolutions) of each block, as far as the encoder goes (conv5_1).
 _BLOCKS = ((64, 2), (128, 2), (256, 4), (512, 4), (512, 1))
 
 # The layers an encoder can return, in forward order; relu{b}_1 is block b's first ReLU.
 LAYERS: tuple[str, ...] = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")
-
-# The Caffe mean (BGR) that conv0 of the released file subtracts, after scaling by 255.
-CAFFE_MEAN_BGR = np.array([103.939, 116.779, 123.68], np.float32)
-
 
 def conv_names(deepest: str = "relu5_1") -> tuple[str, ...]:
     """The convolutions an encoder up to `deepest` runs: ("conv0", "conv1_1", ...)."""
@@ -62,7 +59,7 @@ def param_shapes(deepest: str = "relu5_1") -> dict[str, dict[str, tuple[int, ...
 
 
 def input_layer() -> tuple[np.ndarray, np.ndarray]:
-    """conv0 as ARBITRARY.md documents it for the released file: RGB [0, 1] -> BGR * 255
+    """conv0 as docs/arbitrary.md documents it for the released file: RGB [0, 1] -> BGR * 255
     minus the Caffe mean. Returns (kernel (1, 1, 3, 3) HWIO, bias (3,)): kernel[0, 0, i, o]
     = 255 where output o is input channel 2 - o, else 0; bias = -CAFFE_MEAN_BGR."""
     kernel = np.zeros((1, 1, 3, 3), np.float32)

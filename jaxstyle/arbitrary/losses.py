@@ -44,8 +44,8 @@ import jax.numpy as jnp
 from jaxstyle.arbitrary import sanet
 from jaxstyle.arbitrary.decoder import decode
 from jaxstyle.arbitrary.encoder import LAYERS, encode
+from jaxstyle.arbitrary.models import MIN_TRAIN_SIDE, MULTIPLE
 from jaxstyle.arbitrary.ops import adain, mean_std, mvn
-from jaxstyle.arbitrary.train_config import MIN_SIDE, MULTIPLE
 
 SANET_WEIGHTS = {"content": 1.0, "style": 3.0, "identity1": 50.0, "identity2": 1.0}
 ADAIN_WEIGHTS = {"content": 1.0, "style": 10.0}
@@ -153,7 +153,7 @@ def _check_batches(content: jax.Array, style: jax.Array, kind: str) -> int:
     if content.shape != style.shape or content.ndim != 4 or content.shape[-1] != 3:
         raise ValueError(f"content and style must be (B, H, W, 3) batches of one shape, got "
                          f"{content.shape} and {style.shape}")
-    m, low = MULTIPLE[kind], MIN_SIDE[kind]
+    m, low = MULTIPLE[kind], MIN_TRAIN_SIDE[kind]
     if any(s % m or s < low for s in content.shape[1:3]):
         raise ValueError(f"{kind} trains on sides that are multiples of {m}, at least {low}; "
                          f"got {content.shape[1]}x{content.shape[2]}")

@@ -2,7 +2,7 @@
 
 - `reflect_pad`, `reflect_conv`: ReflectionPad2d(p) then a VALID convolution, as every 3x3
   convolution of the normalised VGG19, the decoder and the Transform's merge_conv. Every
-  convolution here is `jaxstyle.arbitrary.conv`'s (its kernel gradient is fast on CPU).
+  convolution here is `jaxstyle.kernels`' (its kernel gradient is fast on CPU).
 - `max_pool_ceil`: MaxPool2d(2, 2, ceil_mode=True): an odd side keeps its last row/column
   as a window of its own, so (h, w) -> (ceil(h / 2), ceil(w / 2)); gradients as torch's.
 - `upsample_nearest2`: nn.Upsample(scale_factor=2, mode="nearest"); `UpsampleConv`: that
@@ -18,8 +18,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxstyle.arbitrary.conv import Conv, bias_add, conv
-from jaxstyle.vgg import max_pool_2x2
+from jaxstyle.kernels import Conv, bias_add, conv, max_pool_2x2
 
 # Added to the (unbiased) variance before the square root in `mean_std` and `mvn`.
 EPS = 1e-5

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import os
 import warnings
-import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +32,7 @@ from jaxstyle.arbitrary import decoder as decoder_net
 from jaxstyle.arbitrary import encoder as encoder_net
 from jaxstyle.arbitrary import sanet as sanet_net
 from jaxstyle.files import WeightsError
+from jaxstyle.weightfile import is_npz, some
 
 # Index of each encoder convolution in the released nn.Sequential (pad/conv/ReLU triples,
 # poolings at 7, 14, 27, 40). conv5_2 .. conv5_4 are in the file, not in the encoder.
@@ -113,14 +113,14 @@ def read_released(path: str | os.PathLike, part: str, *, deepest: str = "relu5_1
     path = Path(path).expanduser()
     if not path.is_file():
         raise WeightsError(f"{path}: no such file (expected {DESCRIPTION[part]})")
-    if _is_npz(path):
+    if is_npz(path):
         raise WeightsError(f"{path} is a jaxstyle model .npz, not {DESCRIPTION[part]}: pass it "
-                           "as model=")
+                           "as model=", name="model")
     state = torchfile.load_state_dict(path)
     found = identify(state)
     if found is None:
         raise WeightsError(f"{path} is not {DESCRIPTION[part]}: its keys "
-                           f"({_some(sorted(map(str, state)))}) match no released layout"
+                           f"({some(sorted(map(str, state)))}) match no released layout"
                            f"{_torchvision_hint(state)}")
     if found != part:
         raise WeightsError(f"{path} is {DESCRIPTION[found]}, not {DESCRIPTION[part]}: check "
@@ -130,9 +130,9 @@ def read_released(path: str | os.PathLike, part: str, *, deepest: str = "relu5_1
     missing = [k for k, (p, _) in expected.items() if k not in state and p is not None]
     unknown = sorted(str(k) for k in state if k not in expected)
     if missing:
-        problems.append("missing " + _some(missing))
+        problems.append("missing " + some(missing))
     if unknown:
-        problems.append("unexpected " + _some(unknown))
+        problems.append("unexpected " + some(unknown))
     params: dict[str, Any] = {}
     for key, (target, shape) in expected.items():
         if key not in state:
@@ -189,24 +189,7 @@ def flatten_layers(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     return out
 
 
-def _is_npz(path: Path) -> bool:
-    """Whether `path` is a zip of .npy members (an npz), not a PyTorch zip checkpoint."""
-    if not zipfile.is_zipfile(path):
-        return False
-    try:
-        with zipfile.ZipFile(path) as z:
-            names = z.namelist()
-    except (zipfile.BadZipFile, OSError):
-        return False
-    return bool(names) and all(n.endswith(".npy") for n in names)
-
-
 def _torchvision_hint(state: dict[str, Any]) -> str:
     if any(str(k).startswith("features.") for k in state):
         return " (it looks like a torchvision VGG19, which is another network)"
     return ""
-
-
-def _some(names: list[str], limit: int = 6) -> str:
-    more = f" and {len(names) - limit} more" if len(names) > limit else ""
-    return ", ".join(names[:limit]) + more

@@ -39,8 +39,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from jaxstyle.arbitrary.conv import Conv
 from jaxstyle.arbitrary.ops import Conv1x1, mvn, reflect_pad, upsample_nearest2
+from jaxstyle.kernels import Conv
 
 CHANNELS = 512
 # Largest float32 logits block (N x content positions x style positions) one attention step

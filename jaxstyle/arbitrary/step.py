@@ -26,7 +26,6 @@ arrays; `put_batch` assembles the global batch from each host's rows.
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 from typing import Any, NamedTuple
 
@@ -37,24 +36,12 @@ import optax
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from jaxstyle import parallel
+from jaxstyle import runtime
 from jaxstyle.arbitrary.losses import LOSSES
-from jaxstyle.arbitrary.train_config import check_step_settings
+from jaxstyle.arbitrary.train_config import TrainConfig
+from jaxstyle.files import SettingError
 
 AXIS = "batch"
-
-
-@dataclasses.dataclass(frozen=True)
-class StepConfig:
-    """What the compiled step depends on (hashable: a cache key of `compiled_step`)."""
-
-    kind: str  # "sanet" or "adain"
-    learning_rate: float = 1e-4  # Adam's step size at step 0
-    lr_decay: float = 5e-5  # lr(k) = learning_rate / (1 + lr_decay * k)
-    compute_dtype: str = "float32"  # the networks' arithmetic; "bfloat16" on accelerators
-
-    def __post_init__(self):
-        check_step_settings(self.kind, self.learning_rate, self.lr_decay, self.compute_dtype)
 
 
 class TrainState(NamedTuple):
@@ -65,12 +52,12 @@ class TrainState(NamedTuple):
     opt_state: Any
 
 
-def schedule(config: StepConfig) -> optax.Schedule:
+def schedule(config: TrainConfig) -> optax.Schedule:
     """k -> learning_rate / (1 + lr_decay * k), the reference's adjust_learning_rate."""
     return lambda k: config.learning_rate / (1.0 + config.lr_decay * k)
 
 
-def optimizer(config: StepConfig) -> optax.GradientTransformation:
+def optimizer(config: TrainConfig) -> optax.GradientTransformation:
     return optax.adam(schedule(config))
 
 
@@ -96,14 +83,14 @@ def init_params(kind: str, seed: int = 0) -> dict[str, Any]:
     return init(param_shapes(kind, encoder=False))
 
 
-def init_state(params: dict[str, Any], config: StepConfig) -> TrainState:
+def init_state(params: dict[str, Any], config: TrainConfig) -> TrainState:
     """Step 0: float32 copies of the trainable params, Adam's moments at zero."""
     params = jax.tree.map(lambda a: jnp.asarray(a, jnp.float32), params)
     return TrainState(jnp.int32(0), params, optimizer(config).init(params))
 
 
 def train_step(state: TrainState, encoder: Any, content: jax.Array, style: jax.Array, *,
-               config: StepConfig) -> tuple[TrainState, dict[str, jax.Array]]:
+               config: TrainConfig) -> tuple[TrainState, dict[str, jax.Array]]:
     """One Adam step on a batch (module docstring): uint8 (B, S, S, 3) content and style
     -> (the next state, {"total", parts ..., "lr"})."""
     dtype = jnp.dtype(config.compute_dtype)
@@ -124,10 +111,15 @@ def batch_mesh(devices: list[jax.Device] | None = None) -> Mesh:
     return Mesh(np.array(jax.devices() if devices is None else devices), (AXIS,))
 
 
-@functools.lru_cache(maxsize=8)
-def compiled_step(mesh: Mesh, config: StepConfig):
+def compiled_step(mesh: Mesh, config: TrainConfig):
     """`train_step` jitted over `mesh`: state and encoder replicated, batches split on their
-    first axis; the state is donated (updated in place). Cached per (mesh, config)."""
+    first axis; the state is donated (updated in place). Cached per (mesh, the fields the
+    step reads: `TrainConfig.step_key`)."""
+    return _compiled_step(mesh, config.step_key())
+
+
+@functools.lru_cache(maxsize=8)
+def _compiled_step(mesh: Mesh, config: TrainConfig):
     replicated, split = NamedSharding(mesh, P()), NamedSharding(mesh, P(AXIS))
     return jax.jit(functools.partial(train_step, config=config),
                    in_shardings=(replicated, replicated, split, split),
@@ -136,7 +128,7 @@ def compiled_step(mesh: Mesh, config: StepConfig):
 
 def put_replicated(tree: Any, mesh: Mesh) -> Any:
     """Host arrays (the same on every host) as arrays replicated over `mesh`."""
-    return parallel.put(tree, NamedSharding(mesh, P()))
+    return runtime.put(tree, NamedSharding(mesh, P()))
 
 
 def put_batch(local: np.ndarray, mesh: Mesh) -> jax.Array:
@@ -150,8 +142,9 @@ def to_host(tree: Any) -> Any:
 
 
 def check_batch(batch_size: int, mesh: Mesh) -> None:
-    """ValueError unless the batch splits evenly over the mesh's devices and the hosts."""
+    """SettingError unless the batch splits evenly over the mesh's devices and the hosts."""
     devices, hosts = mesh.devices.size, jax.process_count()
     if batch_size % devices or batch_size % hosts:
-        raise ValueError(f"batch size {batch_size} does not split over {devices} devices "
-                         f"({hosts} hosts): use a multiple of {np.lcm(devices, hosts)}")
+        raise SettingError(f"batch size {batch_size} does not split over {devices} devices "
+                           f"({hosts} hosts): use a multiple of {np.lcm(devices, hosts)}",
+                           "batch_size")

@@ -2,7 +2,7 @@
 
     params = load_sanet(...)
     out = stylize_sanet(params, content, style)                  # (H, W, 3) in [0, 1]
-    out = stylize_sanet(params, contents, [s1, s2], style_weights=[3, 1], alpha=[0.5, 1.0])
+    out = stylize_sanet(params, contents, [s1, s2], style_blend_weights=[3, 1], alpha=[0.5, 1.0])
     codes = encode_styles(params, style)                         # once ...
     for batch in batches: stylize_sanet(params, batch, codes)    # ... for many contents
 
@@ -39,17 +39,14 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxstyle import checks
 from jaxstyle.arbitrary import sanet
 from jaxstyle.arbitrary.decoder import decode
 from jaxstyle.arbitrary.encoder import encode
+from jaxstyle.arbitrary.models import LEVELS, MIN_STYLE_SIDE, MULTIPLE, model_kind
 from jaxstyle.arbitrary.ops import adain, mean_std
-
-# Content sides are padded to a multiple of this (relu4_1 even for SANet's Transform).
-MULTIPLE = {"sanet": 16, "adain": 8}
-# Smallest style side: the deepest reflection-padded map (SANet: conv5_1's input, H/16;
-# AdaIN: conv4_1's, H/8, ceil-mode) must have 2 rows.
-MIN_STYLE_SIDE = {"sanet": 17, "adain": 9}
-_LEVELS = {"sanet": ("relu4_1", "relu5_1"), "adain": ("relu4_1",)}
+from jaxstyle.files import SettingError
+from jaxstyle.image import as_rgb
 
 
 @dataclasses.dataclass(frozen=True)
@@ -70,14 +67,6 @@ class EncodedStyles:
     batch: int = 1
 
 
-def model_kind(params: Any) -> str:
-    """"sanet" for params with a Transform, else "adain"; ValueError if not such params."""
-    if not isinstance(params, dict) or not {"encoder", "decoder"} <= set(params):
-        raise ValueError("expected AdaIN or SANet params ({'encoder', 'decoder'[, "
-                         "'transform']}) from load_sanet / load_adain")
-    return "sanet" if "transform" in params else "adain"
-
-
 def encode_styles(params: Any, styles: Any) -> EncodedStyles:
     """Encode one style image (Hs, Ws, 3) or a list of them (each its own size) for the
     model of `params` (SANet: the Transform's keys and values; AdaIN: relu4_1 mean, std)."""
@@ -88,35 +77,37 @@ def encode_styles(params: Any, styles: Any) -> EncodedStyles:
 
 def stylize_sanet(params: Any, content: Any, styles: Any, *,
                   alpha: float | Sequence[float] = 1.0,
-                  style_weights: Sequence[float] | None = None,
+                  style_blend_weights: Sequence[float] | None = None,
                   preserve_colors: bool = False,
                   max_attention_bytes: int = sanet.DEFAULT_ATTENTION_BYTES) -> np.ndarray:
     """SANet style transfer (module docstring): (H, W, 3) or (N, H, W, 3) content -> the same
     shape, with a leading alpha axis (A, ...) when `alpha` is a sequence; float32 in [0, 1].
 
-    styles: an image, a list of images, or `encode_styles(params, ...)`. style_weights: one
-    per style, >= 0 (normalised to sum 1; default equal). preserve_colors: each style is first
+    content: floats in [0, 1], or uint8 (divided by 255). styles: an image, a list of
+    images, or `encode_styles(params, ...)`. style_blend_weights: one per style, >= 0
+    (normalised to sum 1; default equal). preserve_colors: each style is first
     recoloured to the content's colour statistics (`jaxstyle.color.match_color_histogram`;
     per content in a batch; needs style images, not codes). max_attention_bytes: the
     attention's largest logits block (`sanet.attention`); smaller runs in more chunks.
     """
     if model_kind(params) != "sanet":
-        raise ValueError("stylize_sanet needs SANet params (with a 'transform'): load_sanet")
-    if not (isinstance(max_attention_bytes, int) and max_attention_bytes > 0):
-        raise ValueError(f"max_attention_bytes must be a positive int, got {max_attention_bytes!r}")
-    return _stylize(params, "sanet", content, styles, alpha, style_weights, preserve_colors,
+        raise SettingError("stylize_sanet needs SANet params (with a 'transform'): load_sanet",
+                           "params")
+    checks.integer("max_attention_bytes", max_attention_bytes, 1)
+    return _stylize(params, "sanet", content, styles, alpha, style_blend_weights, preserve_colors,
                     max_attention_bytes)
 
 
 def stylize_adain(params: Any, content: Any, styles: Any, *,
                   alpha: float | Sequence[float] = 1.0,
-                  style_weights: Sequence[float] | None = None,
+                  style_blend_weights: Sequence[float] | None = None,
                   preserve_colors: bool = False) -> np.ndarray:
     """AdaIN style transfer (module docstring); arguments and result as `stylize_sanet`."""
     if model_kind(params) != "adain":
-        raise ValueError("stylize_adain needs AdaIN params (no 'transform'); these are SANet's "
-                         "(a SANet decoder is not an AdaIN decoder): load_adain")
-    return _stylize(params, "adain", content, styles, alpha, style_weights, preserve_colors,
+        raise SettingError("stylize_adain needs AdaIN params (no 'transform'); these are "
+                           "SANet's (a SANet decoder is not an AdaIN decoder): load_adain",
+                           "params")
+    return _stylize(params, "adain", content, styles, alpha, style_blend_weights, preserve_colors,
                     sanet.DEFAULT_ATTENTION_BYTES)
 
 
@@ -128,18 +119,18 @@ def padding(size: int, kind: str) -> tuple[int, int]:
     return total // 2, total - total // 2
 
 
-def _stylize(params, kind, content, styles, alpha, style_weights, preserve_colors,
+def _stylize(params, kind, content, styles, alpha, style_blend_weights, preserve_colors,
              max_attention_bytes) -> np.ndarray:
     batch, single = _content_batch(content)
     alphas, scalar_alpha = _alphas(alpha)
     if isinstance(styles, EncodedStyles):
         if preserve_colors:
-            raise ValueError("preserve_colors recolours the style images: pass images, not "
+            raise SettingError("preserve_colors recolours the style images: pass images, not "
                              "EncodedStyles")
         if styles.kind != kind:
-            raise ValueError(f"these styles were encoded for {styles.kind}, not {kind}")
+            raise SettingError(f"these styles were encoded for {styles.kind}, not {kind}")
         if styles.batch not in (1, len(batch)):
-            raise ValueError(f"styles encoded for {styles.batch} contents, got {len(batch)}")
+            raise SettingError(f"styles encoded for {styles.batch} contents, got {len(batch)}")
         encoded = styles
     else:
         images = _style_images(styles, kind)
@@ -150,7 +141,7 @@ def _stylize(params, kind, content, styles, alpha, style_weights, preserve_color
         else:
             stacks = [s[None] for s in images]
         encoded = _encode(params, kind, stacks)
-    weights = _style_weights(style_weights, len(encoded.codes))
+    weights = _blend_weights(style_blend_weights, len(encoded.codes))
     (_, h, w, _) = batch.shape
     out = _program(params, batch, encoded.codes, weights, alphas, kind=kind,
                    pads=(padding(h, kind), padding(w, kind)), mix=bool(np.any(alphas != 1)),
@@ -169,7 +160,7 @@ def _encode(params, kind, stacks: list[np.ndarray]) -> EncodedStyles:
 @functools.partial(jax.jit, static_argnames="kind")
 def _style_code(params, style, *, kind):
     """(M, Hs, Ws, 3) style images -> their code (EncodedStyles.codes' entry)."""
-    feats = encode(params["encoder"], style, _LEVELS[kind])
+    feats = encode(params["encoder"], style, LEVELS[kind])
     if kind == "sanet":
         return sanet.style_code(params["transform"], feats["relu4_1"], feats["relu5_1"])
     return mean_std(feats["relu4_1"])
@@ -186,7 +177,7 @@ def _program(params, content, codes, weights, alphas, *, kind, pads, mix,
     (top, bottom), (left, right) = pads
     _, h, w, _ = content.shape
     x = jnp.pad(content, ((0, 0), (top, bottom), (left, right), (0, 0)), mode="reflect")
-    feats = encode(params["encoder"], x, _LEVELS[kind])
+    feats = encode(params["encoder"], x, LEVELS[kind])
     if kind == "sanet":
         c41, c51 = feats["relu4_1"], feats["relu5_1"]
 
@@ -210,42 +201,25 @@ def _program(params, content, codes, weights, alphas, *, kind, pads, mix,
 
 
 def _content_batch(content: Any) -> tuple[np.ndarray, bool]:
-    """(N, H, W, 3) float32 of a content image or batch, and whether it was one image."""
-    arr = np.asarray(content, np.float32)
-    single = arr.ndim == 3
-    if single:
-        arr = arr[None]
-    if arr.ndim != 4 or arr.shape[-1] != 3 or 0 in arr.shape:
-        raise ValueError("content must be an (H, W, 3) RGB image or an (N, H, W, 3) batch, "
-                         f"got shape {np.shape(content)}")
-    _check_values(arr, "content")
-    return arr, single
+    """(N, H, W, 3) float32 of a content image or batch (`image.as_rgb`), and whether it was
+    one image."""
+    single = np.ndim(content) == 3
+    return as_rgb(content, "content", batch=True), single
 
 
 def _style_images(styles: Any, kind: str) -> list[np.ndarray]:
     items = list(styles) if isinstance(styles, (list, tuple)) else [styles]
     if not items:
-        raise ValueError("no style image given")
+        raise SettingError("no style image given", "styles")
     images = []
     for k, style in enumerate(items):
         what = "style image" if len(items) == 1 else f"style image {k}"
-        arr = np.asarray(style, np.float32)
-        if arr.ndim != 3 or arr.shape[-1] != 3:
-            raise ValueError(f"{what} must be an (H, W, 3) RGB array, got shape {arr.shape}")
+        arr = as_rgb(style, what)
         if min(arr.shape[:2]) < MIN_STYLE_SIDE[kind]:
-            raise ValueError(f"{what} is {arr.shape[0]}x{arr.shape[1]}: {kind} needs style "
-                             f"sides of at least {MIN_STYLE_SIDE[kind]} px")
-        _check_values(arr, what)
+            raise SettingError(f"{what} is {arr.shape[0]}x{arr.shape[1]}: {kind} needs style "
+                               f"sides of at least {MIN_STYLE_SIDE[kind]} px", "styles")
         images.append(arr)
     return images
-
-
-def _check_values(arr: np.ndarray, what: str) -> None:
-    if not np.isfinite(arr).all():
-        raise ValueError(f"{what} contains NaN or inf values")
-    lo, hi = float(arr.min()), float(arr.max())
-    if lo < 0.0 or hi > 1.0:
-        raise ValueError(f"{what} must be RGB in [0, 1]; its values span [{lo:.4g}, {hi:.4g}]")
 
 
 def _alphas(alpha: Any) -> tuple[np.ndarray, bool]:
@@ -253,19 +227,19 @@ def _alphas(alpha: Any) -> tuple[np.ndarray, bool]:
     scalar = np.ndim(alpha) == 0
     arr = np.atleast_1d(np.asarray(alpha, np.float64))
     if arr.ndim != 1 or arr.size == 0:
-        raise ValueError(f"alpha must be a number or a non-empty sequence, got {alpha!r}")
+        raise SettingError(f"alpha must be a number or a non-empty sequence, got {alpha!r}",
+                           "alpha")
     if not (np.isfinite(arr).all() and (arr >= 0).all() and (arr <= 1).all()):
-        raise ValueError(f"alpha must be in [0, 1], got {alpha!r}")
+        raise SettingError(f"alpha must be in [0, 1], got {alpha!r}", "alpha")
     return arr.astype(np.float32), scalar
 
 
-def _style_weights(weights: Any, count: int) -> np.ndarray:
+def _blend_weights(weights: Any, count: int) -> np.ndarray:
     """(count,) float32 weights normalised to sum 1 (None: equal)."""
     if weights is None:
         return np.full(count, 1.0 / count, np.float32)
-    arr = np.asarray(weights, np.float64)
-    if arr.shape != (count,):
-        raise ValueError(f"style_weights needs one weight per style ({count}), got {weights!r}")
-    if not (np.isfinite(arr).all() and (arr >= 0).all() and arr.sum() > 0):
-        raise ValueError(f"style_weights must be >= 0 with a positive sum, got {weights!r}")
+    if np.shape(weights) != (count,):
+        raise SettingError(f"style_blend_weights needs one weight per style ({count}), got "
+                           f"{weights!r}", "style_blend_weights")
+    arr = checks.weights("style_blend_weights", list(weights), positive_sum=True)
     return (arr / arr.sum()).astype(np.float32)

@@ -108,7 +108,7 @@ def train(config: TrainConfig, run_dir: str | Path, *, content: tuple[str, ...],
     manager = checkpoints.open_manager(run_dir / "checkpoints", config.keep_checkpoints)
     try:
         trainable = init if init is not None else step.init_params(config.kind, config.seed)
-        state = step.put_replicated(step.init_state(trainable, config.step_config()), mesh)
+        state = step.put_replicated(step.init_state(trainable, config), mesh)
         skipped_before = 0
         if resume:
             restored = checkpoints.restore(manager, state)
@@ -154,7 +154,7 @@ class _Loop:
 
     def run(self, state, spec, start, callback, should_stop) -> TrainResult:
         config = self.config
-        fn = step.compiled_step(self.mesh, config.step_config())
+        fn = step.compiled_step(self.mesh, config)
         source = data.TrainBatches(spec, config.steps, process_index=jax.process_index(),
                                    process_count=jax.process_count())
         status, previous, timer = "completed", None, None

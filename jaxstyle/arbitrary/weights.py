@@ -36,26 +36,28 @@ jaxstyle's model .npz: flat `/`-joined keys (`encoder/conv1_1/kernel`,
 from __future__ import annotations
 
 import os
-import zipfile
 from pathlib import Path
 from typing import Any
 
 import jax
 import numpy as np
 
-from jaxstyle import files
 from jaxstyle.arbitrary import decoder as decoder_net
 from jaxstyle.arbitrary import encoder as encoder_net
 from jaxstyle.arbitrary import sanet as sanet_net
+from jaxstyle.arbitrary.models import DEEPEST, KINDS, PARTS, check_kind
 from jaxstyle.arbitrary.released import flatten_layers, read_released
 from jaxstyle.files import WeightsError
-from jaxstyle.weights import array_problems
+from jaxstyle.weightfile import (
+    array_problems,
+    flatten,
+    read_npz,
+    string_entry,
+    unflatten,
+    write_npz,
+)
 
 ENV_DIR = "JAXSTYLE_ARBITRARY_WEIGHTS"
-KINDS = ("sanet", "adain")
-PARTS = {"sanet": ("encoder", "decoder", "transform"), "adain": ("encoder", "decoder")}
-# The deepest encoder layer each model reads.
-DEEPEST = {"sanet": "relu5_1", "adain": "relu4_1"}
 # Released layout, keyword argument and published file names (in order of preference).
 _LAYOUT = {"encoder": "vgg", "decoder": "decoder", "transform": "transformer"}
 _ARG = {"encoder": "vgg", "decoder": "decoder", "transform": "transformer"}
@@ -103,7 +105,7 @@ def load_adain(*, vgg: Source = None, decoder: Source = None, model: Source = No
 def read_params(kind: str, *, vgg: Source = None, decoder: Source = None,
                 transformer: Source = None, model: Source = None) -> dict[str, Any]:
     """`load_sanet`/`load_adain` as host NumPy arrays (what `convert` writes)."""
-    _check_kind(kind)
+    check_kind(kind)
     explicit = {"encoder": vgg, "decoder": decoder, "transform": transformer}
     if kind == "adain" and transformer is not None:
         raise ValueError("AdaIN has no Transform: transformer= is for SANet")
@@ -129,7 +131,7 @@ def read_encoder(kind: str, vgg: Source = None) -> dict[str, Any]:
     """The encoder of `kind` alone, as host NumPy arrays (what training needs when the rest
     starts fresh): from vgg=, else $JAXSTYLE_ARBITRARY_WEIGHTS/vgg_normalised.pth; the
     WeightsErrors of `load_sanet`."""
-    _check_kind(kind)
+    check_kind(kind)
     path = vgg if vgg is not None else _published_file(kind, "encoder")
     return read_released(path, _LAYOUT["encoder"], deepest=DEEPEST[kind])
 
@@ -146,19 +148,18 @@ def _published_file(kind: str, part: str) -> Path:
             if path.is_file():
                 return path
         raise WeightsError(
-            f"{kind} {part}: {either} not found in {directory} (${ENV_DIR}); pass it with "
-            f"--{_ARG[part]} PATH ({_ARG[part]}=PATH in Python) or put it there ({where}; no "
-            "checksum is published, so jaxstyle does not download it)")
+            f"{kind} {part}: {either} not found in {directory} (${ENV_DIR}); pass it as "
+            f"{_ARG[part]}=PATH or put it there ({where}; no checksum is published, so "
+            "jaxstyle does not download it)", name=_ARG[part])
     raise WeightsError(
-        f"{kind} {part}: no file given; pass {either} with --{_ARG[part]} PATH "
-        f"({_ARG[part]}=PATH in Python) or set "
+        f"{kind} {part}: no file given; pass {either} as {_ARG[part]}=PATH or set "
         f"{ENV_DIR}=DIR to a directory holding it ({where}; no checksum is published, so "
-        "jaxstyle does not download it)")
+        "jaxstyle does not download it)", name=_ARG[part])
 
 
 def param_shapes(kind: str, *, encoder: bool = True) -> dict[str, Any]:
     """The params tree of `kind` with shapes as leaves (encoder left out if not `encoder`)."""
-    _check_kind(kind)
+    check_kind(kind)
     shapes = {"encoder": encoder_net.param_shapes(DEEPEST[kind]),
               "decoder": decoder_net.param_shapes()}
     if kind == "sanet":
@@ -174,16 +175,11 @@ def save_model(params: dict[str, Any], path: str | os.PathLike, kind: str) -> Pa
     params: {"decoder", "transform" (SANet)} and optionally "encoder", each checked key by
     key and shape by shape against `param_shapes(kind)`. Returns the path.
     """
-    _check_kind(kind)
+    check_kind(kind)
     path = Path(path).expanduser()
-    flat = {key: np.asarray(value, np.float32) for key, value in _flatten(params).items()}
+    flat = {key: np.asarray(value, np.float32) for key, value in flatten(params).items()}
     _check_flat(flat, kind, f"{path}: refusing to write")
-    arrays = dict(flat, kind=np.array(kind))  # 0-d unicode: readable with allow_pickle=False
-    try:
-        files.atomic_write(path, lambda f: np.savez(f, **arrays))
-    except OSError as e:
-        raise WeightsError(f"cannot write {path}: {e.strerror or e}") from e
-    return path
+    return write_npz(path, flat, {"kind": kind})
 
 
 def read_model(path: str | os.PathLike) -> tuple[str, dict[str, Any]]:
@@ -191,27 +187,14 @@ def read_model(path: str | os.PathLike) -> tuple[str, dict[str, Any]]:
     path = Path(path).expanduser()
     if not path.is_file():
         raise WeightsError(f"{path}: no such file (expected a jaxstyle model .npz)")
-    try:
-        # Opened here: np.load leaves its own file open when the archive is corrupt.
-        with open(path, "rb") as fh, np.load(fh, allow_pickle=False) as f:
-            flat = {key: f[key] for key in f.files}
-    except (zipfile.BadZipFile, OSError, EOFError, ValueError) as e:
-        raise WeightsError(f"{path} is not a readable jaxstyle model .npz: {e}") from e
-    kind = flat.pop("kind", None)
-    if kind is None or kind.shape != () or kind.dtype.kind != "U" or str(kind) not in KINDS:
+    flat = read_npz(path, "jaxstyle model .npz")
+    kind = string_entry(flat, "kind", KINDS)
+    if kind is None:
         raise WeightsError(f"{path}: not a jaxstyle model .npz (no 0-d string 'kind' entry, "
                            f"one of {KINDS}); released .pth files go to vgg=, decoder=, "
                            "transformer=")
-    kind = str(kind)
     _check_flat(flat, kind, f"{path}: not a usable {kind} model")
-    params: dict[str, Any] = {}
-    for key, value in flat.items():
-        node, *names, leaf = key.split("/")
-        tree = params.setdefault(node, {})
-        for name in names:
-            tree = tree.setdefault(name, {})
-        tree[leaf] = value
-    return kind, params
+    return kind, unflatten(flat)
 
 
 def convert(kind: str, dest: str | os.PathLike, *, vgg: Source = None, decoder: Source = None,
@@ -262,36 +245,14 @@ def random_params(kind: str, seed: int = 0) -> dict[str, Any]:
     flat = {path: layer(path, shape) for path, shape in flatten_layers(shapes).items()}
     kernel, bias = encoder_net.input_layer()
     flat["encoder/conv0"] = {"kernel": kernel, "bias": bias}
-    params: dict[str, Any] = {}
-    for path, value in flat.items():
-        node = params
-        *names, leaf = path.split("/")
-        for name in names:
-            node = node.setdefault(name, {})
-        node[leaf] = value
-    return jax.device_put(params)
-
-
-def _check_kind(kind: str) -> None:
-    if kind not in KINDS:
-        raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
-
-
-def _flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
-    """{"a": {"b": x}} -> {"a/b": x}."""
-    if not isinstance(tree, dict):
-        return {prefix[:-1]: tree}
-    out = {}
-    for name, node in tree.items():
-        out.update(_flatten(node, f"{prefix}{name}/"))
-    return out
+    return jax.device_put(unflatten(flat))
 
 
 def _check_flat(flat: dict[str, Any], kind: str, what: str) -> None:
     """Check flat {"decoder/conv1/kernel": array} against `kind`: every key and shape, finite
     floats; the encoder part is optional but then complete. Casts to float32 in place."""
     has_encoder = any(key.startswith("encoder/") for key in flat)
-    expected = _flatten(param_shapes(kind, encoder=has_encoder))
+    expected = flatten(param_shapes(kind, encoder=has_encoder))
     problems = array_problems(flat, expected)
     if problems:
         raise WeightsError(f"{what}: " + "; ".join(problems))

@@ -15,7 +15,7 @@ import functools
 from pathlib import Path
 
 import numpy as np
-import weight_files as wf
+from references import weight_files as wf
 
 # The reference nn.Sequentials, one token per module: C<i> a convolution stored under key i
 # (its position), P ReflectionPad2d(1), R ReLU, M MaxPool2d(2, 2, ceil_mode=True), U
@@ -265,17 +265,59 @@ def nchw(x: np.ndarray) -> np.ndarray:
 
 
 def torch_reference():
-    """(torch, benchmarks/torch_arbitrary.py as a module), or (None, None) without torch."""
-    import importlib.util
-    import sys
-
+    """(torch, references.torch_arbitrary), or (None, None) without torch."""
     try:
         import torch
     except ImportError:
         return None, None
-    path = Path(__file__).resolve().parents[1] / "benchmarks" / "torch_arbitrary.py"
-    spec = importlib.util.spec_from_file_location("torch_arbitrary", path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["torch_arbitrary"] = module
-    spec.loader.exec_module(module)
-    return torch, module
+    from references import torch_arbitrary
+
+    return torch, torch_arbitrary
+
+
+# --------------------------------------------------------------------------- training losses
+
+
+def mse(a, b):
+    """mean((a - b)^2), float64."""
+    return float(np.mean(np.square(a - b)))
+
+
+def style_distance(g, fs, layers):
+    """The training losses' style term: mean and std distances summed over `layers`."""
+    total = 0.0
+    for k in layers:
+        (ma, sa), (mb, sb) = mean_std(g[k]), mean_std(fs[k])
+        total += mse(ma, mb) + mse(sa, sb)
+    return total
+
+
+LAYERS = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")
+
+
+def numpy_sanet_loss(vgg, dec, tr, c_nhwc, s_nhwc):
+    """The SANet training loss's terms in float64 NumPy, each network call separately."""
+    c, s = nchw(c_nhwc).astype(np.float64), nchw(s_nhwc).astype(np.float64)
+    fc, fs = encoder(c, state=vgg), encoder(s, state=vgg)
+
+    def t(a, b):
+        return decoder(transform(a["relu4_1"], b["relu4_1"], a["relu5_1"],
+                                         b["relu5_1"], state=tr), dec)
+
+    ics, icc, iss = t(fc, fs), t(fc, fc), t(fs, fs)
+    g, gcc, gss = (encoder(x, state=vgg) for x in (ics, icc, iss))
+    return {
+        "content": sum(mse(mvn(g[k]), mvn(fc[k])) for k in ("relu4_1", "relu5_1")),
+        "style": style_distance(g, fs, LAYERS),
+        "identity1": mse(icc, c) + mse(iss, s),
+        "identity2": sum(mse(gcc[k], fc[k]) + mse(gss[k], fs[k]) for k in LAYERS),
+    }
+
+
+def numpy_adain_loss(vgg, dec, c_nhwc, s_nhwc):
+    """The AdaIN training loss's terms in float64 NumPy."""
+    c, s = nchw(c_nhwc).astype(np.float64), nchw(s_nhwc).astype(np.float64)
+    fc, fs = (encoder(x, "relu4_1", state=vgg) for x in (c, s))
+    t = adain(fc["relu4_1"], fs["relu4_1"])
+    g = encoder(decoder(t, dec), "relu4_1", state=vgg)
+    return {"content": mse(g["relu4_1"], t), "style": style_distance(g, fs, LAYERS[:4])}

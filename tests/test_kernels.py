@@ -1,4 +1,4 @@
-"""jaxstyle.arbitrary.conv: the networks' convolution and its per-image kernel gradient on CPU.
+"""jaxstyle.kernels: the arbitrary networks' convolution and its per-image kernel gradient on CPU.
 
 Values and both gradients against autodiff of lax.conv_general_dilated, the kernel gradient
 also against NumPy float64 of its formula; the compiled CPU program runs the per-image form
@@ -11,7 +11,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxstyle.arbitrary.conv import (
+from jaxstyle.kernels import (
     PER_IMAGE_MIN_COUT,
     Conv,
     bias_add,

@@ -5,9 +5,8 @@
     jaxstyle train-sanet ... --out runs/sanet --resume          # after Ctrl-C, SIGTERM, a crash
     jaxstyle train-adain ... --init-from decoder.pth            # fine-tune released weights
 
-`add_parsers(subparsers)` adds both subcommands to jaxstyle.cli's parser; `run(args)` runs
-one: every check that needs no heavy work first (options, folders, the run directory, the
-weight files; one line and exit 1 or 2 on a problem), then JAX (and `jax.distributed` for
+`run(args)`: every check that needs no heavy work first (options, folders, the run directory,
+the weight files; one line and exit 1 or 2 on a problem), then JAX (and `jax.distributed` for
 several hosts), then `trainer.train` with a progress bar. Ctrl-C or SIGTERM: the run
 checkpoints and exits 130; --resume continues it.
 """
@@ -21,34 +20,44 @@ import sys
 from pathlib import Path
 
 from jaxstyle import files
-from jaxstyle.arbitrary.train_config import DEFAULT_BATCH, MULTIPLE, TrainConfig
+from jaxstyle.arbitrary.models import DEFAULT_BATCH, KINDS, MULTIPLE
+from jaxstyle.arbitrary.train_config import TrainConfig
+from jaxstyle.cli.arbitrary import PAPERS
+from jaxstyle.cli.console import Bar, InterruptFlag
+from jaxstyle.cli.options import (
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    EXIT_STATUS,
+    UsageError,
+    add_command,
+    numbers,
+)
+from jaxstyle.image import list_images
 
-COMMANDS = ("train-sanet", "train-adain")
-EXIT_OK, EXIT_INTERRUPTED = 0, 130
 _DEFAULTS = {f.name: f.default for f in dataclasses.fields(TrainConfig)}
 _STOP = ("stopping after the current step, then writing a checkpoint (resume with --resume; "
          "a second signal quits without saving)")
 
 
-def add_parsers(sub, parser_class, formatter, numbers, epilog: str) -> None:
-    """The `train-sanet` and `train-adain` subcommands on the argparse subparsers `sub` (as
-    `jaxstyle.arbitrary.cli.add_parsers`; imports no JAX)."""
-    for kind, name, paper in (("sanet", "train-sanet", "SANet (Park and Lee, CVPR 2019)"),
-                              ("adain", "train-adain", "AdaIN (Huang and Belongie, ICCV 2017)")):
-        p = sub.add_parser(
-            name, prog=f"jaxstyle {name}", formatter_class=formatter,
-            epilog=_EPILOG + "\n\n" + epilog,
-            description=f"Train {paper}: its decoder{' and Transform' if kind == 'sanet' else ''}"
-                        " on folders of content and style\nimages, the normalised VGG19 "
-                        "encoder frozen. Defaults: the reference recipe.")
-        _add_options(p, kind, numbers)
-        p.set_defaults(run=run)
+def add_parsers(sub) -> dict[str, argparse.ArgumentParser]:
+    """The `train-sanet` and `train-adain` commands."""
+    parsers = {}
+    for kind in KINDS:
+        name = f"train-{kind}"
+        parsers[name] = p = add_command(
+            sub, name, run, epilog=_EPILOG + "\n\n" + EXIT_STATUS,
+            description=f"Train {PAPERS[kind]}: its decoder"
+                        f"{' and Transform' if kind == 'sanet' else ''} on folders of content "
+                        "and style\nimages, the normalised VGG19 encoder frozen. Defaults: the "
+                        "reference recipe.")
+        _add_options(p, kind)
+    return parsers
 
 
-def _add_options(p: argparse.ArgumentParser, kind: str, _numbers) -> None:
-    positive = _numbers(int, positive=True, many=False)
-    count = _numbers(int, minimum=0, many=False)
-    rate = _numbers(positive=True, many=False)
+def _add_options(p: argparse.ArgumentParser, kind: str) -> None:
+    # Parsed only: TrainConfig checks every value (and the error names the option).
+    count = positive = numbers(int, many=False)
+    rate = numbers(many=False)
     g = p.add_argument_group("data and output")
     g.add_argument("--content-dir", metavar="DIR", required=True, type=Path,
                    help="content images (searched recursively), e.g. MS-COCO train2014")
@@ -74,7 +83,7 @@ def _add_options(p: argparse.ArgumentParser, kind: str, _numbers) -> None:
                                                   f"hosts (default {batch})"),
             ("--learning-rate", dict(type=rate), f"Adam's initial step size (default "
                                                  f"{_DEFAULTS['learning_rate']:g})"),
-            ("--lr-decay", dict(type=_numbers(minimum=0.0, many=False)),
+            ("--lr-decay", dict(type=rate),
              f"lr / (1 + decay * step) (default {_DEFAULTS['lr_decay']:g})"),
             ("--load-size", dict(type=positive), f"smaller side images are resized to "
                                                  f"(default {_DEFAULTS['load_size']})"),
@@ -106,8 +115,10 @@ def _add_options(p: argparse.ArgumentParser, kind: str, _numbers) -> None:
     g.add_argument("--coordinator", metavar="HOST:PORT",
                    help="several hosts: process 0's address (with --num-processes, "
                         "--process-id)")
-    g.add_argument("--num-processes", metavar="N", type=positive, help="several hosts: count")
-    g.add_argument("--process-id", metavar="I", type=count, help="several hosts: this one's id")
+    g.add_argument("--num-processes", metavar="N", type=numbers(int, many=False, minimum=1),
+                   help="several hosts: count")
+    g.add_argument("--process-id", metavar="I", type=numbers(int, many=False, minimum=0),
+                   help="several hosts: this one's id")
     g.add_argument("--distributed", action="store_true",
                    help="several hosts, found by jax.distributed.initialize() (SLURM, Open MPI, "
                         "TPU pods, Kubernetes)")
@@ -127,19 +138,17 @@ exits 1."""
 def run(args: argparse.Namespace) -> int:
     """Run train-sanet / train-adain; the exit status (errors raise, as jaxstyle.cli wants)."""
     from jaxstyle import runtime
-    from jaxstyle.arbitrary import data, trainer
+    from jaxstyle.arbitrary import trainer
     from jaxstyle.arbitrary.weights import read_encoder
-    from jaxstyle.cli_options import usage as _usage
-    from jaxstyle.console import Bar, InterruptFlag
 
     kind = args.command.removeprefix("train-")
     fields = {name: getattr(args, name) for name in _DEFAULTS
               if getattr(args, name, None) is not None}
-    config = _usage(TrainConfig, kind=kind, **fields,
-                    compute_dtype="bfloat16" if args.bf16 else "float32")
+    config = TrainConfig(kind=kind, **fields,
+                         compute_dtype="bfloat16" if args.bf16 else "float32")
     hosts = _hosts(args)
-    content = data.list_images(args.content_dir, "--content-dir")
-    style = data.list_images(args.style_dir, "--style-dir")
+    content = list_images(args.content_dir, "--content-dir")
+    style = list_images(args.style_dir, "--style-dir")
     _check_run_dir(args.out, args.resume, config.steps)
     encoder = read_encoder(kind, args.vgg)
     init = _init(kind, args.init_from)
@@ -152,7 +161,7 @@ def run(args: argparse.Namespace) -> int:
 
     devices = jax.devices(args.device) if args.device else jax.devices()
     runtime.enable_compile_cache(enabled=not args.no_compile_cache)
-    _usage(trainer.step.check_batch, config.batch, trainer.step.batch_mesh(devices))
+    trainer.step.check_batch(config.batch, trainer.step.batch_mesh(devices))
     quiet = args.quiet or jax.process_index() != 0
     flag = InterruptFlag(quiet, signals=(signal.SIGINT, signal.SIGTERM), message=_STOP)
     with Bar(quiet, unit="step", desc=f"train-{kind}", total=config.steps,
@@ -191,8 +200,6 @@ def _report(result, out: Path, quiet: bool) -> int:
 def _hosts(args) -> tuple | None:
     """(coordinator, processes, id) for jax.distributed.initialize, () for auto-detection,
     None for one host; UsageError for an incomplete set."""
-    from jaxstyle.cli_options import UsageError
-
     given = [args.coordinator, args.num_processes, args.process_id]
     if all(v is None for v in given):
         return () if args.distributed else None
@@ -221,8 +228,6 @@ def _initialize_hosts(*hosts) -> None:
 def _check_run_dir(out: Path, resume: bool, total_steps: int) -> None:
     """The run directory can be written, and holds checkpoints exactly when resuming, the
     newest before step `total_steps` (else there is nothing to train)."""
-    from jaxstyle.cli_options import UsageError
-
     if out.exists() and not out.is_dir():
         raise files.InputError(f"--out {out}: exists and is not a directory")
     try:

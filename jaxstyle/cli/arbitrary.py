@@ -1,4 +1,4 @@
-"""`jaxstyle sanet|adain`: arbitrary style in one forward pass, from the command line.
+"""`jaxstyle sanet|adain`: arbitrary style in one forward pass.
 
     jaxstyle sanet CONTENT STYLE [STYLE ...] -o OUT.png --vgg vgg_normalised.pth \\
         --decoder decoder_iter_500000.pth --transformer transformer_iter_500000.pth
@@ -9,14 +9,13 @@ CONTENT is an image, a comma list of images or a directory of images; with sever
 a directory and each output is named after its content. Contents of the same size after
 --image-size go through one compiled program in batches. A comma list on --alpha writes each
 result (OUT_a<alpha>.png) and OUT as the labelled contact sheet of them, one program for all
-alphas. Errors and exit codes as the main command (jaxstyle.cli).
+alphas.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import time
 from pathlib import Path
@@ -24,21 +23,37 @@ from pathlib import Path
 import numpy as np
 
 from jaxstyle import __version__, files
+from jaxstyle.arbitrary.models import KINDS
+from jaxstyle.cli.console import Bar, InterruptFlag
+from jaxstyle.cli.options import (
+    DEFAULT_IMAGE_SIZE,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    EXIT_STATUS,
+    PROG,
+    UsageError,
+    add_command,
+    add_runtime_options,
+    check_output,
+    numbers,
+    start_jax,
+)
+from jaxstyle.grids import format_weight
+from jaxstyle.image import list_images, load_image, resize_to, save_image, scale_shape
+from jaxstyle.sheet import contact_sheet
 
-KINDS = ("sanet", "adain")
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".tif", ".tiff", ".bmp", ".gif")
+PAPERS = {"sanet": "SANet (Park and Lee, CVPR 2019)",
+          "adain": "AdaIN (Huang and Belongie, ICCV 2017)"}
 
 
-def add_parsers(sub, parser_class, formatter, numbers, epilog: str) -> None:
-    """The `sanet` and `adain` subcommands on the argparse subparsers `sub`."""
+def add_parsers(sub) -> dict[str, argparse.ArgumentParser]:
+    """The `sanet` and `adain` commands."""
+    parsers = {}
     for kind in KINDS:
-        paper = ("SANet (Park and Lee, CVPR 2019)" if kind == "sanet" else
-                 "AdaIN (Huang and Belongie, ICCV 2017)")
-        p = sub.add_parser(kind, prog=f"jaxstyle {kind}", formatter_class=formatter,
-                           epilog=epilog, description=(
-                               f"{paper}: stylize CONTENT with STYLE in one forward pass,\n"
-                               "from the released weights (where each file is published: "
-                               "jaxstyle.arbitrary.weights)."))
+        p = add_command(sub, kind, run, epilog=EXIT_STATUS, description=(
+            f"{PAPERS[kind]}: stylize CONTENT with STYLE in one forward pass,\n"
+            "from the released weights (where each file is published: "
+            "jaxstyle.arbitrary.weights)."))
         p.add_argument("content", metavar="CONTENT",
                        help="content image, comma list of images, or a directory")
         p.add_argument("styles", metavar="STYLE", nargs="+", help="style image file(s)")
@@ -56,45 +71,34 @@ def add_parsers(sub, parser_class, formatter, numbers, epilog: str) -> None:
                             "instead of the separate files; --vgg then names the encoder "
                             "when the model has none")
         g = p.add_argument_group("style")
-        g.add_argument("--alpha", metavar="A,...", type=numbers(minimum=0.0),
+        g.add_argument("--alpha", metavar="A,...", type=numbers(),
                        help="content-style trade-off in [0, 1] (default 1: all style); a "
                             "comma list writes each and a contact sheet")
-        g.add_argument("--style-blend-weights", metavar="B,...", type=numbers(minimum=0.0),
+        g.add_argument("--style-blend-weights", metavar="B,...", type=numbers(),
                        help="one per style image, normalized to sum 1 (default equal)")
         g.add_argument("--preserve-colors", action="store_true",
                        help="recolour the styles to each content's colour statistics first")
-        g.add_argument("--image-size", metavar="PX", type=numbers(int, positive=True,
-                                                                  many=False),
-                       default=512, help="longest side of each output (default 512); the "
-                                         "content is scaled up or down to it")
-        g.add_argument("--style-size", metavar="PX", type=numbers(int, positive=True,
-                                                                  many=False),
+        g.add_argument("--image-size", metavar="PX", type=numbers(int, many=False, minimum=1),
+                       default=DEFAULT_IMAGE_SIZE,
+                       help=f"longest side of each output (default {DEFAULT_IMAGE_SIZE}); the "
+                            "content is scaled up or down to it")
+        g.add_argument("--style-size", metavar="PX", type=numbers(int, many=False, minimum=1),
                        help="longest side of each style image (default: --image-size)")
-        g.add_argument("--batch-size", metavar="N", type=numbers(int, positive=True,
-                                                                 many=False),
+        g.add_argument("--batch-size", metavar="N", type=numbers(int, many=False, minimum=1),
                        default=8, help="contents per compiled call (default 8)")
-        g = p.add_argument_group("output and runtime")
-        g.add_argument("--json", metavar="PATH", type=Path,
-                       help="write a JSON summary: inputs, outputs, timings, device")
-        g.add_argument("--device", choices=("cpu", "gpu", "tpu"),
-                       help="run on this platform (default: JAX's choice)")
-        g.add_argument("--quiet", action="store_true", help="no progress and no final message")
-        g.add_argument("--debug", action="store_true", help="show tracebacks on errors")
-        p.set_defaults(run=run)
+        add_runtime_options(p.add_argument_group("output and runtime"),
+                            json_help="write a JSON summary: inputs, outputs, timings, device")
+        parsers[kind] = p
+    return parsers
 
 
 def contents_of(text: str) -> list[Path]:
     """The content files CONTENT names: a file, a comma list, or a directory's images
     (sorted); InputError for a missing path or a directory without images."""
-    paths = [Path(t) for t in text.split(",") if t]
     found: list[Path] = []
-    for path in paths:
+    for path in (Path(t) for t in text.split(",") if t):
         if path.is_dir():
-            images = sorted(p for p in path.iterdir()
-                            if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file())
-            if not images:
-                raise files.InputError(f"{path}: a directory without images")
-            found += images
+            found += map(Path, list_images(path, "CONTENT", recursive=False))
         elif path.exists():
             found.append(path)
         else:
@@ -115,19 +119,13 @@ def load_model(kind: str, args: argparse.Namespace):
 
 def run(args: argparse.Namespace) -> int:
     """Load, stylize every content (batched by size), write images (and sheets) and JSON."""
-    from jaxstyle import runtime
-    from jaxstyle.cli_options import UsageError
-    from jaxstyle.cli_options import usage as _usage
-    from jaxstyle.console import Bar, InterruptFlag
-    from jaxstyle.image import load_image, resize_to, save_image, scale_shape
+    from jaxstyle import arbitrary
 
     t_start = time.perf_counter()
     kind = args.command
     contents = contents_of(args.content)
     several = len(contents) > 1 or Path(args.content).is_dir()
     alphas = list(args.alpha) if args.alpha is not None else [1.0]
-    if any(a > 1 for a in alphas):
-        raise UsageError(f"--alpha must be in [0, 1], got {','.join(map(str, alphas))}")
     out = args.output
     if several:
         if out.suffix:
@@ -138,23 +136,15 @@ def run(args: argparse.Namespace) -> int:
     else:
         targets = [out]
     for target in targets:
-        if target.resolve() in {c.resolve() for c in contents}:
-            raise UsageError(f"-o/--output: {target} would overwrite a content image")
-        problem = files.target_problem(target)
-        if problem:
-            raise files.InputError(f"{target}: {problem}")
-    if not runtime.backends_initialized():
-        runtime.set_xla_cpu_flags()
-    device = runtime.select_device(args.device)
-    runtime.enable_compile_cache()
+        check_output(target, [*contents, *args.styles])
+    device = start_jax(args)
 
     style_side = args.style_size or args.image_size
-    styles = [load_image(s, max_side=None) for s in args.styles]
+    styles = [load_image(s) for s in args.styles]
     styles = [resize_to(s, scale_shape(s.shape[:2], style_side)) for s in styles]
     params = load_model(kind, args)
-    from jaxstyle.arbitrary import encode_styles
-
-    codes = None if args.preserve_colors else _usage(encode_styles, params, styles)
+    stylize = arbitrary.stylize_sanet if kind == "sanet" else arbitrary.stylize_adain
+    codes = None if args.preserve_colors else arbitrary.encode_styles(params, styles)
     by_shape: dict[tuple[int, int], list[int]] = {}
     images = []
     for i, path in enumerate(contents):
@@ -177,11 +167,11 @@ def run(args: argparse.Namespace) -> int:
                     break
                 chunk = indices[start:start + args.batch_size]
                 batch = np.stack([images[i] for i in chunk])
-                result = _usage(_stylize_batch, kind, params, batch,
-                                styles if codes is None else codes, alphas, args)
+                result = stylize(params, batch, styles if codes is None else codes,
+                                 alpha=alphas, style_blend_weights=args.style_blend_weights,
+                                 preserve_colors=args.preserve_colors)
                 for j, i in enumerate(chunk):
-                    written += _write(targets[i], result[:, j], alphas, contents[i], settings,
-                                      save_image)
+                    written += _write(targets[i], result[:, j], alphas, contents[i], settings)
                 done += len(chunk)
                 bar.update(done, f"{contents[chunk[-1]].name}")
     stylize_s = time.perf_counter() - t0
@@ -195,31 +185,18 @@ def run(args: argparse.Namespace) -> int:
             "device": {"platform": device.platform, "kind": device.device_kind},
         }, sort_keys=True)
     if flag.is_set():
-        print(f"jaxstyle: interrupted; wrote {len(written)} file(s)", file=sys.stderr)
-        return 130
+        print(f"{PROG}: interrupted; wrote {len(written)} file(s)", file=sys.stderr)
+        return EXIT_INTERRUPTED
     if not args.quiet:
         print(f"wrote {len(written)} file(s) ({targets[0]}{', ...' if len(written) > 1 else ''}"
               f"; {time.perf_counter() - t_start:.1f} s)")
-    return 0
+    return EXIT_OK
 
 
-def _stylize_batch(kind, params, batch, styles, alphas, args) -> np.ndarray:
-    """(A, N, H, W, 3): every alpha for a batch of same-sized contents."""
-    from jaxstyle import arbitrary
-
-    stylize = arbitrary.stylize_sanet if kind == "sanet" else arbitrary.stylize_adain
-    return stylize(params, batch, styles, alpha=alphas,
-                   style_weights=args.style_blend_weights,
-                   preserve_colors=args.preserve_colors)
-
-
-def _write(target: Path, results: np.ndarray, alphas, content: Path, settings: dict,
-           save_image) -> list[Path]:
+def _write(target: Path, results: np.ndarray, alphas, content: Path,
+           settings: dict) -> list[Path]:
     """Write one content's result(s): the image, or per alpha OUT_a<alpha> and OUT as the
     labelled contact sheet. Returns the paths written."""
-    from jaxstyle.grids import format_weight
-    from jaxstyle.sheet import contact_sheet
-
     meta = {"jaxstyle": json.dumps({**settings, "content": str(content)}, sort_keys=True)}
     if len(alphas) == 1:
         save_image(target, results[0], metadata=meta)
@@ -234,29 +211,3 @@ def _write(target: Path, results: np.ndarray, alphas, content: Path, settings: d
                           title=f"{content.name}: {settings['model']}")
     save_image(target, sheet, metadata=meta)
     return [*paths, target]
-
-
-def convert(args: argparse.Namespace) -> Path:
-    """`jaxstyle convert sanet|adain DEST.npz --vgg ... --decoder ... [--transformer ...]`:
-    the released files as one jaxstyle model .npz (with the encoder)."""
-    from jaxstyle.arbitrary import convert as convert_model
-
-    return convert_model(args.source, args.dest, vgg=args.vgg, decoder=args.decoder,
-                         transformer=args.transformer if args.source == "sanet" else None)
-
-
-def sanet_start(model: str, content, styles, stage, config):
-    """`jaxstyle --init sanet`: the SANet result (one forward pass) at the output's size, the
-    styles at their sizes there, blended by the style blend weights: the optimization's
-    start. ValueError for images the model cannot take."""
-    from jaxstyle.arbitrary import load_sanet, stylize_sanet
-    from jaxstyle.image import resize_to
-
-    params = load_sanet(model=model)
-    styles = [resize_to(s, hw) for s, hw in zip(styles, stage.style_shapes, strict=True)]
-    return stylize_sanet(params, resize_to(content, stage.shape), styles,
-                         style_weights=config.normalized_blend_weights(len(styles)))
-
-
-def is_kind(text: str) -> bool:
-    return text in KINDS and not os.path.exists(text)

@@ -32,7 +32,10 @@ import sys  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 import torch.nn.functional as tf  # noqa: E402
-from procmem import peak_rss_bytes  # noqa: E402  (benchmarks/, beside this file)
+
+_ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..")
+sys.path.insert(0, os.path.join(_ROOT, "benchmarks"))
+from procmem import peak_rss_bytes  # noqa: E402
 
 # VGG19's convolutions in forward order, with the pooling after each block's last one.
 BLOCK_DEPTHS = (2, 2, 4, 4, 4)
@@ -199,7 +202,7 @@ def run(size: int, steps: int, threads: int, weights_npz: str | None = None,
     if weights_npz:
         params = load_npz_params(weights_npz)
     else:
-        sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
+        sys.path.insert(0, _ROOT)
         import jaxstyle
 
         params = jaxstyle.random_weights(seed).params
