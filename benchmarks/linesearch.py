@@ -5,7 +5,7 @@
     python benchmarks/linesearch.py --quick            # 32 px, shallow layers, seconds
     python benchmarks/linesearch.py --trace 3 --sizes 128 --scenarios noise --content-weight 64
 
-Variants (`jaxstyle.optim.Optimizer`):
+Variants (`jaxstyle.optimizers.Optimizer`):
     old  probe_first_step=False, noise_floor=0: optax.lbfgs with its zoom line search starting
          every search at step 1, optax's approx_dec_rtol 1e-6 (the line search before the fix).
     new  the defaults (probe_first_step=True, noise_floor=4e-12; `jaxstyle.linesearch`).
@@ -67,12 +67,12 @@ def _load_avg() -> list[float]:
 
 
 def optim_spec(variant: str):
-    from jaxstyle import optim
+    from jaxstyle import optimizers
 
     if variant == "old":
-        return optim.Optimizer(probe_first_step=False, noise_floor=0.0)
+        return optimizers.Optimizer(probe_first_step=False, noise_floor=0.0)
     if variant == "new":
-        return optim.Optimizer()
+        return optimizers.Optimizer()
     raise ValueError(f"unknown variant {variant!r}")
 
 

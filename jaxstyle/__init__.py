@@ -26,7 +26,7 @@ from jaxstyle.losses import (
     total_variation,
 )
 from jaxstyle.objective import objective
-from jaxstyle.optim import OPTIMIZERS, Optimizer
+from jaxstyle.optimizers import OPTIMIZERS, Optimizer
 from jaxstyle.result import Progress, Result, Stage
 from jaxstyle.sheet import contact_sheet
 from jaxstyle.stylize import plan_stages, stylize, sweep

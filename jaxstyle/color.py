@@ -17,7 +17,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from jaxstyle.files import SettingError
-from jaxstyle.image import rgb_array
+from jaxstyle.pixels import rgb_array
 
 # How a run keeps the content's colours: not at all, by luminance-only transfer, or by
 # matching the styles' colour statistics to the content's first.

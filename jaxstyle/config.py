@@ -18,7 +18,7 @@ import optax
 from jaxstyle import checks
 from jaxstyle.files import SettingError
 from jaxstyle.losses import TV_FORMS, LossSpec, LossWeights
-from jaxstyle.optim import OPTIMIZERS, Optimizer
+from jaxstyle.optimizers import OPTIMIZERS, Optimizer
 from jaxstyle.runtime import COMPUTE_DTYPES
 from jaxstyle.vgg import POOLINGS, canonical_layer
 
@@ -224,7 +224,7 @@ class StyleConfig:
                         compute_dtype=self.compute_dtype)
 
     def optimizer_spec(self) -> Optimizer:
-        """The optimizer these settings name (`optim.Optimizer`)."""
+        """The optimizer these settings name (`optimizers.Optimizer`)."""
         return Optimizer.of(self.optimizer, learning_rate=self.learning_rate,
                             average_decay=self.average_decay)
 

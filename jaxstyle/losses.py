@@ -26,6 +26,9 @@ from jaxstyle.files import SettingError
 from jaxstyle.runtime import COMPUTE_DTYPES
 from jaxstyle.vgg import features, pools_before
 
+# The order of a loss vector's entries (the optimizer's state, histories): the weighted
+# total, then the unweighted parts.
+LOSS_NAMES = ("total", "content", "style", "tv")
 # The total variation's forms (`total_variation`).
 TV_FORMS = ("squared", "keras")
 

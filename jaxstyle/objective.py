@@ -18,8 +18,8 @@ import numpy as np
 from jaxstyle import color
 from jaxstyle.config import StyleConfig
 from jaxstyle.files import SettingError
-from jaxstyle.image import as_rgb, unit_samples
 from jaxstyle.losses import LossSpec, LossWeights, Targets, compute_targets, total_loss
+from jaxstyle.pixels import as_rgb, unit_samples
 from jaxstyle.vgg import VGGWeights, as_weights
 
 

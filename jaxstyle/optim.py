@@ -1,28 +1,18 @@
-"""Optimizers for the image and the step loop that drives them: pure, unbatched functions.
+"""The step loop that drives every optimizer: pure, unbatched functions of a `StepState`.
 
-One step function drives every optimizer through optax's extra-args interface
-(`tx.update(grad, opt_state, x, value=, grad=, value_fn=)`). `Optimizer` says which and how:
-the named ones (`OPTIMIZERS`, one table entry each) or any optax `GradientTransformation`:
-    "lbfgs"       optax.lbfgs(): memory 10, zoom line search (20 steps); the default. Its
-                  first line search starts at a probed step and its decrease test tolerates
-                  the content loss's float32 floor (`jaxstyle.linesearch`).
-    "lbfgs-nols"  optax.lbfgs(learning_rate=1, linesearch=None): no line search, like
-                  jcjohnson's neural-style; cheap under `jax.vmap` (sweeps).
-    "adam"        optax.adam(learning_rate), learning rate 0.02 unless given.
-    a transformation, e.g. optax.adamw(1e-2) or optax.lbfgs(): used as given. One whose
-                  state holds a line search's value and gradient (optax's L-BFGS) is driven
-                  like "lbfgs" (no second evaluation, no projection); any other like "adam".
-
-The state is a pytree (`StepState`) and `chunk` is a pure function of (params, targets,
-loss_weights, state, n_steps): `jaxstyle.parallel` maps it over K settings (vmap or in
-sequence, sharded over devices) and `jaxstyle.run` drives it from the host.
+One step function drives every optimizer (`jaxstyle.optimizers.Optimizer`: the named ones or
+any optax transformation) through optax's extra-args interface (`tx.update(grad, opt_state,
+x, value=, grad=, value_fn=)`). The state is a pytree (`StepState`) and `chunk` is a pure
+function of (params, targets, loss_weights, state, n_steps): `jaxstyle.parallel` maps it over K
+settings (vmap or in sequence, sharded over devices) and `jaxstyle.run` drives it from the
+host.
 
 Conventions:
 - The iterate is the unconstrained (H, W, 3) RGB image; pixels may leave [0, 1] during a
   line search's run (its curvature pairs and line search need the plain objective). Other
   optimizers project onto [0, 1] after every step. Callers clip at output.
-- `losses` is (4,) float32 (total, content, style, tv) of `state.image`; the optimizer
-  minimizes total itself.
+- `losses` is (4,) float32 (total, content, style, tv) of `state.image` (`LOSS_NAMES`); the
+  optimizer minimizes total itself.
 - History row t of a chunk holds the losses of the iterate after that chunk's step t.
 - `StepState.evaluations` counts objective evaluations (value and gradient together): the
   cost measure of the optimizers, which spend different numbers of evaluations per step.
@@ -30,9 +20,7 @@ Conventions:
 
 from __future__ import annotations
 
-import dataclasses
 import functools
-from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import jax
@@ -40,159 +28,13 @@ import jax.numpy as jnp
 import optax
 
 from jaxstyle import linesearch
-from jaxstyle.files import SettingError
-from jaxstyle.losses import LossSpec, LossWeights, Targets, total_loss
+from jaxstyle.losses import LOSS_NAMES, LossSpec, LossWeights, Targets, total_loss
+from jaxstyle.optimizers import Optimizer
 
-# Order of the entries of `StepState.losses` and of history rows.
-LOSS_NAMES = ("total", "content", "style", "tv")
 # Steps per compiled call: a fixed (static) buffer length. The number of steps actually run
 # is a traced argument <= this, so neither the callback interval nor the iteration count
 # changes the compiled program.
 MAX_CHUNK_STEPS = 100
-
-
-@dataclasses.dataclass(frozen=True)
-class Named:
-    """What a named optimizer is: make(optimizer, approx_dec_rtol) -> its optax
-    transformation; `line_search`: its state holds the value and gradient at the new
-    iterate (zoom L-BFGS); `carry_state`: its state can go on at the next stage's size,
-    resized (Adam's moments; L-BFGS's curvature pairs belong to one size); `learning_rate`:
-    its default step size, or None when it takes none."""
-
-    make: Callable[[Optimizer, Any], optax.GradientTransformationExtraArgs]
-    line_search: bool = False
-    carry_state: bool = False
-    learning_rate: float | None = None
-
-
-def _zoom_lbfgs(opt: Optimizer, approx_dec_rtol: Any):
-    return optax.lbfgs(
-        memory_size=opt.memory_size,
-        linesearch=optax.scale_by_zoom_linesearch(
-            max_linesearch_steps=opt.linesearch_steps, initial_guess_strategy="keep",
-            approx_dec_rtol=approx_dec_rtol))
-
-
-def _lbfgs_no_linesearch(opt: Optimizer, approx_dec_rtol: Any):
-    return optax.lbfgs(learning_rate=1.0, memory_size=opt.memory_size, linesearch=None)
-
-
-def _adam(opt: Optimizer, approx_dec_rtol: Any):
-    return optax.adam(opt.learning_rate)
-
-
-# The named optimizers, in the order the command line lists them (the first is the default).
-NAMED: dict[str, Named] = {
-    "lbfgs": Named(_zoom_lbfgs, line_search=True),
-    "adam": Named(_adam, carry_state=True, learning_rate=0.02),
-    "lbfgs-nols": Named(_lbfgs_no_linesearch),
-}
-OPTIMIZERS = tuple(NAMED)
-
-
-@dataclasses.dataclass(frozen=True)
-class Optimizer:
-    """The optimizer of a run: static and hashable (a jit static argument).
-
-    name: one of OPTIMIZERS, or "custom" with `transform` an optax GradientTransformation.
-    learning_rate: the step size of an optimizer that takes one (Adam: [0, 1] pixel units,
-        0.02 by default); None otherwise. memory_size: L-BFGS history length.
-        linesearch_steps: most function evaluations per zoom line search.
-    average_decay: None, or d in (0, 1): the state also carries the bias-corrected
-        exponential moving average of the iterates (`output`).
-    probe_first_step: zoom L-BFGS: `init` evaluates the objective once more, at the first
-        L-BFGS step, and the first line search starts at the cubic fit's step
-        (`linesearch.first_step_guess`) instead of at that unit step (which overshoots
-        from the content image); later line searches start at step 1 either way.
-    noise_floor: zoom L-BFGS: c in the decrease test's rounding tolerance
-        tau = c * alpha * sum_l 1/2 |P_l|^2 (`linesearch.approx_dec_rtol`); 0 keeps
-        optax's 1e-6 relative tolerance. 4e-12: a few times the float32 error of the
-        content loss near its minimum (docs/benchmarks.md).
-    """
-
-    name: str = "lbfgs"
-    transform: Any = None
-    learning_rate: float | None = None
-    memory_size: int = 10
-    linesearch_steps: int = 20
-    average_decay: float | None = None
-    probe_first_step: bool = True
-    noise_floor: float = 4e-12
-
-    def __post_init__(self) -> None:
-        if self.name == "custom":
-            if not isinstance(self.transform, optax.GradientTransformation):
-                raise SettingError("a custom optimizer needs an optax GradientTransformation, "
-                                   f"got {self.transform!r}", "optimizer")
-            if self.learning_rate is not None:
-                raise SettingError("learning_rate is for the named optimizers: set the step "
-                                   "size in the optax transformation itself", "learning_rate")
-            return
-        if self.name not in NAMED:
-            raise SettingError(f"optimizer must be one of {OPTIMIZERS} or an optax "
-                               f"GradientTransformation, got {self.name!r}", "optimizer")
-        default = NAMED[self.name].learning_rate
-        if self.learning_rate is not None and default is None:
-            raise SettingError(f"learning_rate is Adam's step size; {self.name} takes none",
-                               "learning_rate")
-        if self.learning_rate is None and default is not None:
-            object.__setattr__(self, "learning_rate", default)
-
-    @classmethod
-    def of(cls, optimizer: Any, **options: Any) -> Optimizer:
-        """From a name in OPTIMIZERS or an optax GradientTransformation (`options`: the
-        other fields)."""
-        if isinstance(optimizer, optax.GradientTransformation):
-            return cls("custom", transform=optimizer, **options)
-        return cls(optimizer, **options)
-
-    @property
-    def label(self) -> str:
-        """The name for summaries: the named optimizer's, or "custom"."""
-        return self.name
-
-    @functools.cached_property
-    def uses_linesearch(self) -> bool:
-        """True when the optimizer state holds the value and gradient at the new iterate
-        (a zoom line search): the step reads them instead of evaluating again, counts the
-        line search's evaluations, and never projects the image (that would make them
-        belong to another point)."""
-        if self.name != "custom":
-            return NAMED[self.name].line_search
-        probe = {"image": jax.ShapeDtypeStruct((1, 1, 3), jnp.float32),
-                 "aux": jax.ShapeDtypeStruct((len(LOSS_NAMES),), jnp.float32)}
-        state = jax.eval_shape(self.transform.init, probe)
-        return all(optax.tree.get(state, key, None) is not None
-                   for key in ("value", "grad", "num_linesearch_steps"))
-
-    @property
-    def clip(self) -> bool:
-        """Project the image onto [0, 1] after each step: every optimizer without a line
-        search."""
-        return not self.uses_linesearch
-
-    @property
-    def carry_state(self) -> bool:
-        """Whether its state can go on at the next stage of a coarse-to-fine run, resized."""
-        return self.name != "custom" and NAMED[self.name].carry_state
-
-    @property
-    def probes(self) -> bool:
-        """Whether `init` probes the first step (named zoom L-BFGS only: its line search
-        starts at the step held in its state)."""
-        return self.name == "lbfgs" and self.probe_first_step
-
-    def transformation(self, approx_dec_rtol: Any = linesearch.DEFAULT_APPROX_DEC_RTOL
-                       ) -> optax.GradientTransformationExtraArgs:
-        """The optax transformation (pure functions; build it inside the traced code).
-
-        Zoom L-BFGS starts each line search at the step held in its state's `learning_rate`
-        (optax's "keep"), which `init` and `step` set; approx_dec_rtol may be traced. Neither
-        changes the state's structure.
-        """
-        if self.name == "custom":
-            return optax.with_extra_args_support(self.transform)
-        return NAMED[self.name].make(self, approx_dec_rtol)
 
 
 class StepState(NamedTuple):

@@ -32,7 +32,7 @@ import numpy as np
 from jax.sharding import Mesh
 from jax.sharding import PartitionSpec as P
 
-from jaxstyle import memory, optim
+from jaxstyle import memory, optim, optimizers
 from jaxstyle.losses import LossSpec, LossWeights, content_features
 from jaxstyle.vgg import BLOCK_WIDTHS, LAYER_NAMES, layer_depth, param_shapes
 
@@ -89,7 +89,7 @@ def map_settings(f: Callable[..., Any], xs: Any, batch_size: int) -> Any:
 
 
 @functools.lru_cache(maxsize=32)
-def programs(mesh: Mesh, spec: LossSpec, opt: optim.Optimizer, batch: int, init_from: str,
+def programs(mesh: Mesh, spec: LossSpec, opt: optimizers.Optimizer, batch: int, init_from: str,
              carry: bool = False, max_steps: int = optim.MAX_CHUNK_STEPS) -> tuple[Any, Any]:
     """(init, chunk): the jitted programs of a run over the settings axis of `mesh`.
 
@@ -146,7 +146,8 @@ def programs(mesh: Mesh, spec: LossSpec, opt: optim.Optimizer, batch: int, init_
 # --------------------------------------------------------------------------- memory
 
 
-def estimated_bytes(height: int, width: int, layers: Sequence[str], optimizer: optim.Optimizer, *,
+def estimated_bytes(height: int, width: int, layers: Sequence[str],
+                    optimizer: optimizers.Optimizer, *,
                     settings: int = 1) -> int:
     """A pre-flight estimate of a run's memory at (height, width) with `settings` settings
     on one device, made before anything is compiled: what a size check can refuse without
@@ -172,7 +173,7 @@ def estimated_bytes(height: int, width: int, layers: Sequence[str], optimizer: o
 
 
 def fit_batch_size(compile_one: Callable[[], Any], k_local: int, device: jax.Device,
-                   optimizer: optim.Optimizer) -> tuple[int, Any | None]:
+                   optimizer: optimizers.Optimizer) -> tuple[int, Any | None]:
     """(B, the compiled one-setting program or None): how many settings a device computes
     at once when the caller does not say.
 

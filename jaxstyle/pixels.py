@@ -1,5 +1,8 @@
 """Decoded samples to jaxstyle's one image form: (H, W, 3) float32 RGB in [0, 1].
 
+`as_rgb` is the library's one check of an image array handed in (`unit_samples` its sample
+rule); `load_image` (jaxstyle.image) decodes files through `pil_to_rgb`.
+
 Every Pillow mode at its full precision (1-bit, L, P with transparency, RGB, CMYK, YCbCr,
 16-bit gray, 16-bit RGB/RGBA/LA PNGs with all 16 bits, I, F) and in-memory arrays (uint8,
 uint16, bool, float; gray, gray + alpha, RGB, RGBA). Alpha is composited over white:
@@ -9,11 +12,12 @@ out = a * rgb + (1 - a) * 1. `jaxstyle.image.load_image` is the entry point.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from PIL import Image
 
-from jaxstyle.files import ImageError
+from jaxstyle.files import ImageError, SettingError
 
 # The ImageNet preprocessing conventions the networks' weights were trained with. Caffe VGG
 # (and the files converted from it, the normalised VGG19 among them): BGR, 0-255, minus this
@@ -166,17 +170,80 @@ def array_to_rgb(arr: np.ndarray, name: str) -> np.ndarray:
                                f"(H, W, 4) image array, got shape {arr.shape}")
     if arr.shape[0] == 0 or arr.shape[1] == 0:
         raise ImageError(name, f"empty image array of shape {arr.shape}")
-    if arr.dtype == np.uint8:
-        values = _unit(arr, 255)
-    elif arr.dtype == np.uint16:
-        values = _unit(arr, 65535)
-    elif arr.dtype == np.bool_:
-        values = arr.astype(np.float32)
-    elif np.issubdtype(arr.dtype, np.floating):
-        values = _float_samples(arr, name)
-    else:
-        raise ImageError(name, f"image arrays must be uint8, uint16, bool or float in [0, 1], "
-                               f"got {arr.dtype}")
+    try:
+        values = unit_samples(arr, name)  # the rule of `as_rgb`
+    except SettingError as err:
+        raise ImageError(name, str(err).removeprefix(f"{name} ")) from None
     if values.shape[-1] in (2, 4):
         return _composite(values[..., :-1], values[..., -1:])
     return _composite(values, None)
+
+
+# --------------------------------------------------------------------------- arrays handed in
+
+
+# Float images may stray this far outside [0, 1] (rounding) before they are refused; the
+# stray part is clipped.
+RANGE_SLACK = 1e-3
+
+
+def as_rgb(image: Any, what: str = "image", *, batch: bool = False) -> np.ndarray:
+    """The library's one check of an image handed in as an array: `image` as a float32 NumPy
+    array of shape (H, W, 3), or with batch=True (N, H, W, 3) (one (H, W, 3) image becomes a
+    batch of one), RGB in [0, 1].
+
+    Samples: uint8 and other integer arrays are 0-255 values, divided by 255 exactly (uint16:
+    0-65535, divided by 65535); bool arrays are 0 or 1; floats must lie in [0, 1] (up to
+    RANGE_SLACK of rounding, clipped). Device arrays are fetched. SettingError naming `what`
+    for another shape, an empty side, NaN or inf, or values outside the range (with the
+    range found): a photo in 0-255 floats is refused, not turned white.
+    """
+    try:
+        arr = np.asarray(image)
+    except ValueError:  # a list of arrays of different shapes
+        raise SettingError(f"{what}: the images of a batch must all have one size, got shapes "
+                           f"{[np.shape(x) for x in image]}", what) from None
+    want = "(N, H, W, 3) batch or an (H, W, 3) image" if batch else "(H, W, 3) image"
+    if batch and arr.ndim == 3:
+        arr = arr[None]
+    if arr.ndim != (4 if batch else 3) or arr.shape[-1] != 3 or 0 in arr.shape:
+        raise SettingError(f"{what} must be an RGB {want}, got shape {arr.shape}", what)
+    return unit_samples(arr, what)
+
+
+def unit_samples(arr: np.ndarray, what: str) -> np.ndarray:
+    """Array samples as float32 in [0, 1] (the rules of `as_rgb`, any shape); SettingError
+    naming `what` otherwise."""
+    if arr.dtype == np.bool_:
+        return arr.astype(np.float32)
+    if np.issubdtype(arr.dtype, np.integer):
+        full = 65535 if arr.dtype == np.uint16 else 255
+        lo, hi = int(arr.min()), int(arr.max())
+        if lo < 0 or hi > full:
+            raise SettingError(f"{what} holds integers in [{lo}, {hi}]: integer images must be "
+                               f"0-{full} ({arr.dtype})", what)
+        return np.divide(arr, np.float32(full), dtype=np.float32)
+    if not np.issubdtype(arr.dtype, np.floating):
+        raise SettingError(f"{what} must hold numbers, got dtype {arr.dtype}", what)
+    arr = np.asarray(arr, np.float32)
+    if not np.all(np.isfinite(arr)):
+        raise SettingError(f"{what} contains NaN or inf values", what)
+    lo, hi = float(arr.min()), float(arr.max())
+    if lo < -RANGE_SLACK or hi > 1 + RANGE_SLACK:
+        hint = (" (0-255 values? divide by 255, or pass the uint8 array)" if hi <= 255 + RANGE_SLACK
+                and lo >= -RANGE_SLACK else "")
+        raise SettingError(f"{what} must be RGB in [0, 1]; its values span [{lo:.4g}, {hi:.4g}]"
+                           f"{hint}", what)
+    return np.clip(arr, 0.0, 1.0) if lo < 0 or hi > 1 else arr
+
+
+def rgb_array(image: Any, what: str = "image") -> np.ndarray:
+    """An (H, W, 3) float32 array with finite values (a copy only if needed): the shape check
+    of the functions that take images from inside the library (resizing, colours, sheets),
+    whose values may stray outside [0, 1] (unclipped iterates, colour transforms)."""
+    arr = np.asarray(image, np.float32)
+    if arr.ndim != 3 or arr.shape[-1] != 3 or 0 in arr.shape:
+        raise SettingError(f"{what} must be an (H, W, 3) RGB array, got shape {arr.shape}", what)
+    if not np.all(np.isfinite(arr)):
+        raise SettingError(f"{what} contains NaN or inf values", what)
+    return arr

@@ -9,12 +9,10 @@ from typing import Any
 
 import numpy as np
 
-from jaxstyle import files, optim
+from jaxstyle import files
 from jaxstyle.config import StyleConfig
 from jaxstyle.grids import WeightGrid
 from jaxstyle.losses import LossWeights
-
-LOSS_NAMES = optim.LOSS_NAMES
 
 
 @dataclasses.dataclass(frozen=True)

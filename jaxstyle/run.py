@@ -19,9 +19,9 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from jaxstyle import optim, parallel, runtime
-from jaxstyle.losses import LossSpec, LossWeights, compute_targets
-from jaxstyle.result import LOSS_NAMES, Callback, Progress, Stage
+from jaxstyle import optim, optimizers, parallel, runtime
+from jaxstyle.losses import LOSS_NAMES, LossSpec, LossWeights, compute_targets
+from jaxstyle.result import Callback, Progress, Stage
 
 
 @dataclasses.dataclass
@@ -72,7 +72,7 @@ class Start:
     keep_state: bool = False
 
 
-def run_stage(params: Any, spec: LossSpec, opt: optim.Optimizer, content: np.ndarray,
+def run_stage(params: Any, spec: LossSpec, opt: optimizers.Optimizer, content: np.ndarray,
               styles: list[np.ndarray], blend: np.ndarray, masks: np.ndarray | None,
               loss_weights: LossWeights, start: Start, *, mesh: Mesh,
               batch_size: int | None, schedule: Schedule) -> StageOutcome:

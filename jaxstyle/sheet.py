@@ -8,7 +8,8 @@ from collections.abc import Sequence
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from jaxstyle.image import resize_to, rgb_array, scale_shape
+from jaxstyle.image import resize_to, scale_shape
+from jaxstyle.pixels import rgb_array
 
 # The sheet's background (white, like a page).
 BACKGROUND = 1.0

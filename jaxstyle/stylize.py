@@ -37,10 +37,11 @@ from jaxstyle import color, memory, optim, parallel
 from jaxstyle.config import StyleConfig
 from jaxstyle.files import SettingError
 from jaxstyle.grids import WeightGrid, as_settings
-from jaxstyle.image import as_rgb, resize_to, scale_shape, style_size_for
-from jaxstyle.losses import LossWeights
+from jaxstyle.image import resize_to, scale_shape, style_size_for
+from jaxstyle.losses import LOSS_NAMES, LossWeights
 from jaxstyle.objective import as_masks, as_styles
-from jaxstyle.result import LOSS_NAMES, Callback, Result, Stage
+from jaxstyle.pixels import as_rgb
+from jaxstyle.result import Callback, Result, Stage
 from jaxstyle.run import Schedule, StageOutcome, Start, run_stage
 from jaxstyle.vgg import VGGWeights, as_weights, layer_depth, pools_before
 

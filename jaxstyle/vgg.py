@@ -22,9 +22,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxstyle.files import SettingError
-from jaxstyle.image import as_rgb
 from jaxstyle.kernels import avg_pool_2x2, conv3x3_same, max_pool_2x2
-from jaxstyle.pixels import CAFFE_MEAN_BGR, TORCH_MEAN_RGB, TORCH_STD_RGB
+from jaxstyle.pixels import CAFFE_MEAN_BGR, TORCH_MEAN_RGB, TORCH_STD_RGB, as_rgb
 
 # Output widths and convolution counts of VGG19's five blocks (configuration "E").
 BLOCK_WIDTHS = (64, 128, 256, 512, 512)

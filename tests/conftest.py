@@ -20,10 +20,15 @@ import jax  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
-jax.config.update("jax_numpy_rank_promotion", "raise")
-
 import jaxstyle  # noqa: E402
-from jaxstyle import download  # noqa: E402
+from jaxstyle import download, runtime  # noqa: E402
+
+# The XLA CPU flags of every in-process test: the ones `jaxstyle` itself runs the objective
+# with (runtime.CPU_FLAGS), plus whatever XLA_FLAGS the caller set (those win; e.g.
+# --xla_cpu_max_isa=AVX2 to run the suite as on an older CPU). XLA reads them once, when the
+# first test starts a backend: set here, before any, so that no test's order decides them.
+runtime.set_xla_cpu_flags()
+jax.config.update("jax_numpy_rank_promotion", "raise")
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = ROOT / "examples"

@@ -21,6 +21,7 @@ CONFIG = TrainConfig("adain", learning_rate=1e-3, lr_decay=5e-5)
 BATCH = np.stack([smooth_image(60 + i, 32, 32) for i in range(4)])
 UINT8 = np.round(BATCH * 255).astype(np.uint8)
 
+
 def test_schedule_and_config():
     lr = step.schedule(CONFIG)
     assert float(lr(0)) == pytest.approx(1e-3)
@@ -86,7 +87,7 @@ SHARDED = textwrap.dedent("""
     import jax, numpy as np
     from conftest import smooth_image
     from jaxstyle.arbitrary import step
-from jaxstyle.arbitrary.train_config import TrainConfig
+    from jaxstyle.arbitrary.train_config import TrainConfig
     from jaxstyle.arbitrary.weights import random_params
 
     config = TrainConfig("adain", learning_rate=1e-4)

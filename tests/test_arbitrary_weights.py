@@ -211,7 +211,7 @@ def test_convert_and_model_npz(files, tmp_path, sanet_params):
     # Without the encoder (as training writes it): the encoder then comes from vgg=.
     bare = convert("sanet", tmp_path / "bare.npz", include_encoder=False, **sources)
     with pytest.raises(WeightsError,
-                       match=r"sanet encoder: no file given.*vgg_normalised.*--vgg PATH"):
+                       match=r"sanet encoder: no file given.*vgg_normalised.*as vgg=PATH"):
         load_sanet(model=bare)
     _assert_tree_equal(jax.device_get(load_sanet(model=bare, vgg=files["vgg_normalised.pth"])),
                        expected)

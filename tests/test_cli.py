@@ -27,8 +27,8 @@ from references.weight_files import write_keras_h5
 import jaxstyle
 from jaxstyle import cli, color
 from jaxstyle.cli import gatys
-from jaxstyle.cli.options import DEFAULT_IMAGE_SIZE
 from jaxstyle.cli.console import Bar
+from jaxstyle.cli.options import DEFAULT_IMAGE_SIZE
 from jaxstyle.config import StyleConfig
 from jaxstyle.image import resize_to, style_size_for
 

@@ -9,7 +9,7 @@ import pytest
 from conftest import smooth_image
 
 import jaxstyle
-from jaxstyle import cli, optim
+from jaxstyle import cli, optim, optimizers
 from jaxstyle.config import auto_scales
 from jaxstyle.objective import prepare_targets
 
@@ -40,7 +40,7 @@ def test_the_auto_ladder():
 
 
 def test_resized_adam_state_has_the_next_stages_shapes():
-    tx = optim.Optimizer(name="adam").transformation()
+    tx = optimizers.Optimizer(name="adam").transformation()
     p = {"image": np.ones((6, 8, 3), np.float32), "aux": np.zeros(4, np.float32)}
     state = tx.init(p)
     _, state = tx.update({"image": np.full((6, 8, 3), -2.0, np.float32),

@@ -25,7 +25,8 @@ def test_setting_label():
 
 
 def test_grid_content_by_style():
-    grid = grids.loss_weight_grid(content_weight=[1, 5], style_weight=[1e2, 1e3, 1e4], tv_weight=1e-3)
+    grid = grids.loss_weight_grid(content_weight=[1, 5], style_weight=[1e2, 1e3, 1e4],
+                                  tv_weight=1e-3)
     assert grid.shape == (2, 3)
     assert grid.col_labels == ("beta=100", "beta=1e3", "beta=1e4")
     assert grid.row_labels == ("alpha=1", "alpha=5")
@@ -65,7 +66,8 @@ def test_ratio_weights():
     assert grid.col_labels[1] == "alpha/beta=8e-4"
     fixed_beta = grids.ratio_weights(ratios, style_weight=1e4, tv_weight=[0, 1])
     assert fixed_beta.shape == (2, 4)
-    np.testing.assert_allclose(fixed_beta.loss_weights.content_weight / fixed_beta.loss_weights.style_weight,
+    lw = fixed_beta.loss_weights
+    np.testing.assert_allclose(lw.content_weight / lw.style_weight,
                                ratios * 2, rtol=1e-6)
     np.testing.assert_allclose(fixed_beta.loss_weights.tv_weight, [0] * 4 + [1] * 4)
     with pytest.raises(ValueError, match="not both"):

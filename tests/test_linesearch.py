@@ -18,7 +18,7 @@ import pytest
 from conftest import smooth_image
 
 import jaxstyle
-from jaxstyle import linesearch, optim
+from jaxstyle import linesearch, optim, optimizers
 from jaxstyle.image import load_image, resize_to, scale_shape, style_size_for
 from jaxstyle.objective import prepare_targets
 
@@ -27,8 +27,8 @@ LAYERS = {"content_layers": ("relu2_1",), "style_layers": ("relu1_1", "relu2_1")
 TINY = {"content_layers": ("relu1_1",), "style_layers": ("relu1_1",)}  # counting only
 SHAPE = (43, 64)  # the photos at 64 px: the noise problem shares their compiled programs
 # The line search as it was before the probe and the noise-floor tolerance.
-OLD = optim.Optimizer(probe_first_step=False, noise_floor=0.0)
-NEW = optim.Optimizer()
+OLD = optimizers.Optimizer(probe_first_step=False, noise_floor=0.0)
+NEW = optimizers.Optimizer()
 
 
 def problem(weights, content, style, layers=LAYERS, **config):
@@ -62,7 +62,7 @@ def per_step_evaluations(prob, opt, steps):
     return counts, losses
 
 
-@pytest.mark.parametrize("opt", [NEW, optim.Optimizer(name="adam")], ids=["lbfgs", "adam"])
+@pytest.mark.parametrize("opt", [NEW, optimizers.Optimizer(name="adam")], ids=["lbfgs", "adam"])
 def test_evaluations_count_every_executed_evaluation(monkeypatch, weights, opt):
     prob = problem(weights, smooth_image(30, 32, 32), smooth_image(31, 32, 32), TINY,
                    tv_weight=1e-3)

@@ -10,7 +10,7 @@ import pytest
 
 from jaxstyle import memory, parallel
 from jaxstyle.losses import LossWeights
-from jaxstyle.optim import Optimizer
+from jaxstyle.optimizers import Optimizer
 
 ADAM = Optimizer("adam")
 

@@ -14,7 +14,7 @@ import pytest
 from conftest import smooth_image
 
 import jaxstyle
-from jaxstyle import color, optim, parallel
+from jaxstyle import color, optim, optimizers, parallel
 from jaxstyle.grids import as_settings
 from jaxstyle.image import resize_to, scale_shape
 from jaxstyle.objective import prepare_targets
@@ -255,7 +255,7 @@ def test_the_content_start_shares_the_content_forward_pass(weights, images):
     mesh = parallel.settings_mesh(k=1)
     lw = as_settings(config.loss_weights)
 
-    no_probe = optim.Optimizer(probe_first_step=False)
+    no_probe = optimizers.Optimizer(probe_first_step=False)
 
     def convolutions(init_from, image0, opt=no_probe):
         init, _ = parallel.programs(mesh, spec, opt, 1, init_from)
@@ -266,7 +266,7 @@ def test_the_content_start_shares_the_content_forward_pass(weights, images):
     # (10 more, up to conv4_2) is merged with the evaluation's when it starts there. Zoom
     # L-BFGS's first-step probe (the default) is one more evaluation: 26 more.
     assert convolutions("shared", content)[1] == 10 + 26
-    assert convolutions("content", None, optim.Optimizer())[1] == 26 + 26
+    assert convolutions("content", None, optimizers.Optimizer())[1] == 26 + 26
     lowered, count = convolutions("content", None)
     assert count == 26
     style_only = full._replace(content={})

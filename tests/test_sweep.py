@@ -23,7 +23,8 @@ from jaxstyle.runtime import count_compiles
 
 SIZE = 32
 # Style weights far apart, so the settings' images differ (a test that cannot fail otherwise).
-GRID = jaxstyle.loss_weight_grid(content_weight=1.0, style_weight=[1e3, 1e5, 1e7], tv_weight=[0.0, 10.0])
+GRID = jaxstyle.loss_weight_grid(content_weight=1.0, style_weight=[1e3, 1e5, 1e7],
+                                 tv_weight=[0.0, 10.0])
 ADAM = StyleConfig(optimizer="adam", iterations=3, learning_rate=0.05, init="noise", seed=3)
 # Few iterations: float32 L-BFGS amplifies rounding (0.7% after 40 iterations, measured).
 LBFGS = StyleConfig(optimizer="lbfgs", iterations=4, init="noise", seed=3)
@@ -223,7 +224,8 @@ SHARDED = textwrap.dedent("""
     imgs = smooth_image(20, 32, 32), smooth_image(21, 32, 32)
     cfg = jaxstyle.StyleConfig(optimizer="adam", iterations=3, learning_rate=0.05,
                                init="noise", seed=3)
-    grid = jaxstyle.loss_weight_grid(style_weight=[1e3, 1e5, 1e7], tv_weight=[0.0, 10.0])  # GRID: K = 6
+    # GRID: K = 6
+    grid = jaxstyle.loss_weight_grid(style_weight=[1e3, 1e5, 1e7], tv_weight=[0.0, 10.0])
     sharded = jaxstyle.sweep(*imgs, weights=w, config=cfg, loss_weights=grid)
     # The chunk program it ran, compiled again to read: K = 6 padded to 8, 2 per device.
     mesh = parallel.settings_mesh()
@@ -295,7 +297,8 @@ MULTIHOST = textwrap.dedent("""
     imgs = smooth_image(20, 32, 32), smooth_image(21, 32, 32)
     cfg = jaxstyle.StyleConfig(optimizer="adam", iterations=3, learning_rate=0.05,
                                init="noise", seed=3)
-    grid = jaxstyle.loss_weight_grid(style_weight=[1e3, 1e5, 1e7], tv_weight=[0.0, 10.0])  # GRID: K = 6
+    # GRID: K = 6
+    grid = jaxstyle.loss_weight_grid(style_weight=[1e3, 1e5, 1e7], tv_weight=[0.0, 10.0])
     r = jaxstyle.sweep(*imgs, weights=w, config=cfg, loss_weights=grid,
                        devices=jax.devices())
     np.savez(sys.argv[4], images=r.images, best=r.best_losses, total=r.histories["total"])

@@ -46,7 +46,7 @@ from jaxstyle.arbitrary.encoder import encode
 from jaxstyle.arbitrary.models import LEVELS, MIN_STYLE_SIDE, MULTIPLE, model_kind
 from jaxstyle.arbitrary.ops import adain, mean_std
 from jaxstyle.files import SettingError
-from jaxstyle.image import as_rgb
+from jaxstyle.pixels import as_rgb
 
 
 @dataclasses.dataclass(frozen=True)
@@ -203,8 +203,8 @@ def _program(params, content, codes, weights, alphas, *, kind, pads, mix,
 def _content_batch(content: Any) -> tuple[np.ndarray, bool]:
     """(N, H, W, 3) float32 of a content image or batch (`image.as_rgb`), and whether it was
     one image."""
-    single = np.ndim(content) == 3
-    return as_rgb(content, "content", batch=True), single
+    batch = as_rgb(content, "content", batch=True)
+    return batch, not isinstance(content, (list, tuple)) and np.asarray(content).ndim == 3
 
 
 def _style_images(styles: Any, kind: str) -> list[np.ndarray]:

@@ -37,7 +37,7 @@ from jaxstyle.config import INITS, StyleConfig
 from jaxstyle.grids import loss_weight_grid, ratio_weights
 from jaxstyle.image import OUTPUT_FORMATS, load_image
 from jaxstyle.losses import TV_FORMS
-from jaxstyle.optim import NAMED, OPTIMIZERS
+from jaxstyle.optimizers import NAMED, OPTIMIZERS
 from jaxstyle.runtime import COMPUTE_DTYPES
 from jaxstyle.vgg import POOLINGS
 from jaxstyle.weights import ENV_WEIGHTS

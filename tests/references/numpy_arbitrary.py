@@ -15,6 +15,7 @@ import functools
 from pathlib import Path
 
 import numpy as np
+
 from references import weight_files as wf
 
 # The reference nn.Sequentials, one token per module: C<i> a convolution stored under key i
