@@ -53,7 +53,7 @@ QUICK = dict(sizes=[32], torch_sizes=[32], stylize_sizes=[32], stylize_iteration
              sweep_size=32, sweep_iterations=1, sweep_k=2, steps=1, arbitrary_sizes=[32],
              arbitrary_batch=2, arbitrary_repeats=1, train_size=32, train_batch=2,
              train_steps=1, models=["adain"], train_dtypes=["float32"])
-TRAIN_STEPS = 160_000  # the reference schedule (ARBITRARY.md)
+TRAIN_STEPS = 160_000  # the reference schedule (docs/arbitrary.md)
 
 
 def _ints(text: str) -> list[int]:

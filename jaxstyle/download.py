@@ -133,7 +133,8 @@ def _checksum_error(path: Path, filename: str, expected_md5: str | None) -> str 
 
 def _intact(path: Path, md5: str | None) -> bool:
     """Whether a cached file passes its published checksum; skipped while its stamp says the
-    file is unchanged since it last passed (hashing 80 MB costs 0.13-0.3 s of every run).
+    file is unchanged since it last passed (hashing 80 MB would cost every run a fraction
+    of a second).
     ctime is in the stamp because it cannot be set by hand: a copy with its times kept
     still changes it."""
     if not md5 and not _HUB_HASH.search(path.name):

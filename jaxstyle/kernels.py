@@ -19,8 +19,8 @@ docs/benchmarks.md):
       dK[i, j, c, o] = sum over n, h, w of xp[n, h + i, w + j, c] g[n, h, w, o]
 
   (xp: x zero-padded, g: the output's cotangent) is, as autodiff writes it, a convolution
-  with the whole image as its window, which XLA CPU ran 3.5-13x slower than the forward
-  convolution. On CPU it is here a sum over the images (a scan) of one matrix product each,
+  with the whole image as its window, which XLA CPU ran several times slower than the
+  forward convolution. On CPU it is here a sum over the images (a scan) of one matrix product each,
   (patches of x)^T g, for kernels with at least `PER_IMAGE_MIN_COUT` outputs; other
   platforms keep autodiff's form (staged with `lax.platform_dependent`, so a GPU program
   never contains the CPU form). The bias gradient, db[o] = sum over n, h, w of g[n, h, w, o],

@@ -22,8 +22,7 @@ Its own module because these are line-search numerics, apart from `jaxstyle.opti
   1e-6) lets the slope decide there; on photos the floor is far below 1e-6 |f| and nothing
   changes.
 
-benchmarks/linesearch.py counts the evaluations, old against new (numbers in
-benchmarks/README.md).
+benchmarks/linesearch.py counts the evaluations, old against new (docs/benchmarks.md).
 """
 
 from __future__ import annotations

@@ -14,7 +14,7 @@ another inside the program, B >= K/D is one `jax.vmap`. K is padded to a multipl
 repeating the last setting. A vmapped zoom line search ("lbfgs") runs both branches of its
 conds and waits for its slowest member, so its default B is 1; Adam and "lbfgs-nols" default
 to as many settings as fit in memory, measured by XLA's own `memory_analysis()` of the
-compiled one-setting program (`fit_batch_size`). Measurements: benchmarks/README.md.
+compiled one-setting program (`fit_batch_size`). Measurements: docs/benchmarks.md.
 
 Several processes (multi-host): every process runs the same call with a mesh over
 `jax.devices()`; `runtime.put` gives each process its own shards and `runtime.fetch` gathers

@@ -47,10 +47,8 @@ CPU_FLAGS: tuple[str, ...] = (
     "LIBRARY_FUSION_TYPE_INDIVIDUAL_CONVOLUTION,LIBRARY_FUSION_TYPE_INDIVIDUAL_DOT",
 )
 # XLA CPU flags for training SANet and AdaIN (`jaxstyle train-*`): the same scheduler, and
-# YNNPACK for single dots only, so that convolutions run on XLA's Eigen path. In A/B runs of
-# the 256 px, batch 5 training step (fresh processes, alternating, 3 pairs each) Eigen was
-# faster in every SANet pair (best steps 19.5-20.9 s against 20.9-22.2 s) and in two of
-# three AdaIN pairs (5.8-7.2 s against 6.7-7.1 s): the step's deep 512-channel layers.
+# YNNPACK for single dots only, so that convolutions run on XLA's Eigen path, which ran the
+# training step's deep 512-channel layers faster in A/B runs (docs/benchmarks.md).
 CPU_TRAIN_FLAGS: tuple[str, ...] = (
     "--xla_cpu_scheduler_type=CPU_SCHEDULER_TYPE_MEMORY_OPTIMIZED",
     "--xla_cpu_experimental_ynn_fusion_type=LIBRARY_FUSION_TYPE_INDIVIDUAL_DOT",
@@ -80,7 +78,7 @@ def enable_compile_cache(path: str | os.PathLike | None = None, *, enabled: bool
     JAXSTYLE_NO_COMPILE_CACHE=1 leaves the cache off and writes nothing.
 
     Every program is cached, however quick its compile (min compile time 0): on a CPU the
-    objective compiles in ~1 s and the step loop in several, all of it paid again by every run
+    objective compiles in about a second and the step loop in several, paid again by every run
     without the cache. Idempotent: calling it again with the same directory changes nothing.
     Call it before the first compilation: JAX opens the cache directory once per process.
     """
@@ -102,7 +100,7 @@ def enable_compile_cache(path: str | os.PathLike | None = None, *, enabled: bool
 def set_xla_cpu_flags(flags: tuple[str, ...] = CPU_FLAGS) -> str:
     """Add XLA CPU `flags` to the XLA_FLAGS environment variable; returns the new value.
 
-    CPU_FLAGS cut memory, not speed (figures in benchmarks/README.md): the memory-optimized
+    CPU_FLAGS cut memory, not speed (figures in docs/benchmarks.md): the memory-optimized
     scheduler, and YNNPACK fusions limited to single convolutions and dots (by default XLA
     CPU fuses whole runs of forward layers into one YNNPACK graph whose buffers XLA does not
     plan). They concern the CPU backend only; GPU/TPU ignore them.

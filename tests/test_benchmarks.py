@@ -216,7 +216,7 @@ def test_arbitrary_flops_by_hand():
     # to relu2_1 with an odd side: conv1_2 at 20 x 11, then conv2_1 at ceil: 10 x 6.
     assert arbitrary_bench.encoder_flops(20, 11, 2) == (2 * 220 * 9 + 2 * 220 * 9 * 3 * 64
                                               + 2 * 220 * 9 * 64 * 64 + 2 * 60 * 9 * 64 * 128)
-    # ARBITRARY.md's figures at 512 px: VGG to relu4_1 ~127 GFLOP, decoder ~127, Transform ~66.
+    # docs/arbitrary.md's figures at 512 px: VGG to relu4_1 ~127 GFLOP, decoder ~127, Transform ~66.
     assert arbitrary_bench.encoder_flops(512, 512, 4) / 1e9 == pytest.approx(127, rel=0.01)
     assert arbitrary_bench.decoder_flops(64, 64) / 1e9 == pytest.approx(127, rel=0.01)
     t = arbitrary_bench.transform_flops(64, 64, 64, 64)

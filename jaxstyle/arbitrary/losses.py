@@ -1,4 +1,4 @@
-"""The training losses of SANet and AdaIN (ARBITRARY.md "Training"), as pure functions.
+"""The training losses of SANet and AdaIN (docs/arbitrary.md, "Training"), as pure functions.
 
     total, parts = sanet_loss(params, content, style)   # parts: content, style, identity1, 2
     total, parts = adain_loss(params, content, style)   # parts: content, style

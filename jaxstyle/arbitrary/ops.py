@@ -38,18 +38,16 @@ def reflect_conv(x: jax.Array, features: int, name: str, size: int = 3) -> jax.A
     layer = Conv(features, size, name=name)
     if p == 0:
         return layer(x)
-    # The VALID convolution of the padded input, computed as the 'SAME' one cropped: on XLA
-    # CPU (YNNPACK) a VALID 3x3 convolution ran 2.5x slower than a 'SAME' one of the same
-    # output size (measured at 32-256 px, 64-512 channels); the ring of extra outputs adds
-    # about 4 / H to the work.
+    # The VALID convolution of the padded input, computed as the 'SAME' one cropped: XLA CPU
+    # (YNNPACK) ran VALID 3x3 convolutions on a slower path than 'SAME' ones of the same
+    # output size (docs/benchmarks.md); the ring of extra outputs adds about 4 / H of work.
     return layer(reflect_pad(x, p))[:, p:-p, p:-p]
 
 
 class Conv1x1(nn.Module):
     """A 1x1 convolution with bias as one matrix product: (N, H, W, Cin) -> (N, H, W,
-    features), params {"kernel": (1, 1, Cin, features) HWIO, "bias"} as nn.Conv's. XLA CPU
-    ran the product 1.5x faster than the equivalent convolution (64 x 64 x 512 -> 512:
-    30 against 46 ms)."""
+    features), params {"kernel": (1, 1, Cin, features) HWIO, "bias"} as nn.Conv's: XLA CPU
+    runs the product faster than the equivalent convolution (docs/benchmarks.md)."""
 
     features: int
 
@@ -79,8 +77,8 @@ def max_pool_ceil(x: jax.Array) -> jax.Array:
 def _max_pool_even(x: jax.Array) -> jax.Array:
     """2x2 max pooling of even sides: the same values and gradient (to each window's first
     maximum, as torch) as `jaxstyle.vgg.max_pool_2x2`, with a forward pass of elementwise
-    maxima (rows, then columns) instead of a windowed reduction, which XLA CPU ran 2x
-    slower (12.2 against 5.5 ms at 512 x 512 x 64)."""
+    maxima (rows, then columns) instead of a windowed reduction, which XLA CPU runs
+    slower."""
     n, h, w, c = x.shape
     rows = x.reshape(n, h // 2, 2 * w, c)  # row pairs side by side
     rows = jnp.maximum(rows[:, :, :w], rows[:, :, w:])
@@ -128,8 +126,7 @@ class UpsampleConv(nn.Module):
         rows a = 0: (K[0], K[1] + K[2]);  a = 1: (K[0] + K[1], K[2]);  columns likewise.
     One 2x2 convolution of E with the four phase kernels side by side (4 * features outputs),
     then interleaved. The same sums in another order: equal to the direct form up to float32
-    rounding. The decoder's convolutions after each upsampling took 0.53-0.6x of the direct
-    form's time (XLA CPU, 64-256 px maps).
+    rounding, and about half the direct form's time on XLA CPU (docs/benchmarks.md).
     """
 
     features: int

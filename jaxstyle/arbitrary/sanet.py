@@ -59,10 +59,10 @@ def attention(query: jax.Array, key: jax.Array, value: jax.Array, *,
     then cropped), one chunk at a time.
 
     Written as two einsums around `jax.nn.softmax` rather than `jax.nn.dot_product_attention`
-    (scale=1), whose XLA path gives bit-identical results here but made the Transform 1.27x
-    slower on XLA CPU (512 px: 1.13 s against 0.89 s, its heads axis turns the products into
-    batched ones); cuDNN's fused kernel, the other implementation, needs float16/bfloat16
-    and a head dimension of at most 256 (128 before Hopper), and SANet's is C = 512.
+    (scale=1), whose XLA path gives bit-identical results here but made the Transform slower
+    on XLA CPU (its heads axis turns the products into batched ones); cuDNN's fused kernel,
+    the other implementation, needs float16/bfloat16 and a head dimension of at most 256
+    (128 before Hopper), and SANet's is C = 512.
     """
     n, t, c = query.shape
     s = key.shape[1]

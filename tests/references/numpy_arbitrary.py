@@ -1,7 +1,7 @@
 """Independent references for jaxstyle.arbitrary's tests.
 
 - Synthetic weights in the released files' key layouts ({key: OIHW float32 array}), written
-  out here from ARBITRARY.md's tables (not from jaxstyle's), and the files themselves in
+  out here from docs/arbitrary.md's tables (not from jaxstyle's), and the files themselves in
   PyTorch's legacy format (tests/weight_files.py's writer, independent of jaxstyle's reader).
 - The networks in float64 NumPy, NCHW, module by module in the reference code's
   nn.Sequential order: ReflectionPad2d as np.pad(mode="reflect"), convolutions as matrix
@@ -224,7 +224,7 @@ def padding(size: int, multiple: int) -> tuple[int, int]:
 
 
 def stylize(kind: str, content_hwc, styles_hwc, *, alpha=1.0, weights=None, dec_state=None):
-    """ARBITRARY.md's one-pass transfer in NumPy, with jaxstyle's padding and crop:
+    """docs/arbitrary.md's one-pass transfer in NumPy, with jaxstyle's padding and crop:
     (H, W, 3) content, list of (Hs, Ws, 3) styles -> (H, W, 3) in [0, 1]."""
     weights = np.full(len(styles_hwc), 1 / len(styles_hwc)) if weights is None else (
         np.asarray(weights, np.float64) / np.sum(weights))

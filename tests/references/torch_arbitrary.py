@@ -6,7 +6,7 @@ Built from state dicts in the released files' layouts ({key: NumPy OIHW array}),
 NCHW RGB in [0, 1]. `stylize` adds what jaxstyle adds around the reference networks, so the
 two compute the same thing: reflection padding of the content to a multiple of 16 (SANet) or
 8 (AdaIN), at least twice that, split evenly, and the output cropped back and clipped; the
-alpha mix and style weights of ARBITRARY.md. Imports torch and NumPy only (no jax).
+alpha mix and style weights of docs/arbitrary.md. Imports torch and NumPy only (no jax).
 
     python benchmarks/torch_arbitrary.py --kind sanet --size 512   # timings as JSON
 """

@@ -5,7 +5,7 @@ benchmark's baseline and the loss tests' second reference.
 The networks are benchmarks/torch_arbitrary.py's (the reference modules, built from state
 dicts in the released layouts); the loss is the reference Net.forward, call by call: the
 encoder on the content and on the style, T(c, s), T(c, c), T(s, s) and the decoder each as
-a separate call, the decoded images encoded again, the terms of ARBITRARY.md; Adam (torch's
+a separate call, the decoded images encoded again, the terms of docs/arbitrary.md; Adam (torch's
 defaults but the learning rate) on the decoder (and Transform), lr / (1 + decay * step) set
 before each step. Inputs NCHW RGB in [0, 1]. Imports torch and NumPy only (no jax).
 
