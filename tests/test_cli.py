@@ -293,13 +293,14 @@ def test_weights_missing_while_offline_exits_1(files, tmp_path, capsys, monkeypa
     assert not (tmp_path / "o.png").exists()
 
 
-def test_readme_shows_the_current_help(monkeypatch, capsys):
+def test_docs_show_the_current_help(monkeypatch, capsys):
     monkeypatch.setenv("COLUMNS", "100")
-    readme = (REPO / "README.md").read_text()
-    block = readme.split("### All options", 1)[1].split("```text\n", 1)[1].split("```", 1)[0]
+    page = (REPO / "docs" / "cli.md").read_text()
+    block = page.split("## All options", 1)[1].split("```text\n", 1)[1].split("```", 1)[0]
     assert cli.main(["--help"]) == 0
     assert block == capsys.readouterr().out, (
-        "README's option list is stale: regenerate it with COLUMNS=100 python cli.py --help")
+        "docs/cli.md's option list is stale: regenerate it with COLUMNS=100 python cli.py "
+        "--help")
 
 
 @pytest.mark.parametrize("device", ["gpu", "tpu"])
