@@ -29,7 +29,7 @@ from jaxstyle.objective import objective
 from jaxstyle.optimizers import OPTIMIZERS, Optimizer
 from jaxstyle.result import Progress, Result, Stage
 from jaxstyle.sheet import contact_sheet
-from jaxstyle.stylize import plan_stages, stylize, sweep
+from jaxstyle.stylize import plan_memory, plan_stages, stylize, sweep
 from jaxstyle.vgg import (
     LAYER_NAMES,
     VGG19,
@@ -78,6 +78,7 @@ __all__ = [
     "load_vgg19",
     "loss_weight_grid",
     "objective",
+    "plan_memory",
     "plan_stages",
     "preprocess",
     "random_weights",

@@ -146,30 +146,47 @@ def programs(mesh: Mesh, spec: LossSpec, opt: optimizers.Optimizer, batch: int, 
 # --------------------------------------------------------------------------- memory
 
 
-def estimated_bytes(height: int, width: int, layers: Sequence[str],
-                    optimizer: optimizers.Optimizer, *,
-                    settings: int = 1) -> int:
-    """A pre-flight estimate of a run's memory at (height, width) with `settings` settings
-    on one device, made before anything is compiled: what a size check can refuse without
-    doing any work.
+# The run's memory model (`estimated_bytes`), calibrated against the peak resident memory of
+# CLI runs on the CPU (benchmarks/memory.py; docs/benchmarks.md): what one value-and-gradient
+# pass keeps per pixel, as a multiple of its activations' bytes; what the process adds
+# besides (the XLA runtime, compiling, the params' host copy while they load).
+ACTIVATION_FACTOR = 1.0
+FIXED_BYTES = 300 * 2**20
+# Host-side images at the last stage's size (content, its luminance, the start, the result,
+# copies on their way to and from the device), float32 RGB: bytes per pixel.
+HOST_BYTES_PER_PIXEL = 8 * 3 * 4
 
-    One value-and-gradient pass keeps about two float32 arrays per computed layer output (the
-    activation and its gradient) up to the deepest loss layer, plus one copy of the kernels
-    it uses (the input gradient's flipped kernels); each setting's optimizer state holds
-    float32 images of the input's size (L-BFGS: 2 x 10 history pairs and 6 more; Adam: 2
-    moments and 4 more). The params themselves are not counted (they are loaded already).
-    A test holds this against XLA's own memory analysis.
-    """
+
+def activation_bytes_per_pixel(layers: Sequence[str]) -> float:
+    """Bytes per input pixel of one value-and-gradient pass: the activation and its gradient,
+    float32, of every convolution up to the deepest of `layers` (block b's maps have 4^(b-1)
+    times fewer pixels)."""
     deepest = layer_depth(max(layers, key=layer_depth))
-    work, kernels = 0.0, 0
-    shapes = param_shapes()
-    for name in LAYER_NAMES[: deepest + 1]:
-        if name.startswith("conv"):
-            block = int(name[4])
-            work += 2 * 4 * BLOCK_WIDTHS[block - 1] / 4 ** (block - 1)
-            kernels += 4 * int(np.prod(shapes[name]["kernel"]))
-    state = (26 if "lbfgs" in optimizer.name else 6) * 3 * 4
-    return int((work + settings * state) * height * width) + kernels
+    return sum(2 * 4 * BLOCK_WIDTHS[int(name[4]) - 1] / 4 ** (int(name[4]) - 1)
+               for name in LAYER_NAMES[: deepest + 1] if name.startswith("conv"))
+
+
+def state_bytes_per_pixel(optimizer: optimizers.Optimizer) -> int:
+    """Bytes per pixel of one setting's optimizer state and step state: float32 images
+    (L-BFGS: 2 x memory pairs and 6 more; the others: 2 moments and 4 more)."""
+    images = 2 * optimizer.memory_size + 6 if optimizer.uses_linesearch or \
+        "lbfgs" in optimizer.name else 6
+    return images * 3 * 4
+
+
+def estimated_bytes(height: int, width: int, layers: Sequence[str],
+                    optimizer: optimizers.Optimizer, *, settings: int = 1) -> int:
+    """What a run at (height, width) with `settings` settings on one device adds to the
+    process at its peak, made before anything is compiled or loaded, so that a size check
+    costs nothing: the params, FIXED_BYTES, and per pixel the pass's activations
+    (ACTIVATION_FACTOR x `activation_bytes_per_pixel`), each setting's state and the host's
+    images. Held against measured peaks by benchmarks/memory.py and against XLA's own memory
+    analysis by the tests."""
+    params = 4 * sum(int(np.prod(s)) for layer in param_shapes().values()
+                     for s in layer.values())
+    per_pixel = (ACTIVATION_FACTOR * activation_bytes_per_pixel(layers)
+                 + settings * state_bytes_per_pixel(optimizer) + HOST_BYTES_PER_PIXEL)
+    return int(params + FIXED_BYTES + per_pixel * height * width)
 
 
 def fit_batch_size(compile_one: Callable[[], Any], k_local: int, device: jax.Device,
@@ -179,14 +196,14 @@ def fit_batch_size(compile_one: Callable[[], Any], k_local: int, device: jax.Dev
 
     One local setting, or zoom L-BFGS: 1 (its vmapped line search runs both branches of every
     cond). Otherwise the largest B <= k_local with
-        arguments + outputs - aliased + B * temp  <=  memory.budget(device),
+        arguments + outputs - aliased + B * temp  <=  memory.limit_bytes(device),
     where the sizes come from XLA's `memory_analysis()` of `compile_one()` (the chunk program
     compiled for B = 1; returned so the caller can run it when B is 1).
     """
     if k_local == 1 or optimizer.uses_linesearch:
         return 1, None
     compiled = compile_one()
-    budget = memory.budget(device)
+    budget = memory.limit_bytes(device)
     stats = compiled.memory_analysis()
     if budget is None or stats is None:
         return k_local, compiled

@@ -25,7 +25,6 @@ Both are one runner: a `stylize` is a sweep of one setting. The library owns the
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -50,7 +49,8 @@ def stylize(content: Any, styles: Any, *, weights: VGGWeights, config: StyleConf
             loss_weights: LossWeights | None = None, init: Any = None,
             style_masks: Sequence[Any] | None = None, preserve_colors: str = "none",
             callback: Callback | None = None, callback_every: int = 10,
-            devices: Sequence[jax.Device] | None = None) -> Result:
+            devices: Sequence[jax.Device] | None = None,
+            memory_limit: float | None = None) -> Result:
     """Stylize one content image with one style image or several; returns a `Result`.
 
     Minimizes total = alpha L_c + beta L_s + gamma TV (`jaxstyle.losses`) over the image
@@ -79,6 +79,8 @@ def stylize(content: Any, styles: Any, *, weights: VGGWeights, config: StyleConf
                     int) and at the end of each stage; returning False stops the run
                     (Result.stopped == "interrupted").
     devices         where to run (default JAX's first device).
+    memory_limit    GiB the run may use (default: the available memory less a margin);
+                    a run estimated above it is refused before any work.
 
     Raises SettingError (a ValueError naming the argument or field) for bad arguments, and
     for sizes the loss layers cannot use or memory cannot hold, before any work.
@@ -89,7 +91,7 @@ def stylize(content: Any, styles: Any, *, weights: VGGWeights, config: StyleConf
         raise SettingError("stylize takes scalar loss weights; use jaxstyle.sweep for several",
                            "loss_weights")
     return _run(content, styles, weights, config, WeightGrid.row(lw), init, style_masks,
-                preserve_colors, None, callback, callback_every, devices)
+                preserve_colors, None, callback, callback_every, devices, memory_limit)
 
 
 def sweep(content: Any, styles: Any, *, weights: VGGWeights,
@@ -97,7 +99,8 @@ def sweep(content: Any, styles: Any, *, weights: VGGWeights,
           init: Any = None, style_masks: Sequence[Any] | None = None,
           preserve_colors: str = "none", batch_size: int | None = None,
           callback: Callback | None = None, callback_every: int = 10,
-          devices: Sequence[jax.Device] | None = None) -> Result:
+          devices: Sequence[jax.Device] | None = None,
+          memory_limit: float | None = None) -> Result:
     """`stylize` for K loss-weight settings at once, in one compiled program; returns a
     `Result` of K images, indexable as its settings (`result[i]` is setting i's `Result`).
 
@@ -107,7 +110,7 @@ def sweep(content: Any, styles: Any, *, weights: VGGWeights,
                     default: as many as fit in memory, `jaxstyle.parallel`).
     devices         the mesh the K settings are sharded over (default every local device;
                     several processes: pass jax.devices(), every process gets every result).
-    The other arguments are `stylize`'s. Setting i gives what `stylize(...,
+    The other arguments (memory_limit too) are `stylize`'s. Setting i gives what `stylize(...,
     loss_weights=setting i)` gives, up to float32 rounding in another summation order
     (Adam's first steps are sign-like, so its pixels may drift by more where a gradient is
     near zero; the losses agree).
@@ -120,7 +123,7 @@ def sweep(content: Any, styles: Any, *, weights: VGGWeights,
         raise SettingError(f"batch_size must be a positive integer, got {batch_size!r}",
                            "batch_size")
     return _run(content, styles, weights, config, grid, init, style_masks, preserve_colors,
-                batch_size, callback, callback_every, devices)
+                batch_size, callback, callback_every, devices, memory_limit)
 
 
 def _config(config: Any) -> StyleConfig:
@@ -146,15 +149,47 @@ def min_side(config: StyleConfig) -> int:
 
 
 def plan_stages(content_hw: Sequence[int], style_hws: Sequence[Sequence[int]],
-                config: StyleConfig, *, settings: int = 1,
-                device: jax.Device | None = None) -> tuple[Stage, ...]:
+                config: StyleConfig, *, settings: int = 1, device: jax.Device | None = None,
+                memory_limit: float | None = None) -> tuple[Stage, ...]:
     """The stages of a run for a content image of (h, w) and style images of the given sizes.
 
     SettingError, before any work, for an image or style image too small for the loss layers
-    at some stage, or a last stage whose estimated memory (`parallel.estimated_bytes`, for
-    `settings` settings) exceeds what `device` (default JAX's first) can give a run: the
-    message names the largest size that fits.
+    at some stage, or a last stage whose estimated memory (`plan_memory`, for `settings`
+    settings on `device`, default JAX's first) exceeds what the run may use (`memory_limit`
+    GiB, else the available memory less a margin): the message names the largest size that
+    fits.
     """
+    stages = _stages(content_hw, style_hws, config)
+    device = device or jax.devices()[0]
+    plan = plan_memory(content_hw, style_hws, config, settings=settings, device=device,
+                       memory_limit=memory_limit)
+    shape = stages[-1].shape
+
+    def bytes_at(side: int) -> int:
+        h, w = scale_shape(shape, side) if side else (0, 0)
+        return _run_bytes(h, w, config, settings)
+
+    memory.check(plan, f"a {shape[0]}x{shape[1]} image", bytes_at, max(shape), device)
+    return stages
+
+
+def plan_memory(content_hw: Sequence[int], style_hws: Sequence[Sequence[int]],
+                config: StyleConfig, *, settings: int = 1, device: jax.Device | None = None,
+                memory_limit: float | None = None) -> memory.MemoryPlan:
+    """What the run's last stage adds to the process at its peak (`parallel.estimated_bytes`,
+    a model measured against real runs) and what it may use on `device`."""
+    shape = _stages(content_hw, style_hws, config)[-1].shape
+    return memory.plan(_run_bytes(*shape, config, settings), device or jax.devices()[0],
+                       memory_limit)
+
+
+def _run_bytes(height: int, width: int, config: StyleConfig, settings: int) -> int:
+    return parallel.estimated_bytes(height, width,
+                                    (*config.content_layers, *config.style_layers),
+                                    config.optimizer_spec(), settings=settings)
+
+
+def _stages(content_hw, style_hws, config: StyleConfig) -> tuple[Stage, ...]:
     config.normalized_blend_weights(len(style_hws))  # one blend weight per style image
     side = config.output_side or max(int(content_hw[0]), int(content_hw[1]))
     scales = config.stage_sides(side)
@@ -171,26 +206,11 @@ def plan_stages(content_hw: Sequence[int], style_hws: Sequence[Sequence[int]],
                     "or smallest scale, or shallower layers",
                     "image_size" if what == "image" else "style_scale")
         stages.append(Stage(shape, style_shapes, iterations))
-    _check_memory(stages[-1].shape, config, settings, device or jax.devices()[0])
     return tuple(stages)
 
 
-def _check_memory(shape: tuple[int, int], config: StyleConfig, settings: int,
-                  device: jax.Device) -> None:
-    layers = (*config.content_layers, *config.style_layers)
-    need = parallel.estimated_bytes(*shape, layers, config.optimizer_spec(), settings=settings)
-    budget = memory.budget(device)
-    if budget is not None and need > budget:
-        fits = math.floor(max(shape) * math.sqrt(budget / need))
-        raise SettingError(
-            f"a {shape[0]}x{shape[1]} image needs about {need / 2**30:.3g} GiB, more than the "
-            f"{budget / 2**30:.3g} GiB a run may use on {device.platform} (half of the free "
-            f"memory on a CPU, 80% on an accelerator); the largest that fits is about {fits} px "
-            "on its longer side", "image_size")
-
-
 def _run(content, styles, weights, config, grid, init, style_masks, preserve_colors,
-         batch_size, callback, callback_every, devices) -> Result:
+         batch_size, callback, callback_every, devices, memory_limit) -> Result:
     t_start = time.perf_counter()
     weights = as_weights(weights)
     if isinstance(callback_every, bool) or not isinstance(callback_every, (int, np.integer)) \
@@ -207,7 +227,8 @@ def _run(content, styles, weights, config, grid, init, style_masks, preserve_col
     k = len(lws.content_weight)
     mesh = parallel.settings_mesh(devices, k)
     stages = plan_stages(content.shape[:2], [s.shape[:2] for s in styles], config,
-                         settings=-(-k // mesh.devices.size), device=mesh.devices.flat[0])
+                         settings=-(-k // mesh.devices.size), device=mesh.devices.flat[0],
+                         memory_limit=memory_limit)
 
     run_content, run_styles = color.prepare(content, styles, preserve_colors)
     if init is not None and preserve_colors == "luminance":

@@ -20,9 +20,10 @@ from conftest import FAST_COMPILE, finish, run_python, smooth_image
 from PIL import Image
 
 from jaxstyle import cli
-from jaxstyle.arbitrary import load_adain, read_model, stylize_adain
+from jaxstyle.arbitrary import adain_loss, data, load_adain, read_model, step, stylize_adain
+from jaxstyle.arbitrary.weights import read_encoder
 from jaxstyle.cli import console
-from jaxstyle.image import load_image
+from jaxstyle.image import list_images, load_image
 
 STEPS = 30
 
@@ -63,19 +64,26 @@ def full_run(setup):
     return status, run
 
 
-def test_run_lowers_the_loss_and_writes_its_outputs(full_run):
+def test_run_lowers_the_loss_and_writes_its_outputs(full_run, setup, arbitrary_files):
     status, run = full_run
     assert status == 0
     log = _log(run)
     assert [line["step"] for line in log] == list(range(1, STEPS + 1))
     assert set(log[0]) == {"step", "total", "content", "style", "lr", "images_per_s",
                            "skipped"}
-    # Each step's loss is on other crops: compare the first and last five steps' means. The
-    # trajectory depends on the convolutions' float rounding, so on the XLA flags in force
-    # (the CLI sets CPU_TRAIN_FLAGS when it starts JAX, as when this file runs alone): the
-    # ratio was 0.503 with Eigen convolutions, below 0.5 with YNNPACK's.
-    first, last = (np.mean([line["total"] for line in part]) for part in (log[:5], log[-5:]))
-    assert last < 0.6 * first
+    # Training lowered the loss of one fixed batch (the folders' first images, centre crops):
+    # the weights the run started from (seed 1) against those it exported. The logged losses
+    # are each on other crops, and how fast they fall depends on the convolutions' float
+    # rounding (their last-five / first-five ratio was 0.50 on one x86 CPU, 0.77 on another).
+    root, _ = setup
+    content, _ = data.sample_images(list_images(root / "content"), 2, 40, 32)
+    style, _ = data.sample_images(list_images(root / "style"), 2, 40, 32)
+    encoder = read_encoder("adain", arbitrary_files["vgg_normalised.pth"])
+    start = step.init_params("adain", seed=1)["decoder"]
+    end = read_model(run / "adain.npz")[1]["decoder"]
+    before, after = (float(adain_loss({"encoder": encoder, "decoder": d}, content, style)[0])
+                     for d in (start, end))
+    assert after < 0.75 * before, (before, after)  # measured 0.51 on an AMD EPYC
     assert log[0]["images_per_s"] is None  # step 1 compiles: not timed
     assert all(line["images_per_s"] > 0 for line in log[1:])
     assert log[-1]["lr"] == pytest.approx(1e-3 / (1 + 5e-5 * (STEPS - 1)))

@@ -6,7 +6,7 @@ normalised VGG19), `sanet` (attention, SANet block, Transform), `decoder`, `rele
 released files' layouts), `weights` (loading, jaxstyle's model .npz, conversion) and
 `stylize` (the one-pass entry points). Training: `losses` (sanet_loss, adain_loss),
 `train_config`, `step` (the sharded Adam step), `data` (image folders to batches),
-`checkpoints` (orbax), `trainer` (the loop) and `train_cli` (jaxstyle train-sanet|adain).
+`checkpoints` (orbax), `trainer` (the loop) and `models` (what sets SANet and AdaIN apart).
 """
 
 from jaxstyle.arbitrary.decoder import Decoder, decode
@@ -17,7 +17,9 @@ from jaxstyle.arbitrary.released import EncoderInputWarning
 from jaxstyle.arbitrary.sanet import SANet, Transform, attention, style_code, transform
 from jaxstyle.arbitrary.stylize import (
     EncodedStyles,
+    check_memory,
     encode_styles,
+    plan_memory,
     stylize_adain,
     stylize_sanet,
 )
@@ -40,6 +42,7 @@ __all__ = [
     "adain",
     "adain_loss",
     "attention",
+    "check_memory",
     "convert",
     "decode",
     "encode",
@@ -48,6 +51,7 @@ __all__ = [
     "load_sanet",
     "mean_std",
     "mvn",
+    "plan_memory",
     "random_params",
     "read_model",
     "sanet_loss",

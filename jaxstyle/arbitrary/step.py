@@ -36,7 +36,7 @@ import optax
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from jaxstyle import runtime
+from jaxstyle import memory, runtime
 from jaxstyle.arbitrary.losses import LOSSES
 from jaxstyle.arbitrary.train_config import TrainConfig
 from jaxstyle.files import SettingError
@@ -148,3 +148,37 @@ def check_batch(batch_size: int, mesh: Mesh) -> None:
         raise SettingError(f"batch size {batch_size} does not split over {devices} devices "
                            f"({hosts} hosts): use a multiple of {np.lcm(devices, hosts)}",
                            "batch_size")
+
+
+# The training step's memory (`check_memory`), from XLA's memory analysis of the compiled
+# step on the CPU (2026-12-07, batches of 2 and 4 at 64 and 128 px crops): bytes of
+# temporaries per pixel of each image in a device's share of the batch, which grow linearly
+# in it (activations and gradients of the encoder and decoder; SANet's three transforms and
+# decodes per image), and what the process adds besides (the XLA runtime, compiling, the
+# data pipeline's read-ahead).
+BYTES_PER_PIXEL = {"sanet": 14_600, "adain": 3_700}
+FIXED_BYTES = 400 * 2**20
+
+
+def check_memory(config: TrainConfig, mesh: Mesh, memory_limit: float | None = None) -> None:
+    """SettingError (naming crop_size) before any work when a device's share of the step
+    cannot fit: the params, the Adam moments of the trainable ones and the frozen encoder,
+    plus BYTES_PER_PIXEL of each image's crop (`memory.check`)."""
+    from jaxstyle.arbitrary.weights import param_shapes
+
+    def size(tree) -> int:
+        return 4 * sum(int(np.prod(s)) for s in jax.tree.leaves(
+            tree, is_leaf=lambda x: isinstance(x, tuple)))
+
+    shapes = param_shapes(config.kind)
+    fixed = FIXED_BYTES + size(shapes["encoder"]) + 3 * size(
+        {k: v for k, v in shapes.items() if k != "encoder"})
+    per_device = -(-config.batch // mesh.devices.size)
+
+    def bytes_at(crop: int) -> int:
+        return int(fixed + per_device * crop * crop * BYTES_PER_PIXEL[config.kind])
+
+    device = mesh.devices.flat[0]
+    plan = memory.plan(bytes_at(config.crop_size), device, memory_limit)
+    memory.check(plan, f"a training step of {per_device} {config.crop_size} px crop(s) per "
+                       "device", bytes_at, config.crop_size, device, name="crop_size")

@@ -39,13 +39,14 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxstyle import checks
+from jaxstyle import checks, memory
 from jaxstyle.arbitrary import sanet
 from jaxstyle.arbitrary.decoder import decode
 from jaxstyle.arbitrary.encoder import encode
 from jaxstyle.arbitrary.models import LEVELS, MIN_STYLE_SIDE, MULTIPLE, model_kind
 from jaxstyle.arbitrary.ops import adain, mean_std
 from jaxstyle.files import SettingError
+from jaxstyle.image import scale_shape
 from jaxstyle.pixels import as_rgb
 
 
@@ -79,7 +80,8 @@ def stylize_sanet(params: Any, content: Any, styles: Any, *,
                   alpha: float | Sequence[float] = 1.0,
                   style_blend_weights: Sequence[float] | None = None,
                   preserve_colors: bool = False,
-                  max_attention_bytes: int = sanet.DEFAULT_ATTENTION_BYTES) -> np.ndarray:
+                  max_attention_bytes: int = sanet.DEFAULT_ATTENTION_BYTES,
+                  memory_limit: float | None = None) -> np.ndarray:
     """SANet style transfer (module docstring): (H, W, 3) or (N, H, W, 3) content -> the same
     shape, with a leading alpha axis (A, ...) when `alpha` is a sequence; float32 in [0, 1].
 
@@ -89,26 +91,86 @@ def stylize_sanet(params: Any, content: Any, styles: Any, *,
     recoloured to the content's colour statistics (`jaxstyle.color.match_color_histogram`;
     per content in a batch; needs style images, not codes). max_attention_bytes: the
     attention's largest logits block (`sanet.attention`); smaller runs in more chunks.
+    memory_limit: GiB the call may use (default: the available memory less a margin); a
+    call estimated above it is refused before any work (`check_memory`).
     """
     if model_kind(params) != "sanet":
         raise SettingError("stylize_sanet needs SANet params (with a 'transform'): load_sanet",
                            "params")
     checks.integer("max_attention_bytes", max_attention_bytes, 1)
-    return _stylize(params, "sanet", content, styles, alpha, style_blend_weights, preserve_colors,
-                    max_attention_bytes)
+    return _stylize(params, "sanet", content, styles, alpha, style_blend_weights,
+                    preserve_colors, max_attention_bytes, memory_limit)
 
 
 def stylize_adain(params: Any, content: Any, styles: Any, *,
                   alpha: float | Sequence[float] = 1.0,
                   style_blend_weights: Sequence[float] | None = None,
-                  preserve_colors: bool = False) -> np.ndarray:
+                  preserve_colors: bool = False,
+                  memory_limit: float | None = None) -> np.ndarray:
     """AdaIN style transfer (module docstring); arguments and result as `stylize_sanet`."""
     if model_kind(params) != "adain":
         raise SettingError("stylize_adain needs AdaIN params (no 'transform'); these are "
                            "SANet's (a SANet decoder is not an AdaIN decoder): load_adain",
                            "params")
-    return _stylize(params, "adain", content, styles, alpha, style_blend_weights, preserve_colors,
-                    sanet.DEFAULT_ATTENTION_BYTES)
+    return _stylize(params, "adain", content, styles, alpha, style_blend_weights,
+                    preserve_colors, sanet.DEFAULT_ATTENTION_BYTES, memory_limit)
+
+
+# The memory model of one forward pass (`plan_memory`), calibrated against the peak resident
+# memory of runs on the CPU (benchmarks/memory.py; docs/benchmarks.md): bytes per padded
+# content pixel through the encoder, and per pixel per alpha through the decoder (a few
+# float32 maps of the first block's 64 channels alive at once), per style pixel, and what the
+# process adds besides (the XLA runtime, compiling).
+ENCODER_BYTES_PER_PIXEL = 4 * 64 * 4
+DECODER_BYTES_PER_PIXEL = 4 * 64 * 4
+STYLE_BYTES_PER_PIXEL = 4 * 64 * 4
+FIXED_BYTES = 300 * 2**20
+
+
+def plan_memory(kind: str, content_hw: Sequence[int], style_hws: Sequence[Sequence[int]], *,
+                batch: int = 1, alphas: int = 1, device: jax.Device | None = None,
+                memory_limit: float | None = None,
+                max_attention_bytes: int = sanet.DEFAULT_ATTENTION_BYTES) -> memory.MemoryPlan:
+    """What one call of `stylize_<kind>` on `batch` contents of (h, w), `alphas` alphas and
+    styles of the given sizes adds to the process at its peak (the params, FIXED_BYTES, the
+    per-pixel model above, SANet's attention block and keys), and what it may use on
+    `device` (`memory_limit` GiB, else the available memory less a margin)."""
+    return memory.plan(_run_bytes(kind, content_hw, style_hws, batch, alphas,
+                                  max_attention_bytes),
+                       device or jax.devices()[0], memory_limit)
+
+
+def _run_bytes(kind, content_hw, style_hws, batch, alphas, max_attention_bytes) -> int:
+    from jaxstyle.arbitrary.weights import param_shapes
+
+    params = 4 * sum(int(np.prod(s)) for s in jax.tree.leaves(
+        param_shapes(kind), is_leaf=lambda x: isinstance(x, tuple)))
+    h, w = (sum(padding(int(side), kind)) + int(side) for side in content_hw)
+    style_pixels = sum(int(a) * int(b) for a, b in style_hws)
+    total = (params + FIXED_BYTES + style_pixels * STYLE_BYTES_PER_PIXEL
+             + batch * h * w * (ENCODER_BYTES_PER_PIXEL + alphas * DECODER_BYTES_PER_PIXEL))
+    if kind == "sanet":  # keys and values of both levels; the logits, in chunks (x2: softmax)
+        s4 = [-(-int(a) // 8) * -(-int(b) // 8) for a, b in style_hws]
+        total += sum(s + -(-s // 4) for s in s4) * sanet.CHANNELS * 4 * 2
+        total += 2 * min(max_attention_bytes, batch * (h * w // 64) * max(s4, default=0) * 4)
+    return int(total)
+
+
+def check_memory(kind: str, content_hw: Sequence[int], style_hws: Sequence[Sequence[int]],
+                 *, batch: int = 1, alphas: int = 1, memory_limit: float | None = None,
+                 max_attention_bytes: int = sanet.DEFAULT_ATTENTION_BYTES) -> None:
+    """SettingError (naming "image_size") before any work when a call of `stylize_<kind>` on
+    `batch` contents of `content_hw` cannot fit (`plan_memory`); the message names the
+    largest content side that fits."""
+    device = jax.devices()[0]
+    args = (style_hws, batch, alphas, max_attention_bytes)
+    plan = memory.plan(_run_bytes(kind, content_hw, *args), device, memory_limit)
+
+    def bytes_at(side: int) -> int:
+        return _run_bytes(kind, scale_shape(content_hw, side) if side else (0, 0), *args)
+
+    h, w = (int(x) for x in content_hw)
+    memory.check(plan, f"{batch} content image(s) of {h}x{w}", bytes_at, max(h, w), device)
 
 
 def padding(size: int, kind: str) -> tuple[int, int]:
@@ -120,9 +182,13 @@ def padding(size: int, kind: str) -> tuple[int, int]:
 
 
 def _stylize(params, kind, content, styles, alpha, style_blend_weights, preserve_colors,
-             max_attention_bytes) -> np.ndarray:
+             max_attention_bytes, memory_limit) -> np.ndarray:
     batch, single = _content_batch(content)
     alphas, scalar_alpha = _alphas(alpha)
+    style_hws = (styles.sizes if isinstance(styles, EncodedStyles) else
+                 [s.shape[:2] for s in _style_images(styles, kind)])
+    check_memory(kind, batch.shape[1:3], style_hws, batch=len(batch), alphas=len(alphas),
+                 memory_limit=memory_limit, max_attention_bytes=max_attention_bytes)
     if isinstance(styles, EncodedStyles):
         if preserve_colors:
             raise SettingError("preserve_colors recolours the style images: pass images, not "
@@ -142,7 +208,7 @@ def _stylize(params, kind, content, styles, alpha, style_blend_weights, preserve
             stacks = [s[None] for s in images]
         encoded = _encode(params, kind, stacks)
     weights = _blend_weights(style_blend_weights, len(encoded.codes))
-    (_, h, w, _) = batch.shape
+    (n, h, w, _) = batch.shape
     out = _program(params, batch, encoded.codes, weights, alphas, kind=kind,
                    pads=(padding(h, kind), padding(w, kind)), mix=bool(np.any(alphas != 1)),
                    max_attention_bytes=int(max_attention_bytes))

@@ -125,7 +125,8 @@ def run(args: argparse.Namespace) -> int:
     kind = args.command
     contents = contents_of(args.content)
     several = len(contents) > 1 or Path(args.content).is_dir()
-    alphas = list(args.alpha) if args.alpha is not None else [1.0]
+    # Without --alpha the library's default (all style); a list runs every alpha in one call.
+    alphas = None if args.alpha is None else list(args.alpha)
     out = args.output
     if several:
         if out.suffix:
@@ -141,17 +142,22 @@ def run(args: argparse.Namespace) -> int:
 
     style_side = args.style_size or args.image_size
     styles = [load_image(s) for s in args.styles]
-    styles = [resize_to(s, scale_shape(s.shape[:2], style_side)) for s in styles]
+    style_shapes = [scale_shape(s.shape[:2], style_side) for s in styles]
+    images = [load_image(path) for path in contents]
+    shapes = [scale_shape(image.shape[:2], args.image_size) for image in images]
+    # Sized before any resizing or loading of the model: an absurd size is refused at once.
+    largest = max(shapes, key=lambda hw: hw[0] * hw[1])
+    arbitrary.check_memory(kind, largest, style_shapes,
+                           batch=min(args.batch_size, shapes.count(largest)),
+                           alphas=len(alphas or [None]), memory_limit=args.memory_limit)
+    styles = [resize_to(s, hw) for s, hw in zip(styles, style_shapes, strict=True)]
     params = load_model(kind, args)
     stylize = arbitrary.stylize_sanet if kind == "sanet" else arbitrary.stylize_adain
     codes = None if args.preserve_colors else arbitrary.encode_styles(params, styles)
     by_shape: dict[tuple[int, int], list[int]] = {}
-    images = []
-    for i, path in enumerate(contents):
-        image = load_image(path)
-        image = resize_to(image, scale_shape(image.shape[:2], args.image_size))
-        images.append(image)
-        by_shape.setdefault(image.shape[:2], []).append(i)
+    for i, (image, shape) in enumerate(zip(images, shapes, strict=True)):
+        images[i] = resize_to(image, shape)
+        by_shape.setdefault(shape, []).append(i)
     settings = {"jaxstyle": __version__, "model": kind, "styles": args.styles,
                 "alpha": alphas, "style_blend_weights": args.style_blend_weights,
                 "preserve_colors": args.preserve_colors, "image_size": args.image_size,
@@ -168,8 +174,12 @@ def run(args: argparse.Namespace) -> int:
                 chunk = indices[start:start + args.batch_size]
                 batch = np.stack([images[i] for i in chunk])
                 result = stylize(params, batch, styles if codes is None else codes,
-                                 alpha=alphas, style_blend_weights=args.style_blend_weights,
-                                 preserve_colors=args.preserve_colors)
+                                 **({} if alphas is None else {"alpha": alphas}),
+                                 style_blend_weights=args.style_blend_weights,
+                                 preserve_colors=args.preserve_colors,
+                                 memory_limit=args.memory_limit)
+                if alphas is None:
+                    result = result[None]  # one (default) alpha: the same layout
                 for j, i in enumerate(chunk):
                     written += _write(targets[i], result[:, j], alphas, contents[i], settings)
                 done += len(chunk)
@@ -198,7 +208,7 @@ def _write(target: Path, results: np.ndarray, alphas, content: Path,
     """Write one content's result(s): the image, or per alpha OUT_a<alpha> and OUT as the
     labelled contact sheet. Returns the paths written."""
     meta = {"jaxstyle": json.dumps({**settings, "content": str(content)}, sort_keys=True)}
-    if len(alphas) == 1:
+    if alphas is None or len(alphas) == 1:
         save_image(target, results[0], metadata=meta)
         return [target]
     paths = []

@@ -15,7 +15,7 @@ import sys
 import time
 from pathlib import Path
 
-from jaxstyle import __version__, files
+from jaxstyle import __version__, files, memory
 from jaxstyle.cli import outputs
 from jaxstyle.cli.console import Bar, InterruptFlag
 from jaxstyle.cli.options import (
@@ -231,7 +231,9 @@ def run(args: argparse.Namespace) -> int:
     k = 1 if grid is None else len(grid.labels)
     # Before the weights (a download, perhaps): a size that cannot run costs nothing.
     stages = jaxstyle.plan_stages(content.shape[:2], [s.shape[:2] for s in styles], config,
-                                  settings=k, device=device)
+                                  settings=k, device=device, memory_limit=args.memory_limit)
+    plan = jaxstyle.plan_memory(content.shape[:2], [s.shape[:2] for s in styles], config,
+                                settings=k, device=device, memory_limit=args.memory_limit)
 
     t0 = time.perf_counter()
     with Bar(args.quiet, unit="B", desc="VGG19 weights (once; cached)") as bar:
@@ -265,13 +267,14 @@ def run(args: argparse.Namespace) -> int:
 
         options = dict(weights=weights, config=config, init=init, style_masks=masks,
                        callback=callback, preserve_colors=args.preserve_colors,
-                       callback_every=every, devices=devices)
+                       callback_every=every, devices=devices,
+                       memory_limit=args.memory_limit)
         if grid is None:
             result = jaxstyle.stylize(content, styles, **options)
         else:
             result = jaxstyle.sweep(content, styles, loss_weights=grid,
                                     batch_size=args.batch_size, **options)
-    return _finish(args, result, settings, timings, device, manifest, t_start)
+    return _finish(args, result, settings, timings, device, manifest, t_start, plan)
 
 
 def _mask(path: str):
@@ -298,7 +301,7 @@ def _sanet_start(model: str, content, styles, stage, config: StyleConfig):
                          style_blend_weights=config.normalized_blend_weights(len(styles)))
 
 
-def _finish(args, result, settings, timings, device, manifest, t_start) -> int:
+def _finish(args, result, settings, timings, device, manifest, t_start, plan) -> int:
     """Write the image(s), the sheet and the JSON; report; the exit status."""
     out, k = args.output, len(result)
     nothing = result.stopped == "nonfinite" and result.steps == 0  # no finite image at all
@@ -309,7 +312,8 @@ def _finish(args, result, settings, timings, device, manifest, t_start) -> int:
     if manifest is not None:
         summary = {**result.summary(), "timings": timings, "inputs": settings, "outputs": written,
                    "device": {"platform": device.platform, "kind": device.device_kind,
-                              "count": result.devices}}
+                              "count": result.devices},
+                   "memory": {**plan.to_dict(), "peak_rss_bytes": memory.peak_rss_bytes()}}
         files.write_json(manifest, summary, sort_keys=True)
     if nothing:
         raise files.InputError(f"{result.message} No image written.")

@@ -78,6 +78,9 @@ def add_runtime_options(group, *, json_help: str) -> None:
                        help="run on this platform (default: JAX's choice)")
     group.add_argument("--no-compile-cache", action="store_true",
                        help="do not use the persistent compilation cache")
+    group.add_argument("--memory-limit", metavar="GiB", type=numbers(many=False),
+                       help="memory the run may use (default: the available memory less a "
+                            "margin); a run estimated above it is refused before any work")
     group.add_argument("--quiet", action="store_true", help="no progress and no final message")
     group.add_argument("--debug", action="store_true", help="show tracebacks on errors")
 

@@ -124,6 +124,9 @@ def _add_options(p: argparse.ArgumentParser, kind: str) -> None:
                         "TPU pods, Kubernetes)")
     g.add_argument("--no-compile-cache", action="store_true",
                    help="do not use the persistent compilation cache")
+    g.add_argument("--memory-limit", metavar="GiB", type=numbers(many=False),
+                   help="memory a device's share of the step may use (default: the "
+                        "available memory less a margin)")
 
 
 _EPILOG = """\
@@ -149,7 +152,7 @@ def run(args: argparse.Namespace) -> int:
     hosts = _hosts(args)
     content = list_images(args.content_dir, "--content-dir")
     style = list_images(args.style_dir, "--style-dir")
-    _check_run_dir(args.out, args.resume, config.steps)
+    _check_run_dir(args.out, args.resume, config.steps, create=False)
     encoder = read_encoder(kind, args.vgg)
     init = _init(kind, args.init_from)
 
@@ -161,7 +164,10 @@ def run(args: argparse.Namespace) -> int:
 
     devices = jax.devices(args.device) if args.device else jax.devices()
     runtime.enable_compile_cache(enabled=not args.no_compile_cache)
-    trainer.step.check_batch(config.batch, trainer.step.batch_mesh(devices))
+    mesh = trainer.step.batch_mesh(devices)
+    trainer.step.check_batch(config.batch, mesh)
+    trainer.step.check_memory(config, mesh, args.memory_limit)
+    _check_run_dir(args.out, args.resume, config.steps, create=True)  # checked: now create
     quiet = args.quiet or jax.process_index() != 0
     flag = InterruptFlag(quiet, signals=(signal.SIGINT, signal.SIGTERM), message=_STOP)
     with Bar(quiet, unit="step", desc=f"train-{kind}", total=config.steps,
@@ -225,16 +231,19 @@ def _initialize_hosts(*hosts) -> None:
         jax.distributed.initialize()
 
 
-def _check_run_dir(out: Path, resume: bool, total_steps: int) -> None:
-    """The run directory can be written, and holds checkpoints exactly when resuming, the
-    newest before step `total_steps` (else there is nothing to train)."""
+def _check_run_dir(out: Path, resume: bool, total_steps: int, create: bool) -> None:
+    """The run directory can be written (`create`: made now, else its nearest existing parent
+    checked), and holds checkpoints exactly when resuming, the newest before step
+    `total_steps` (else there is nothing to train)."""
     if out.exists() and not out.is_dir():
         raise files.InputError(f"--out {out}: exists and is not a directory")
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as err:
-        raise files.InputError(f"--out {out}: {files.os_error_problem(out, err)}") from None
-    problem = files.target_problem(out / "log.jsonl")
+    if create:
+        try:
+            out.mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            raise files.InputError(f"--out {out}: {files.os_error_problem(out, err)}") from None
+    existing = next(p for p in (out, *out.parents) if p.exists())
+    problem = files.target_problem(existing / "log.jsonl")
     if problem:
         raise files.InputError(f"--out {out}: {problem}")
     steps = sorted(int(p.name) for p in (out / "checkpoints").glob("*") if p.name.isdigit())
