@@ -17,6 +17,7 @@ import optax
 
 from jaxstyle import checks
 from jaxstyle.files import SettingError
+from jaxstyle.kernels import PRECISIONS, ROUNDINGS, Arithmetic
 from jaxstyle.losses import TV_FORMS, LossSpec, LossWeights
 from jaxstyle.optimizers import OPTIMIZERS, Optimizer
 from jaxstyle.runtime import COMPUTE_DTYPES
@@ -50,6 +51,12 @@ class StyleConfig:
     pooling          "max" (default) or "avg" (the paper's choice).
     compute_dtype    "float32", or "bfloat16" for GPU/TPU speed (Grams, losses and targets
                      still accumulate in float32).
+    matmul_precision the precision XLA is asked for in the convolutions and products:
+                     "default" (NVIDIA GPUs: TF32, 10-bit mantissas; CPUs: exact float32),
+                     "high" (three bfloat16 passes on GPUs), "highest" (exact float32).
+    emulate_rounding None, or "tf32" / "bfloat16": round every operand of those
+                     convolutions and products to that format (float32 sums), as a GPU
+                     does: for studying a GPU's rounding on a CPU.
 
     Optimization:
     optimizer        "lbfgs" (default: zoom line search; the image is clipped only at the
@@ -95,6 +102,8 @@ class StyleConfig:
     tv_form: str = "squared"
     pooling: str = "max"
     compute_dtype: str = "float32"
+    matmul_precision: str = "default"
+    emulate_rounding: str | None = None
     optimizer: Any = "lbfgs"
     iterations: int = 500
     learning_rate: float | None = None
@@ -137,7 +146,9 @@ class StyleConfig:
                                f"entries for {len(self.style_layers)} style layers",
                                "style_layer_weights")
         for name, allowed in (("tv_form", TV_FORMS), ("pooling", POOLINGS),
-                              ("compute_dtype", COMPUTE_DTYPES), ("init", INITS)):
+                              ("compute_dtype", COMPUTE_DTYPES), ("init", INITS),
+                              ("matmul_precision", tuple(PRECISIONS)),
+                              ("emulate_rounding", (None, *ROUNDINGS))):
             checks.choice(name, getattr(self, name), allowed)
         if not isinstance(self.optimizer, optax.GradientTransformation) and \
                 self.optimizer not in OPTIMIZERS:
@@ -221,7 +232,8 @@ class StyleConfig:
         return LossSpec(content_layers=self.content_layers, style_layers=self.style_layers,
                         style_layer_weights=self.normalized_style_layer_weights(),
                         tv_form=self.tv_form, pooling=self.pooling, convention=convention,
-                        compute_dtype=self.compute_dtype)
+                        compute_dtype=self.compute_dtype,
+                        arithmetic=Arithmetic(self.matmul_precision, self.emulate_rounding))
 
     def optimizer_spec(self) -> Optimizer:
         """The optimizer these settings name (`optimizers.Optimizer`)."""

@@ -6,6 +6,10 @@ HWIO kernels. Each kernel has the values and gradients of the plain `jax.lax` op
 the way a gradient is written differs, where XLA CPU ran the plain form slowly (figures in
 docs/benchmarks.md):
 
+- `Arithmetic`: how the Gatys objective's convolutions and matrix products compute: the
+  `precision` XLA is asked for ("default": TF32 on NVIDIA GPUs, exact float32 on CPUs;
+  "high"; "highest": exact float32 everywhere), and an optional `rounding` of every operand
+  to TF32 or bfloat16 (`jax.lax.reduce_precision`) that reproduces a GPU's rounding on a CPU.
 - `conv3x3_same`: VGG19's 3x3 'SAME' convolution. Its input gradient is an ordinary
   convolution with the flipped, in/out-swapped kernel: autodiff's transposed convolution is
   canonicalized by XLA CPU at the top level but not inside a while loop (the optimizer's), where
@@ -31,6 +35,7 @@ docs/benchmarks.md):
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 
 import flax.linen as nn
@@ -38,6 +43,52 @@ import jax
 import jax.numpy as jnp
 
 NHWC_HWIO = ("NHWC", "HWIO", "NHWC")
+# `Arithmetic.precision` names and the jax.lax precision each asks for.
+PRECISIONS = {"default": jax.lax.Precision.DEFAULT, "high": jax.lax.Precision.HIGH,
+              "highest": jax.lax.Precision.HIGHEST}
+# `Arithmetic.rounding` names: (exponent, mantissa) bits an operand keeps. TF32 is what NVIDIA
+# tensor cores read of a float32 operand at the default precision.
+ROUNDINGS = {"tf32": (8, 10), "bfloat16": (8, 7)}
+
+
+@dataclasses.dataclass(frozen=True)
+class Arithmetic:
+    """How convolutions and matrix products compute (hashable: a static argument).
+
+    precision: "default", "high" or "highest" (`PRECISIONS`), as XLA is asked.
+    rounding: None, or "tf32" / "bfloat16" (`ROUNDINGS`): every operand is first rounded to
+        that format, accumulation stays float32: a GPU's arithmetic, emulated on any device.
+    """
+
+    precision: str = "default"
+    rounding: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {tuple(PRECISIONS)}, got "
+                             f"{self.precision!r}")
+        if self.rounding is not None and self.rounding not in ROUNDINGS:
+            raise ValueError(f"rounding must be None or one of {tuple(ROUNDINGS)}, got "
+                             f"{self.rounding!r}")
+
+    @property
+    def lax_precision(self) -> jax.lax.Precision:
+        return PRECISIONS[self.precision]
+
+    def operand(self, x: jax.Array) -> jax.Array:
+        """x rounded as this arithmetic reads an operand (unchanged without `rounding`)."""
+        if self.rounding is None:
+            return x
+        exponent, mantissa = ROUNDINGS[self.rounding]
+        return jax.lax.reduce_precision(x, exponent_bits=exponent, mantissa_bits=mantissa)
+
+    def matmul(self, a: jax.Array, b: jax.Array, subscripts: str = "mi,mj->ij") -> jax.Array:
+        """einsum(subscripts, a, b) of the rounded operands, accumulated in float32."""
+        return jnp.einsum(subscripts, self.operand(a), self.operand(b),
+                          precision=self.lax_precision, preferred_element_type=jnp.float32)
+
+
+FLOAT32 = Arithmetic()
 # Below this many output channels the kernel gradient keeps autodiff's form on CPU too (the
 # decoder's last layer, 64 -> 3, ran faster that way).
 PER_IMAGE_MIN_COUT = 32
@@ -164,9 +215,17 @@ def _pool_windows(x: jax.Array) -> jax.Array:
     return x[:, : h // 2 * 2, : w // 2 * 2].reshape(n, h // 2, 2, w // 2, 2, c)
 
 
-@jax.custom_vjp
-def conv3x3_same(x: jax.Array, kernel: jax.Array) -> jax.Array:
-    """3x3 convolution, stride 1, 'SAME' padding: (N, H, W, Cin) x HWIO -> (N, H, W, Cout).
+def _same_conv(x, kernel, arithmetic: Arithmetic):
+    return jax.lax.conv_general_dilated(arithmetic.operand(x), arithmetic.operand(kernel),
+                                        (1, 1), "SAME", dimension_numbers=NHWC_HWIO,
+                                        precision=arithmetic.lax_precision)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
+def conv3x3_same(x: jax.Array, kernel: jax.Array, arithmetic: Arithmetic = FLOAT32
+                 ) -> jax.Array:
+    """3x3 convolution, stride 1, 'SAME' padding: (N, H, W, Cin) x HWIO -> (N, H, W, Cout),
+    in `arithmetic` (its operands rounded and its precision asked, forward and backward).
 
     Same values and gradients as `lax.conv_general_dilated`, but the input gradient is
     written as an ordinary convolution with the flipped, in/out-swapped kernel. Autodiff's
@@ -174,26 +233,22 @@ def conv3x3_same(x: jax.Array, kernel: jax.Array) -> jax.Array:
     but not inside a while loop, such as the optimizer's (`jaxstyle.optim.chunk`), where it
     ran on a slow generic path.
     """
-    return jax.lax.conv_general_dilated(x, kernel, (1, 1), "SAME",
-                                        dimension_numbers=NHWC_HWIO)
+    return _same_conv(x, kernel, arithmetic)
 
 
-def _conv3x3_fwd(x, kernel):
-    return conv3x3_same(x, kernel), (x, kernel)
+def _conv3x3_fwd(x, kernel, arithmetic):
+    return _same_conv(x, kernel, arithmetic), (x, kernel)
 
 
-def _conv3x3_bwd(res, g):
+def _conv3x3_bwd(arithmetic, res, g):
     x, kernel = res
     # d/dx of a 3x3 'SAME' correlation: correlate g with the kernel flipped in space,
     # [kH, kW, in, out] -> [kH, kW, out, in] (symmetric padding 1 keeps the size).
     flipped = jnp.flip(kernel, (0, 1)).swapaxes(2, 3)
-    gx = jax.lax.conv_general_dilated(g, flipped, (1, 1), "SAME",
-                                      dimension_numbers=NHWC_HWIO)
+    gx = _same_conv(g, flipped, arithmetic)
     # The kernel gradient as autodiff gives it (unused when only the image is differentiated,
     # and then removed by XLA).
-    _, kernel_vjp = jax.vjp(
-        lambda k: jax.lax.conv_general_dilated(x, k, (1, 1), "SAME",
-                                               dimension_numbers=NHWC_HWIO), kernel)
+    _, kernel_vjp = jax.vjp(lambda k: _same_conv(x, k, arithmetic), kernel)
     return gx.astype(x.dtype), kernel_vjp(g)[0]
 
 

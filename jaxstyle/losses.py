@@ -23,6 +23,7 @@ import numpy as np
 
 from jaxstyle import checks
 from jaxstyle.files import SettingError
+from jaxstyle.kernels import FLOAT32, Arithmetic
 from jaxstyle.runtime import COMPUTE_DTYPES
 from jaxstyle.vgg import features, pools_before
 
@@ -33,13 +34,19 @@ LOSS_NAMES = ("total", "content", "style", "tv")
 TV_FORMS = ("squared", "keras")
 
 
-def gram_matrix(feats: jax.Array) -> jax.Array:
+def gram_matrix(feats: jax.Array, arithmetic: Arithmetic = FLOAT32) -> jax.Array:
     """G = F F^T with F reshaped to (N channels, M = h*w): (h, w, N) -> (N, N), unnormalized.
 
-    Accumulated in float32 whatever the feature dtype.
+    Accumulated in float32 whatever the feature dtype, in `arithmetic` (its precision and
+    operand rounding; `kernels.Arithmetic`).
     """
     f = feats.reshape(-1, feats.shape[-1])
-    return jnp.einsum("mi,mj->ij", f, f, preferred_element_type=jnp.float32)
+    return arithmetic.matmul(f, f)
+
+
+def _matmul(a: jax.Array, b: jax.Array, arithmetic: Arithmetic) -> jax.Array:
+    return jnp.matmul(arithmetic.operand(a), arithmetic.operand(b),
+                      precision=arithmetic.lax_precision, preferred_element_type=jnp.float32)
 
 
 def content_loss(feats: jax.Array, target: jax.Array) -> jax.Array:
@@ -48,42 +55,45 @@ def content_loss(feats: jax.Array, target: jax.Array) -> jax.Array:
     return 0.5 * jnp.sum(diff * diff)
 
 
-@jax.custom_jvp
-def style_layer_loss(feats: jax.Array, target_gram: jax.Array) -> jax.Array:
+@functools.partial(jax.custom_jvp, nondiff_argnums=(2,))
+def style_layer_loss(feats: jax.Array, target_gram: jax.Array,
+                     arithmetic: Arithmetic = FLOAT32) -> jax.Array:
     """E_l = sum_ij (G_ij - A_ij)^2 / (4 N^2 M^2), G the Gram of `feats` (h, w, N), M = h*w.
 
     Derivative (custom JVP, F the (M, N) features, D = G - A, c = 1 / (4 N^2 M^2)):
         dE = 2c * ( sum(F (D + D^T) * dF) - sum(D * dA) )
     so the gradient with respect to F costs one (M, N) x (N, N) product; differentiating
-    the Gram einsum instead forms F D and F D^T separately (two products).
+    the Gram einsum instead forms F D and F D^T separately (two products). Both products in
+    `arithmetic`.
     """
-    return _style_layer_loss(feats, target_gram)[0]
+    return _style_layer_loss(feats, target_gram, arithmetic)[0]
 
 
-def _style_layer_loss(feats, target_gram):
+def _style_layer_loss(feats, target_gram, arithmetic):
     n = feats.shape[-1]
     m = feats.shape[0] * feats.shape[1]
-    diff = gram_matrix(feats) - target_gram
+    diff = gram_matrix(feats, arithmetic) - target_gram
     scale = 1.0 / (4.0 * n**2 * float(m) ** 2)
     return jnp.sum(diff * diff) * scale, diff, scale
 
 
 @style_layer_loss.defjvp
-def _style_layer_loss_jvp(primals, tangents):
+def _style_layer_loss_jvp(arithmetic, primals, tangents):
     feats, target_gram = primals
     d_feats, d_target = tangents
-    loss, diff, scale = _style_layer_loss(feats, target_gram)
+    loss, diff, scale = _style_layer_loss(feats, target_gram, arithmetic)
     f = feats.reshape(-1, feats.shape[-1])
     # F (D + D^T), (M, N), accumulated in float32; D is symmetric for Gram targets.
-    k = jnp.matmul(f, (diff + diff.T).astype(f.dtype), preferred_element_type=jnp.float32)
+    k = _matmul(f, (diff + diff.T).astype(f.dtype), arithmetic)
     d_loss = 2.0 * scale * (jnp.sum(k * d_feats.reshape(k.shape).astype(jnp.float32))
                             - jnp.sum(diff * d_target))
     return loss, d_loss
 
 
-@jax.custom_jvp
+@functools.partial(jax.custom_jvp, nondiff_argnums=(3,))
 def guided_style_layer_loss(feats: jax.Array, target_gram: jax.Array,
-                            mask_weights: jax.Array) -> jax.Array:
+                            mask_weights: jax.Array,
+                            arithmetic: Arithmetic = FLOAT32) -> jax.Array:
     """Guided E_l (Gatys et al. 2017, "Controlling Perceptual Factors in Neural Style
     Transfer"): the style loss of one layer over the region a mask selects.
 
@@ -93,31 +103,31 @@ def guided_style_layer_loss(feats: jax.Array, target_gram: jax.Array,
     and E = 0 where M_w = 0. With w = 1 everywhere this is `style_layer_loss` exactly.
     Derivative (custom JVP, D = G_w - A, c = 1 / (4 N^2 M_w^2)):
         dE = 2c ( sum((w F)(D + D^T) * dF) - sum(D * dA) + sum_p dw_p F_p^T D F_p ) - 2 E dM_w / M_w
+    Products in `arithmetic`.
     """
-    return _guided(feats, target_gram, mask_weights)[0]
+    return _guided(feats, target_gram, mask_weights, arithmetic)[0]
 
 
-def _guided(feats, target_gram, mask_weights):
+def _guided(feats, target_gram, mask_weights, arithmetic):
     n = feats.shape[-1]
     f = feats.reshape(-1, n)
     w = mask_weights.reshape(-1, 1).astype(jnp.float32)
     m = jnp.sum(w)
-    gram = jnp.einsum("mi,mj->ij", (w * f).astype(f.dtype), f,
-                      preferred_element_type=jnp.float32)
+    gram = arithmetic.matmul((w * f).astype(f.dtype), f)
     diff = gram - target_gram
     scale = jnp.where(m > 0, 1.0 / (4.0 * n**2 * jnp.where(m > 0, m, 1.0) ** 2), 0.0)
     return jnp.sum(diff * diff) * scale, f, w, m, diff, scale
 
 
 @guided_style_layer_loss.defjvp
-def _guided_jvp(primals, tangents):
+def _guided_jvp(arithmetic, primals, tangents):
     feats, target_gram, mask_weights = primals
     d_feats, d_target, d_weights = tangents
-    loss, f, w, m, diff, scale = _guided(feats, target_gram, mask_weights)
+    loss, f, w, m, diff, scale = _guided(feats, target_gram, mask_weights, arithmetic)
     sym = (diff + diff.T).astype(f.dtype)
-    k = jnp.matmul((w * f).astype(f.dtype), sym, preferred_element_type=jnp.float32)
+    k = _matmul((w * f).astype(f.dtype), sym, arithmetic)
     dw = d_weights.reshape(-1, 1).astype(jnp.float32)
-    fdf = jnp.sum(jnp.matmul(f, diff.astype(f.dtype), preferred_element_type=jnp.float32)
+    fdf = jnp.sum(_matmul(f, diff.astype(f.dtype), arithmetic)
                   * f.astype(jnp.float32), axis=1, keepdims=True)  # F_p^T D F_p, (M, 1)
     d_loss = (2.0 * scale * (jnp.sum(k * d_feats.reshape(k.shape).astype(jnp.float32))
                              - jnp.sum(diff * d_target) + jnp.sum(dw * fdf))
@@ -130,6 +140,7 @@ def style_loss(
     target_grams: dict[str, jax.Array],
     layer_weights: dict[str, float],
     masks: dict[str, jax.Array] | None = None,
+    arithmetic: Arithmetic = FLOAT32,
 ) -> jax.Array:
     """L_s = sum_l w_l E_l over the layers in `layer_weights` (weights used as given).
 
@@ -139,10 +150,10 @@ def style_loss(
     """
     if masks:
         return sum(w * sum(guided_style_layer_loss(feats[name], target_grams[name][k],
-                                                   masks[name][k])
+                                                   masks[name][k], arithmetic)
                            for k in range(masks[name].shape[0]))
                    for name, w in layer_weights.items())
-    return sum(w * style_layer_loss(feats[name], target_grams[name])
+    return sum(w * style_layer_loss(feats[name], target_grams[name], arithmetic)
                for name, w in layer_weights.items())
 
 
@@ -225,6 +236,9 @@ class LossSpec:
     # The network's computation dtype: "float32", or "bfloat16" for GPU/TPU (convolutions
     # in bfloat16; Grams, losses and targets accumulate and stay in float32).
     compute_dtype: str = "float32"
+    # How the convolutions and products compute: XLA's precision and an optional operand
+    # rounding that emulates a GPU's (`kernels.Arithmetic`).
+    arithmetic: Arithmetic = FLOAT32
 
     def __post_init__(self) -> None:
         if self.compute_dtype not in COMPUTE_DTYPES:
@@ -238,7 +252,8 @@ class LossSpec:
 
     def features(self, params: Any, image: jax.Array) -> dict[str, jax.Array]:
         return features(params, image, layers=self.layers, pooling=self.pooling,
-                        convention=self.convention, dtype=self.dtype)
+                        convention=self.convention, dtype=self.dtype,
+                        arithmetic=self.arithmetic)
 
     @property
     def dtype(self) -> Any:
@@ -270,7 +285,7 @@ def content_features(params: Any, image: jax.Array, spec: LossSpec) -> dict[str,
     if not spec.content_layers:
         return {}
     feats = features(params, image, layers=spec.content_layers, pooling=spec.pooling,
-                     convention=spec.convention, dtype=spec.dtype)
+                     convention=spec.convention, dtype=spec.dtype, arithmetic=spec.arithmetic)
     return {name: feats[name].astype(jnp.float32) for name in spec.content_layers}
 
 
@@ -316,16 +331,18 @@ def compute_targets(
     m_image = {name: _pixels_at(name, content.shape[:2]) for name in spec.style_layers}
     for k, style in enumerate(styles if spec.style_layers else []):
         style_feats = features(params, style, layers=spec.style_layers, pooling=spec.pooling,
-                               convention=spec.convention, dtype=spec.dtype)
+                               convention=spec.convention, dtype=spec.dtype,
+                               arithmetic=spec.arithmetic)
         for name in spec.style_layers:
             f = style_feats[name]
             m_style = f.shape[0] * f.shape[1]
             if masks is None:
-                g = blend_weights[k] * (m_image[name] / m_style) * gram_matrix(f)
+                g = blend_weights[k] * (m_image[name] / m_style) * gram_matrix(f, spec.arithmetic)
                 grams[name] = g if k == 0 else grams[name] + g
             else:
                 weights = jnp.square(mask_at(masks[k].astype(jnp.float32), name))
-                grams.setdefault(name, []).append(jnp.sum(weights) / m_style * gram_matrix(f))
+                gram = gram_matrix(f, spec.arithmetic)
+                grams.setdefault(name, []).append(jnp.sum(weights) / m_style * gram)
                 guides.setdefault(name, []).append(weights)
     if masks is not None:
         grams = {name: jnp.stack(g) for name, g in grams.items()}
@@ -340,7 +357,7 @@ def loss_parts(params: Any, targets: Targets, image: jax.Array, spec: LossSpec
     zero = jnp.zeros((), jnp.float32)
     l_c = sum((content_loss(feats[n], targets.content[n]) for n in spec.content_layers), zero)
     layer_weights = dict(zip(spec.style_layers, spec.style_layer_weights, strict=True))
-    l_s = style_loss(feats, targets.grams, layer_weights, targets.masks)
+    l_s = style_loss(feats, targets.grams, layer_weights, targets.masks, spec.arithmetic)
     return {"content": l_c, "style": zero + l_s, "tv": total_variation(image, spec.tv_form)}
 
 

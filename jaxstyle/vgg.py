@@ -22,7 +22,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxstyle.files import SettingError
-from jaxstyle.kernels import avg_pool_2x2, conv3x3_same, max_pool_2x2
+from jaxstyle.kernels import FLOAT32, Arithmetic, avg_pool_2x2, conv3x3_same, max_pool_2x2
 from jaxstyle.pixels import CAFFE_MEAN_BGR, TORCH_MEAN_RGB, TORCH_STD_RGB, as_rgb
 
 # Output widths and convolution counts of VGG19's five blocks (configuration "E").
@@ -93,6 +93,9 @@ class VGG19(nn.Module):
     # Computation dtype of the convolutions (inputs and kernels are cast to it, e.g.
     # jnp.bfloat16 on GPU/TPU); None keeps float32.
     dtype: Any = None
+    # How the convolutions compute: XLA's precision, and optional operand rounding
+    # (`kernels.Arithmetic`).
+    arithmetic: Arithmetic = FLOAT32
 
     @nn.compact
     def __call__(self, x: jax.Array) -> dict[str, jax.Array]:
@@ -108,7 +111,8 @@ class VGG19(nn.Module):
             kind, block = name[:4], int(name[4])
             if kind == "conv":
                 x = nn.Conv(BLOCK_WIDTHS[block - 1], (3, 3), padding="SAME", dtype=self.dtype,
-                            conv_general_dilated=_conv3x3, name=name)(x)
+                            conv_general_dilated=functools.partial(
+                                _conv3x3, arithmetic=self.arithmetic), name=name)(x)
             elif kind == "relu":
                 x = nn.relu(x)
             else:
@@ -118,7 +122,8 @@ class VGG19(nn.Module):
 
 
 def _conv3x3(lhs, rhs, window_strides, padding, lhs_dilation=None, rhs_dilation=None,
-             dimension_numbers=None, feature_group_count=1, precision=None):
+             dimension_numbers=None, feature_group_count=1, precision=None, *,
+             arithmetic: Arithmetic = FLOAT32):
     """The `conv_general_dilated` nn.Conv calls: VGG's 3x3, stride 1, 'SAME' case only."""
     same = padding == "SAME" or (not isinstance(padding, str)
                                  and tuple(map(tuple, padding)) == ((1, 1), (1, 1)))
@@ -126,7 +131,7 @@ def _conv3x3(lhs, rhs, window_strides, padding, lhs_dilation=None, rhs_dilation=
             or rhs.shape[:2] != (3, 3)
             or any(d is not None and tuple(d) != (1, 1) for d in (lhs_dilation, rhs_dilation))):
         raise ValueError("VGG19 convolutions are 3x3, stride 1, 'SAME', undilated, ungrouped")
-    return conv3x3_same(lhs, rhs)
+    return conv3x3_same(lhs, rhs, arithmetic)
 
 
 def param_shapes() -> dict[str, dict[str, tuple[int, ...]]]:
@@ -188,6 +193,7 @@ def features(
     pooling: str = "max",
     convention: str = "caffe",
     dtype: Any = None,
+    arithmetic: Arithmetic = FLOAT32,
 ) -> dict[str, jax.Array]:
     """The pure feature function: RGB [0, 1] images -> {layer: features}, in the order asked.
 
@@ -197,14 +203,15 @@ def features(
     deepest. Not jitted itself: it is the building block of jitted objectives (params are
     traced arguments there, never constants). dtype: the network's computation dtype (None:
     float32; "bfloat16" for GPU/TPU speed); preprocessing stays float32 and the features
-    come back in `dtype`.
+    come back in `dtype`. arithmetic: the convolutions' precision and rounding
+    (`kernels.Arithmetic`; default exact float32 on CPUs, TF32 on NVIDIA GPUs).
     """
     if isinstance(params, VGGWeights):
         params, convention = params.params, params.convention
     layers = (layers,) if isinstance(layers, str) else tuple(layers)
     single = jnp.ndim(images) == 3
     x = preprocess(images, convention)
-    out = VGG19(layers=layers, pooling=pooling, dtype=dtype).apply(
+    out = VGG19(layers=layers, pooling=pooling, dtype=dtype, arithmetic=arithmetic).apply(
         {"params": params}, x[None] if single else x)
     return {name: out[name][0] if single else out[name] for name in layers}
 

@@ -36,6 +36,7 @@ from jaxstyle.color import COLOR_MODES
 from jaxstyle.config import INITS, StyleConfig
 from jaxstyle.grids import loss_weight_grid, ratio_weights
 from jaxstyle.image import OUTPUT_FORMATS, load_image
+from jaxstyle.kernels import PRECISIONS
 from jaxstyle.losses import TV_FORMS
 from jaxstyle.optimizers import NAMED, OPTIMIZERS
 from jaxstyle.runtime import COMPUTE_DTYPES
@@ -111,6 +112,9 @@ def add_parsers(sub) -> dict[str, argparse.ArgumentParser]:
                                                        "paper's)")
     g.add_argument("--compute-dtype", choices=COMPUTE_DTYPES,
                    help="network arithmetic (default float32; bfloat16 for GPU/TPU speed)")
+    g.add_argument("--matmul-precision", choices=tuple(PRECISIONS),
+                   help="convolutions' and products' precision: default (TF32 on NVIDIA GPUs, "
+                        "exact on CPUs), high, highest (exact float32)")
     g = p.add_argument_group("optimization")
     g.add_argument("--iterations", metavar="N", type=numbers(int, many=False),
                    help=f"optimizer steps (default {_default('iterations')})")
