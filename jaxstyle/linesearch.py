@@ -34,7 +34,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from jaxstyle.losses import LossWeights, Targets
+from jaxstyle.losses import LossSpec, LossWeights, Targets
 
 # optax's default relative tolerance of the approximate sufficient decrease test.
 DEFAULT_APPROX_DEC_RTOL = 1e-6
@@ -87,15 +87,44 @@ def first_step_guess(f: Callable[[Any], jax.Array], params: Any, value: jax.Arra
     return cubic_step(value, slope, probe_value, probe_slope).astype(jnp.float32)
 
 
+# Unit roundoff (half a unit in the last place, relative) of an operand in each format.
+UNIT_ROUNDOFF = {"float32": 2.0**-24, "high": 2.0**-16, "tf32": 2.0**-11, "bfloat16": 2.0**-8}
+
+
+def unit_roundoff(spec: LossSpec) -> Any:
+    """u of the objective's convolutions and products as they run: bfloat16 (compute dtype
+    or emulated), TF32 (emulated, or float32 at the default precision on an NVIDIA GPU),
+    float32 with the "high" precision's three bfloat16 passes, else float32 (a CPU; TPUs'
+    default float32 products read bfloat16). A Python float, or a () array chosen by the
+    platform the program runs on (`lax.platform_dependent`)."""
+    arithmetic = spec.arithmetic
+    if spec.compute_dtype == "bfloat16" or arithmetic.rounding == "bfloat16":
+        return UNIT_ROUNDOFF["bfloat16"]
+    if arithmetic.rounding == "tf32":
+        return UNIT_ROUNDOFF["tf32"]
+    if arithmetic.precision == "highest":
+        return UNIT_ROUNDOFF["float32"]
+    gpu = UNIT_ROUNDOFF["high" if arithmetic.precision == "high" else "tf32"]
+    tpu = UNIT_ROUNDOFF["high" if arithmetic.precision == "high" else "bfloat16"]
+    return jax.lax.platform_dependent(
+        cuda=lambda: jnp.float32(gpu), tpu=lambda: jnp.float32(tpu),
+        default=lambda: jnp.float32(UNIT_ROUNDOFF["float32"]))
+
+
 def approx_dec_rtol(targets: Targets, loss_weights: LossWeights, value: jax.Array,
-                    noise_floor: float) -> Any:
+                    noise_floor: float, rounding: Any = 0.0) -> Any:
     """The approximate-decrease tolerance at a point of objective `value`:
-    max(1e-6, tau / |value|), tau = noise_floor * alpha * sum_l 1/2 |P_l|^2 (P_l the content
-    targets). A Python float (optax's default) when the floor is off or there is no content
-    loss, else a () float32 array (traced: a different value does not recompile)."""
-    if noise_floor <= 0 or not targets.content:
+    max(1e-6, tau / |value|, rounding), tau = noise_floor * alpha * sum_l 1/2 |P_l|^2 (P_l the
+    content targets: the content loss's float32 floor), `rounding` the objective's relative
+    rounding error in the arithmetic it runs in (`Optimizer.rounding_tolerance` times
+    `unit_roundoff`). A Python float (optax's default) when both are off, else a () float32
+    array (traced: a different value does not recompile)."""
+    use_floor = noise_floor > 0 and bool(targets.content)
+    if not use_floor and isinstance(rounding, float) and rounding <= 0:
         return DEFAULT_APPROX_DEC_RTOL
-    half_p2 = sum(0.5 * jnp.vdot(t, t) for t in targets.content.values())
-    rtol = noise_floor * loss_weights.content_weight * half_p2 / jnp.abs(value)
-    return jnp.where(jnp.isfinite(rtol) & (rtol > DEFAULT_APPROX_DEC_RTOL), rtol,
-                     DEFAULT_APPROX_DEC_RTOL).astype(jnp.float32)
+    rtol = jnp.maximum(jnp.float32(DEFAULT_APPROX_DEC_RTOL), jnp.asarray(rounding, jnp.float32))
+    if use_floor:
+        half_p2 = sum(0.5 * jnp.vdot(t, t) for t in targets.content.values())
+        floor = noise_floor * loss_weights.content_weight * half_p2 / jnp.abs(value)
+        rtol = jnp.where(jnp.isfinite(floor) & (floor > rtol), floor, rtol)
+    return rtol.astype(jnp.float32)

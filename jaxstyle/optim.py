@@ -184,8 +184,10 @@ def step(params: Any, targets: Targets, loss_weights: LossWeights, state: StepSt
     """
     opt_state = state.opt_state
     if optim.name == "lbfgs":  # the named zoom L-BFGS: its start and tolerance are ours
+        rounding = (optim.rounding_tolerance * linesearch.unit_roundoff(spec)
+                    if optim.rounding_tolerance > 0 else 0.0)
         tx = optim.transformation(linesearch.approx_dec_rtol(
-            targets, loss_weights, state.value, optim.noise_floor))
+            targets, loss_weights, state.value, optim.noise_floor, rounding))
         start = jnp.where(state.step == 0, optax.tree.get(opt_state, "learning_rate"), 1.0)
         opt_state = optax.tree.set(opt_state, learning_rate=start.astype(jnp.float32))
     else:

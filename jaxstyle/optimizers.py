@@ -85,6 +85,11 @@ class Optimizer:
         tau = c * alpha * sum_l 1/2 |P_l|^2 (`linesearch.approx_dec_rtol`); 0 keeps
         optax's 1e-6 relative tolerance. 4e-12: a few times the float32 error of the
         content loss near its minimum (docs/benchmarks.md).
+    rounding_tolerance: zoom L-BFGS: k in the decrease test's relative tolerance k u, u the
+        unit roundoff of the objective's arithmetic (`linesearch.unit_roundoff`: TF32 on an
+        NVIDIA GPU at the default precision, bfloat16, float32): a step whose value rises by
+        less than the rounding of the value is judged by its slope (the approximate Wolfe
+        conditions, Hager and Zhang 2005). 0 turns it off.
     """
 
     name: str = "lbfgs"
@@ -95,6 +100,7 @@ class Optimizer:
     average_decay: float | None = None
     probe_first_step: bool = True
     noise_floor: float = 4e-12
+    rounding_tolerance: float = 1.0
 
     def __post_init__(self) -> None:
         if self.name == "custom":

@@ -47,6 +47,26 @@ def assert_rel(actual, expected, rtol, what=""):
     assert err < rtol, f"{what}: relative error {err:.2e}"
 
 
+# Adam's largest move of one element in one step, in learning rates: its bias-corrected
+# m / sqrt(v) is at most (1 - b1) / sqrt(1 - b2) = 3.16 for optax's b1 0.9, b2 0.999 (Kingma
+# and Ba 2015, section 2.1; exactly 1 at the first step).
+ADAM_MAX_STEP = (1 - 0.9) / (1 - 0.999) ** 0.5
+
+
+def assert_adam_runs_close(actual, expected, *, learning_rate, steps, typical=1e-6,
+                           quantile=0.99, what=""):
+    """Two float32 Adam runs of one computation whose sums run in another order (vmap against
+    a loop, several devices against one): the rounding differs by a few float32 spacings
+    (`typical`, at the `quantile` of the elements), and where a gradient is near zero Adam's
+    sign-like g / sqrt(v) can turn it into whole steps: every element within the most two
+    runs can drift apart in `steps` steps, 2 x steps x ADAM_MAX_STEP x learning_rate. Bounds
+    from the arithmetic, not one CPU's rounding."""
+    diff = np.abs(np.asarray(actual, np.float64) - np.asarray(expected, np.float64))
+    worst = 2 * steps * ADAM_MAX_STEP * learning_rate
+    assert np.quantile(diff, quantile) <= typical, (what, np.quantile(diff, quantile))
+    assert diff.max() <= worst, (what, diff.max(), worst)
+
+
 def one_line_error(capsys) -> str:
     """stderr of the last main() call: exactly one line, no traceback; returned."""
     err = capsys.readouterr().err

@@ -8,7 +8,7 @@ import textwrap
 import jax
 import numpy as np
 import pytest
-from conftest import FAST_COMPILE, finish, run_python, smooth_image
+from conftest import FAST_COMPILE, assert_adam_runs_close, finish, run_python, smooth_image
 from references import numpy_arbitrary as ref
 from references.numpy_arbitrary import numpy_adain_loss
 
@@ -132,11 +132,11 @@ def test_four_devices_equal_one(tmp_path):
     np.testing.assert_allclose(four["totals"], one["totals"], rtol=1e-5)
     assert four["totals"][-1] < four["totals"][0]
     a, b = np.load(tmp_path / "p1.npz"), np.load(tmp_path / "p4.npz")
-    # Adam's g / sqrt(v) turns the sums' rounding into a whole step where g is near 0
-    # (0.05% of the 3.5M weights differ by more than 1e-6, by up to 1.5e-4, each step moving a
-    # weight by up to lr = 1e-4), so the weights agree as a whole (measured 6.5e-5), and the
-    # losses they give agree to 1e-5 (above).
-    diff = np.concatenate([np.ravel(b[k] - a[k]) for k in a.files])
-    norm = np.sqrt(sum(np.sum(np.square(a[k])) for k in a.files))
-    assert np.linalg.norm(diff) <= 2e-4 * norm
+    # The gradient's all-reduce sums in another order; Adam turns that rounding into whole
+    # steps where a gradient is near 0 (0.05% of the 3.5M weights on one CPU, by up to 1.5e-4;
+    # more on another): bounded by Adam's largest steps, the losses they give agree to 1e-5
+    # (above).
+    assert_adam_runs_close(np.concatenate([np.ravel(b[k]) for k in a.files]),
+                           np.concatenate([np.ravel(a[k]) for k in a.files]),
+                           learning_rate=1e-4, steps=3, quantile=0.99)
     assert "multiple of 4" in got["odd"]
