@@ -96,7 +96,7 @@ def check(plan: MemoryPlan, what: str, bytes_at: Callable[[int], int], side: int
         else:
             high = mid - 1
     fits = (f"the largest that fits is about {low} px on its longer side" if low
-            else "nothing fits")
+            else "it does not fit at any size")
     raise SettingError(
         f"{what} needs about {plan.run_bytes / GIB:.3g} GiB, more than the "
         f"{plan.limit_bytes / GIB:.3g} GiB a run may use on {device.platform} (the available "

@@ -165,7 +165,7 @@ def test_bad_inputs(setup, full_run, tmp_path, capsys):
           "no image files")
     fails(["train-adain", *args, *out, "--crop-size", "36"], 2, "multiple of 8")
     fails(["train-adain", *args, *out, "--crop-size", "64"], 2,
-          "--load-size 40 must be at least crop_size 64")
+          "--load-size 40 must be at least --crop-size 64")
     fails(["train-adain", *args, *out, "--resume"], 1, "no checkpoint")
     fails(["train-adain", *args, "--out", str(full)], 2, "--resume")
     # Resuming a run that has reached --steps (it used to re-export with "loss nan").

@@ -158,18 +158,32 @@ def _run_bytes(kind, content_hw, style_hws, batch, alphas, max_attention_bytes) 
 
 def check_memory(kind: str, content_hw: Sequence[int], style_hws: Sequence[Sequence[int]],
                  *, batch: int = 1, alphas: int = 1, memory_limit: float | None = None,
-                 max_attention_bytes: int = sanet.DEFAULT_ATTENTION_BYTES) -> None:
-    """SettingError (naming "image_size") before any work when a call of `stylize_<kind>` on
-    `batch` contents of `content_hw` cannot fit (`plan_memory`); the message names the
-    largest content side that fits."""
+                 max_attention_bytes: int = sanet.DEFAULT_ATTENTION_BYTES,
+                 styles_follow: bool = False) -> None:
+    """SettingError before any work when a call of `stylize_<kind>` on `batch` contents of
+    `content_hw` cannot fit (`plan_memory`): naming "image_size" with the largest content side
+    that fits, or "style_size" when the style images alone do not fit. styles_follow: the
+    styles' sizes grow with the content's (a command line's default style size), so the
+    largest size that fits scales both."""
     device = jax.devices()[0]
-    args = (style_hws, batch, alphas, max_attention_bytes)
-    plan = memory.plan(_run_bytes(kind, content_hw, *args), device, memory_limit)
-
-    def bytes_at(side: int) -> int:
-        return _run_bytes(kind, scale_shape(content_hw, side) if side else (0, 0), *args)
-
     h, w = (int(x) for x in content_hw)
+
+    def bytes_at(side: int, hw=(h, w)) -> int:
+        scale = side / max(hw) if max(hw) else 0.0
+        contents = scale_shape(hw, side) if side else (0, 0)
+        styles = ([scale_shape(s, max(1, round(max(s) * scale))) for s in style_hws]
+                  if styles_follow else style_hws)
+        return _run_bytes(kind, contents, styles, batch, alphas, max_attention_bytes)
+
+    plan = memory.plan(bytes_at(max(h, w)), device, memory_limit)
+    if not styles_follow and plan.fits is False and plan.limit_bytes is not None and \
+            _run_bytes(kind, (0, 0), style_hws, batch, alphas, max_attention_bytes) > \
+            plan.limit_bytes:
+        sizes = ", ".join(f"{a}x{b}" for a, b in style_hws)
+        raise SettingError(
+            f"style_size: the style images ({sizes}) alone need more than the "
+            f"{plan.limit_bytes / memory.GIB:.3g} GiB a run may use on {device.platform}: use "
+            "smaller style images", "style_size")
     memory.check(plan, f"{batch} content image(s) of {h}x{w}", bytes_at, max(h, w), device)
 
 

@@ -51,6 +51,7 @@ from jaxstyle.files import WeightsError
 from jaxstyle.weightfile import (
     array_problems,
     flatten,
+    is_npz,
     read_npz,
     string_entry,
     unflatten,
@@ -186,7 +187,10 @@ def read_model(path: str | os.PathLike) -> tuple[str, dict[str, Any]]:
     """(kind, params as NumPy float32) of a jaxstyle model .npz; WeightsError if unusable."""
     path = Path(path).expanduser()
     if not path.is_file():
-        raise WeightsError(f"{path}: no such file (expected a jaxstyle model .npz)")
+        raise WeightsError(f"{path}: no such file (expected a jaxstyle model .npz)", name="model")
+    if not is_npz(path):
+        raise WeightsError(f"{path} is not a jaxstyle model .npz (released .pth files go to vgg=, "
+                           "decoder=, transformer=)", name="model")
     flat = read_npz(path, "jaxstyle model .npz")
     kind = string_entry(flat, "kind", KINDS)
     if kind is None:

@@ -16,6 +16,7 @@ interrupted (Ctrl-C writes what is done so far first). Errors are one line on st
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 import traceback
 from collections.abc import Sequence
@@ -85,15 +86,19 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _with_option(err: files.SettingError, parser: argparse.ArgumentParser | None) -> str:
-    """The library's message with its setting named as the command's option: "style_weight
-    must be ..." -> "--style-weight must be ...", else "--option: message"."""
+    """The library's message with its settings named as the command's options: "style_weight
+    must be ..." -> "--style-weight must be ...", else "--option: message"; other settings
+    the message names (snake_case names, unambiguous) become their options too."""
     message = str(err)
-    option = _options(parser).get(err.name or "")
-    if option is None:
-        return message
-    if message.startswith(f"{err.name} "):
-        return option + message[len(err.name):]
-    return f"{option}: {message.removeprefix(f'{err.name}: ')}"
+    options = _options(parser)
+    option = options.get(err.name or "")
+    if option is not None:
+        if message.startswith(f"{err.name} "):
+            message = option + message[len(err.name):]
+        else:
+            message = f"{option}: {message.removeprefix(f'{err.name}: ')}"
+    return re.sub(r"(?<![-\w])([a-z]+(?:_[a-z]+)+)\b",
+                  lambda m: options.get(m.group(1), m.group(1)), message)
 
 
 def _options(parser: argparse.ArgumentParser | None) -> dict[str, str]:

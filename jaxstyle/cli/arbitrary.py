@@ -149,7 +149,8 @@ def run(args: argparse.Namespace) -> int:
     largest = max(shapes, key=lambda hw: hw[0] * hw[1])
     arbitrary.check_memory(kind, largest, style_shapes,
                            batch=min(args.batch_size, shapes.count(largest)),
-                           alphas=len(alphas or [None]), memory_limit=args.memory_limit)
+                           alphas=len(alphas or [None]), memory_limit=args.memory_limit,
+                           styles_follow=args.style_size is None)
     styles = [resize_to(s, hw) for s, hw in zip(styles, style_shapes, strict=True)]
     params = load_model(kind, args)
     stylize = arbitrary.stylize_sanet if kind == "sanet" else arbitrary.stylize_adain

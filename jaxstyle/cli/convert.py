@@ -11,7 +11,7 @@ import os
 from pathlib import Path
 
 from jaxstyle.arbitrary.models import KINDS
-from jaxstyle.cli.options import EXIT_OK, EXIT_STATUS, UsageError, add_command
+from jaxstyle.cli.options import EXIT_OK, EXIT_STATUS, UsageError, add_command, check_output
 
 
 def add_parsers(sub) -> dict[str, argparse.ArgumentParser]:
@@ -45,6 +45,7 @@ def run(args: argparse.Namespace) -> int:
     if not model and Path(args.source).exists() and \
             Path(args.source).resolve() == args.dest.resolve():
         raise UsageError("convert: SRC and DEST are the same file")
+    check_output(args.dest, [args.vgg, args.decoder, args.transformer])
     if model:
         written = convert_model(args.source, args.dest, vgg=args.vgg, decoder=args.decoder,
                                 transformer=args.transformer)
