@@ -65,7 +65,8 @@ def worker(model: str, size: int, weights: str) -> dict:
             model=weights)
         stylize = arbitrary.stylize_sanet if model == "sanet" else arbitrary.stylize_adain
         np.asarray(stylize(params, content, style))
-    return {"model": model, "size": size, "shape": list(content.shape[:2]),
+    shape = (scale_shape(content.shape[:2], size) if model == "gatys" else content.shape[:2])
+    return {"model": model, "size": size, "shape": list(shape),
             "estimated_run_bytes": plan.run_bytes, "rss_at_plan_bytes": rss_planned,
             "estimated_peak_bytes": rss_planned + plan.run_bytes,
             "peak_rss_bytes": _rss("VmHWM"), "seconds": time.perf_counter() - t0}

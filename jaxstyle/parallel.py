@@ -150,8 +150,8 @@ def programs(mesh: Mesh, spec: LossSpec, opt: optimizers.Optimizer, batch: int, 
 # CLI runs on the CPU (benchmarks/memory.py; docs/benchmarks.md): what one value-and-gradient
 # pass keeps per pixel, as a multiple of its activations' bytes; what the process adds
 # besides (the XLA runtime, compiling, the params' host copy while they load).
-ACTIVATION_FACTOR = 1.0
-FIXED_BYTES = 300 * 2**20
+ACTIVATION_FACTOR = 0.82
+FIXED_BYTES = 730 * 2**20
 # Host-side images at the last stage's size (content, its luminance, the start, the result,
 # copies on their way to and from the device), float32 RGB: bytes per pixel.
 HOST_BYTES_PER_PIXEL = 8 * 3 * 4

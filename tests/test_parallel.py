@@ -62,7 +62,7 @@ def _compiled(argument, output, alias, temp):
 
 def test_fit_batch_size_from_xla_memory_analysis(monkeypatch):
     cpu = jax.devices("cpu")[0]
-    assert memory.free_bytes(cpu) > 0
+    assert memory.available_bytes(cpu) > 0
     compiled = []
 
     def compile_one():
@@ -74,22 +74,14 @@ def test_fit_batch_size_from_xla_memory_analysis(monkeypatch):
     assert parallel.fit_batch_size(compile_one, 1, cpu, ADAM) == (1, None)
     assert compiled == []
     # Budget 200: fixed 100 + 50 - 40 = 110, then 30 per setting in flight: 3.
-    monkeypatch.setattr(memory, "budget", lambda device: 200)
+    monkeypatch.setattr(memory, "limit_bytes", lambda device: 200)
     batch, program = parallel.fit_batch_size(compile_one, 8, cpu, ADAM)
     assert batch == 3 and program.memory_analysis().temp_size_in_bytes == 30
     assert parallel.fit_batch_size(compile_one, 2, cpu, Optimizer("lbfgs-nols"))[0] == 2
-    monkeypatch.setattr(memory, "budget", lambda device: 1)
+    monkeypatch.setattr(memory, "limit_bytes", lambda device: 1)
     assert parallel.fit_batch_size(compile_one, 8, cpu, ADAM)[0] == 1  # at least 1
-    monkeypatch.setattr(memory, "budget", lambda device: None)
+    monkeypatch.setattr(memory, "limit_bytes", lambda device: None)
     assert parallel.fit_batch_size(compile_one, 8, cpu, ADAM)[0] == 8  # unknown: all
-
-
-def test_memory_budget_is_a_share_of_free_memory(monkeypatch):
-    cpu = jax.devices("cpu")[0]
-    monkeypatch.setattr(memory, "free_bytes", lambda device: 1000)
-    assert memory.budget(cpu) == 1000 * memory.CPU_MEMORY_FRACTION
-    monkeypatch.setattr(memory, "free_bytes", lambda device: None)
-    assert memory.budget(cpu) is None
 
 
 def test_estimated_bytes_grows_with_pixels_settings_and_depth():

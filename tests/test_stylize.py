@@ -308,28 +308,33 @@ def test_sizes_that_cannot_work_are_refused_before_any_work(weights, images):
     assert compiles.names == []
 
 
-@pytest.mark.parametrize("optimizer, shape", [("lbfgs", (32, 40)), ("adam", (128, 160))])
-def test_the_memory_estimate_holds_against_xla(weights, optimizer, shape):
-    """The pre-flight estimate is within 0.7x-1.5x of what XLA plans for the one-setting
-    chunk program (arguments, outputs and temporaries, less the params): at 32x40 the
-    kernels' copy dominates, at 128x160 the per-pixel part."""
-    content, style = smooth_image(1, *shape), smooth_image(2, *shape)
-    config = make_config(optimizer)
-    spec, targets = prepare_targets(weights, content, [style], config)
-    init, chunk = parallel.programs(parallel.settings_mesh(k=1), spec,
-                                    config.optimizer_spec(), 1, "content")
-    lw = as_settings(config.loss_weights)
-    style_only = targets._replace(content={})
-    _, state, _ = jax.eval_shape(init, weights.params, content, style_only, lw, None, None)
-    stats = chunk.lower(weights.params, targets, lw, state, np.int32(1)).compile() \
-        .memory_analysis()
-    params = sum(a.nbytes for a in jax.tree.leaves(weights.params))
-    xla = (stats.argument_size_in_bytes + stats.output_size_in_bytes
-           - stats.alias_size_in_bytes + stats.temp_size_in_bytes - params)
-    estimate = parallel.estimated_bytes(*shape, (*config.content_layers,
-                                                 *config.style_layers),
-                                        config.optimizer_spec())
-    assert 0.7 * xla <= estimate <= 1.5 * xla, (estimate, xla)
+@pytest.mark.parametrize("optimizer", ["lbfgs", "adam"])
+def test_the_memory_model_grows_as_xla_plans(weights, optimizer):
+    """The pre-flight estimate's growth per pixel (`parallel.estimated_bytes`, fitted to the
+    peak resident memory of real runs: benchmarks/memory.py) against the growth of what XLA
+    plans for the one-setting chunk program (arguments, outputs and temporaries) from 64 to
+    128 px: above it (a process holds more than the program's buffers: host images, the
+    allocator's slack) and within 1.6x of it (measured 1.38x L-BFGS, 1.46x Adam)."""
+    config = make_config(optimizer).replace(content_layers=("relu4_2",),
+                                            style_layers=jaxstyle.STYLE_LAYERS)
+    planned = {}
+    for side in (64, 128):
+        content, style = smooth_image(1, side, side), smooth_image(2, side, side)
+        spec, targets = prepare_targets(weights, content, [style], config)
+        init, chunk = parallel.programs(parallel.settings_mesh(k=1), spec,
+                                        config.optimizer_spec(), 1, "content")
+        lw = as_settings(config.loss_weights)
+        _, state, _ = jax.eval_shape(init, weights.params, content,
+                                     targets._replace(content={}), lw, None, None)
+        stats = chunk.lower(weights.params, targets, lw, state, np.int32(1)).compile() \
+            .memory_analysis()
+        planned[side] = (stats.argument_size_in_bytes + stats.output_size_in_bytes
+                         - stats.alias_size_in_bytes + stats.temp_size_in_bytes)
+    layers = (*config.content_layers, *config.style_layers)
+    model = (parallel.estimated_bytes(128, 128, layers, config.optimizer_spec())
+             - parallel.estimated_bytes(64, 64, layers, config.optimizer_spec()))
+    xla = planned[128] - planned[64]
+    assert xla < model < 1.6 * xla, (model, xla)
 
 
 # ------------------------------------------------------------------------------ stages

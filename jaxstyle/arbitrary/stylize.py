@@ -116,15 +116,16 @@ def stylize_adain(params: Any, content: Any, styles: Any, *,
                     preserve_colors, sanet.DEFAULT_ATTENTION_BYTES, memory_limit)
 
 
-# The memory model of one forward pass (`plan_memory`), calibrated against the peak resident
-# memory of runs on the CPU (benchmarks/memory.py; docs/benchmarks.md): bytes per padded
-# content pixel through the encoder, and per pixel per alpha through the decoder (a few
-# float32 maps of the first block's 64 channels alive at once), per style pixel, and what the
-# process adds besides (the XLA runtime, compiling).
-ENCODER_BYTES_PER_PIXEL = 4 * 64 * 4
-DECODER_BYTES_PER_PIXEL = 4 * 64 * 4
-STYLE_BYTES_PER_PIXEL = 4 * 64 * 4
-FIXED_BYTES = 300 * 2**20
+# The memory model of one forward pass (`plan_memory`), fitted to the peak resident memory of
+# runs on the CPU at 256-1024 px (benchmarks/memory.py; docs/benchmarks.md): bytes per pixel
+# through the encoder (each padded content and each style) and per content pixel and alpha
+# through the decoder (about one float32 map of the first block's 64 channels alive at once);
+# the share of SANet's largest attention block that is alive at once; and what the process
+# adds besides the params (the XLA runtime, compiling).
+ENCODER_BYTES_PER_PIXEL = 260
+DECODER_BYTES_PER_PIXEL = 260
+ATTENTION_SHARE = 0.2
+FIXED_BYTES = 160 * 2**20
 
 
 def plan_memory(kind: str, content_hw: Sequence[int], style_hws: Sequence[Sequence[int]], *,
@@ -147,12 +148,13 @@ def _run_bytes(kind, content_hw, style_hws, batch, alphas, max_attention_bytes) 
         param_shapes(kind), is_leaf=lambda x: isinstance(x, tuple)))
     h, w = (sum(padding(int(side), kind)) + int(side) for side in content_hw)
     style_pixels = sum(int(a) * int(b) for a, b in style_hws)
-    total = (params + FIXED_BYTES + style_pixels * STYLE_BYTES_PER_PIXEL
+    total = (params + FIXED_BYTES + style_pixels * ENCODER_BYTES_PER_PIXEL
              + batch * h * w * (ENCODER_BYTES_PER_PIXEL + alphas * DECODER_BYTES_PER_PIXEL))
-    if kind == "sanet":  # keys and values of both levels; the logits, in chunks (x2: softmax)
+    if kind == "sanet":  # keys and values of both levels; the logits, in chunks
         s4 = [-(-int(a) // 8) * -(-int(b) // 8) for a, b in style_hws]
         total += sum(s + -(-s // 4) for s in s4) * sanet.CHANNELS * 4 * 2
-        total += 2 * min(max_attention_bytes, batch * (h * w // 64) * max(s4, default=0) * 4)
+        total += ATTENTION_SHARE * min(max_attention_bytes,
+                                       batch * (h * w // 64) * max(s4, default=0) * 4)
     return int(total)
 
 
