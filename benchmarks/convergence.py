@@ -14,17 +14,20 @@ Methods (all from the content image, StyleConfig's defaults: alpha 1, no TV; bet
                  moments carried (resized) between stages; 2 S steps at the first size, S after
                  (--stage-iterations S)
     auto-lbfgs   zoom L-BFGS (fixed) on the same ladder, restarted at each stage; StyleConfig's
-                 default since 2026-11-30 (which runs `iterations` steps at every size)
+                 default since 2026-11-30 (which runs `iterations` steps at every size);
+                 auto-lbfgs-S / auto-adam-S: S steps a stage (2 S at the first)
     torch-lbfgs  torch.optim.LBFGS(lr=1, line_search_fn="strong_wolfe", history_size=100,
                  PyTorch's default) on tests/references/torch_gatys.py's objective (the same
                  formulas, weights and images), one `step()` per iteration; an evaluation the
                  optimizer repeats at the point its line search accepted is served from a
                  cache, not computed (as one long `step()` would not compute it)
 
-Images: examples/chelsea.jpg at SIZE px on its longer side, examples/hubble_deep_field.jpg as
-the style at style_scale 1 (as the CLI sizes them). Weights: --weights (a jaxstyle .npz, caffe
-convention, as the PyTorch objective preprocesses) or synthetic ones (`random_weights(0)`,
-written to a scratch folder): say which next to every figure.
+Images (--pair, PAIRS): by default examples/chelsea.jpg at SIZE px on its longer side,
+examples/hubble_deep_field.jpg as the style at style_scale 1 (as the CLI sizes them); other
+pairs take scikit-image's photographs and textures. benchmarks/convergence_pairs.py runs every
+pair, size and beta and gives the median and range of each method's lead. Weights: --weights
+(a jaxstyle .npz, caffe convention, as the PyTorch objective preprocesses) or synthetic ones
+(`random_weights(0)`, written to a scratch folder): say which next to every figure.
 
 Loss weights: with synthetic weights at StyleConfig's beta 1e3 there is nothing to optimize.
 Random filters see two photos as nearly alike, so the content image is already within 0.07%
@@ -79,6 +82,16 @@ sys.path.insert(0, HERE)  # linesearch (the photos), procmem
 sys.path.insert(0, REFERENCES)  # torch_gatys
 MARKER = "CONVERGENCE_JSON "
 METHODS = ("lbfgs-old", "lbfgs", "adam", "auto-adam", "auto-lbfgs", "torch-lbfgs")
+# Content and style image pairs (--pair): the example photos, and scikit-image's photographs
+# and textures (read at run time, not shipped: `skimage.data`).
+PAIRS = {
+    "chelsea-hubble": ("examples/chelsea.jpg", "examples/hubble_deep_field.jpg"),
+    "astronaut-immunohistochemistry": ("skimage:astronaut", "skimage:immunohistochemistry"),
+    "coffee-brick": ("skimage:coffee", "skimage:brick"),
+    "rocket-grass": ("skimage:rocket", "skimage:grass"),
+    "chelsea-gravel": ("examples/chelsea.jpg", "skimage:gravel"),
+    "astronaut-stripes": ("skimage:astronaut", "examples/stripes.png"),
+}
 # beta with synthetic weights (docstring, "Loss weights").
 SYNTHETIC_STYLE_WEIGHT = 1e7
 SHALLOW = {"content_layers": ("relu2_1",), "style_layers": ("relu1_1", "relu2_1")}
@@ -94,15 +107,39 @@ def snapshot_steps(limit: int = 1_000_000, ratio: float = 1.1) -> list[int]:
     return steps
 
 
+def pair_images(pair: str, size: int) -> tuple[np.ndarray, np.ndarray]:
+    """The images of `pair` (PAIRS) as a run at `size` px sees them: the content scaled to
+    `size` on its longer side, the style at style_scale 1 relative to it."""
+    from jaxstyle.image import load_image, resize_to, scale_shape, style_size_for
+
+    def read(source: str) -> np.ndarray:
+        if source.startswith("skimage:"):
+            from skimage import data
+
+            return load_image(getattr(data, source.split(":", 1)[1])())
+        return load_image(os.path.join(HERE, "..", source))
+
+    content, style = (read(source) for source in PAIRS[pair])
+    content = resize_to(content, scale_shape(content.shape[:2], size))
+    style = resize_to(style, style_size_for(content.shape[:2], style.shape[:2], 1.0))
+    return content, style
+
+
 def _config(method: str, size: int, shallow: bool, stage_iterations: int, auto_start: int,
-            max_steps: int, style_weight: float):
+            max_steps: int, style_weight: float, emulate_rounding: str | None = None):
+    """The StyleConfig of a method; "auto-lbfgs-25" is the ladder with 25 steps a stage (2 x
+    25 at the first), "auto-lbfgs" with --stage-iterations."""
     import jaxstyle
     from jaxstyle.config import auto_scales
 
-    layers = dict(SHALLOW if shallow else {}, style_weight=style_weight)
-    name = "adam" if method.endswith("adam") else "lbfgs"
+    layers = dict(SHALLOW if shallow else {}, style_weight=style_weight,
+                  emulate_rounding=emulate_rounding)
+    name = "adam" if "adam" in method else "lbfgs"
     if not method.startswith("auto-"):
         return jaxstyle.StyleConfig(optimizer=name, iterations=max_steps, scales=None, **layers)
+    tail = method.rsplit("-", 1)[-1]
+    if tail.isdigit():
+        stage_iterations = int(tail)
     scales = auto_scales(size, auto_start)
     iters = tuple([2 * stage_iterations] + [stage_iterations] * (len(scales) - 1))
     return jaxstyle.StyleConfig(optimizer=name, scales=scales, scale_iterations=iters, **layers)
@@ -136,7 +173,7 @@ def _optim_variant(method: str):
 
 def run_jax(method: str, inputs: str, weights: str, size: int, seconds: float, max_steps: int,
             stage_iterations: int, auto_start: int, shallow: bool, snapshots: str,
-            style_weight: float) -> dict:
+            style_weight: float, emulate_rounding: str | None = None) -> dict:
     """One jaxstyle method: a warm-up run (compiles), then the timed run. Writes the kept
     images to `snapshots` (.npz) and returns the records."""
     import jaxstyle
@@ -145,7 +182,7 @@ def run_jax(method: str, inputs: str, weights: str, size: int, seconds: float, m
         content, style = data["content"], data["style"]
     vgg = jaxstyle.load_vgg19(weights)
     config = _config(method, size, shallow, stage_iterations, auto_start, max_steps,
-                     style_weight)
+                     style_weight, emulate_rounding)
     keep = set(snapshot_steps())
     with _optim_variant(method):
         t0 = time.perf_counter()
@@ -319,6 +356,13 @@ def time_to_target(run: dict, scores: dict[int, float], target: float) -> dict |
     return None
 
 
+def score_at(run: dict, scores: dict[int, float], seconds: float) -> float | None:
+    """The score of the last snapshot taken by `seconds` into the run (None: none was)."""
+    by_step = {r["step"]: r["seconds"] for r in run["records"]}
+    taken = [step for step in scores if by_step.get(step, np.inf) <= seconds]
+    return scores[max(taken)] if taken else None
+
+
 def summarize(report: dict) -> list[dict]:
     runs = {r["method"]: r for r in report["runs"] if "error" not in r}
     target = report.get("target")
@@ -334,9 +378,12 @@ def summarize(report: dict) -> list[dict]:
             continue
         scores = report["scores"].get(method, {})
         hit = None if target is None else time_to_target(run, scores, target)
+        torch_run = runs.get("torch-lbfgs")
         rows.append({
             "method": method, "steps": run["steps"], "evaluations": run["evaluations"],
             "seconds": run["total_s"], "final_score": scores.get(max(scores)) if scores else None,
+            "score_at_torch_time": (None if torch_run is None else
+                                    score_at(run, scores, torch_run["total_s"])),
             "to_target": hit,
             "ratio_to_torch": (hit["seconds"] / torch_hit["seconds"]
                                if hit and torch_hit and torch_hit["seconds"] > 0 else None),
@@ -460,6 +507,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="auto-* steps per stage (the first stage twice as many)")
     p.add_argument("--auto-start", type=int, default=128, help="auto-* ladder's first size")
     p.add_argument("--shallow", action="store_true", help="layers up to relu2_1 only")
+    p.add_argument("--pair", default="chelsea-hubble", choices=tuple(PAIRS),
+                   help="content and style images (PAIRS)")
+    p.add_argument("--emulate-rounding", choices=("tf32", "bfloat16"),
+                   help="jaxstyle's methods round their operands as a GPU would "
+                        "(StyleConfig.emulate_rounding); scores stay float32")
     p.add_argument("--quick", action="store_true",
                    help="32 px, shallow, 4 PyTorch iterations, 6 steps, ladder 23, 32 px")
     p.add_argument("--in-process", action="store_true", help="no subprocess per method")
@@ -482,7 +534,8 @@ def main(argv=None) -> int:
         args.max_steps, args.stage_iterations, args.auto_start = 6, 2, 23
         args.seconds = args.seconds or 60.0
     methods = [m for m in args.methods.split(",") if m]
-    unknown = set(methods) - set(METHODS)
+    unknown = {m for m in methods if m not in METHODS and not (
+        m.startswith(("auto-lbfgs-", "auto-adam-")) and m.rsplit("-", 1)[-1].isdigit())}
     if unknown:
         raise SystemExit(f"unknown methods {sorted(unknown)}; choose from {METHODS}")
     os.makedirs(args.out, exist_ok=True)
@@ -499,8 +552,6 @@ def main(argv=None) -> int:
 
 
 def _benchmark(args, methods: list[str], work: str, argv) -> int:
-    from linesearch import photo_images
-
     import jaxstyle
 
     weights = args.weights
@@ -509,7 +560,7 @@ def _benchmark(args, methods: list[str], work: str, argv) -> int:
         jaxstyle.save_weights(jaxstyle.random_weights(0), weights)
     elif jaxstyle.load_vgg19(weights).convention != "caffe" and "torch-lbfgs" in methods:
         raise SystemExit("the PyTorch objective preprocesses as caffe: give caffe weights")
-    content, style = photo_images(args.size)
+    content, style = pair_images(args.pair, args.size)
     inputs = os.path.join(work, "inputs.npz")
     np.savez(inputs, content=content, style=style)
     snap_dir = os.path.join(work, "snapshots")
@@ -521,6 +572,7 @@ def _benchmark(args, methods: list[str], work: str, argv) -> int:
                                      {"style_weight": style_weight}))
     style_weight = config.style_weight
     report = {"argv": sys.argv[1:] if argv is None else list(argv), "size": args.size,
+              "pair": args.pair, "emulate_rounding": args.emulate_rounding,
               "shape": list(content.shape[:2]), "methods": methods,
               "weights": weights, "weights_note": ("synthetic weights (random_weights(0))"
                                                     if args.weights is None else
@@ -551,7 +603,8 @@ def _benchmark(args, methods: list[str], work: str, argv) -> int:
                        "size": args.size, "seconds": seconds or 600.0,
                        "max_steps": args.max_steps, "stage_iterations": args.stage_iterations,
                        "auto_start": args.auto_start, "shallow": args.shallow,
-                       "snapshots": path, "style_weight": style_weight}
+                       "snapshots": path, "style_weight": style_weight,
+                       "emulate_rounding": args.emulate_rounding}
             run = _run_worker("jax", payload, args)
         run["method"] = method
         report["runs"].append(run)

@@ -115,9 +115,9 @@ def main(argv=None) -> int:
                 row = json.loads(out.stdout.strip().splitlines()[-1])
                 row["ratio"] = row["estimated_peak_bytes"] / row["peak_rss_bytes"]
                 rows.append(row)
-                print(f"{model:6} {size:5} px: estimated peak {row['estimated_peak_bytes'] / 2**30:6.2f}"
-                      f" GiB, measured {row['peak_rss_bytes'] / 2**30:6.2f} GiB "
-                      f"(x{row['ratio']:.3f}), {row['seconds']:.0f} s", flush=True)
+                estimate, peak = row["estimated_peak_bytes"] / 2**30, row["peak_rss_bytes"] / 2**30
+                print(f"{model:6} {size:5} px: estimated peak {estimate:6.2f} GiB, measured "
+                      f"{peak:6.2f} GiB (x{row['ratio']:.3f}), {row['seconds']:.0f} s", flush=True)
     if args.json:
         with open(args.json, "w") as fh:
             json.dump({"rows": rows, "machine": os.uname().nodename}, fh, indent=2)
