@@ -19,7 +19,7 @@ pytest.importorskip("aiohttp")
 from aiohttp.test_utils import TestClient, TestServer  # noqa: E402
 
 from jaxstyle.web import address as addresses  # noqa: E402
-from jaxstyle.web.live import MAX_POINTS, Cells, Cursor, Live  # noqa: E402
+from jaxstyle.web.live import MAX_POINTS, Cells, Live  # noqa: E402
 from jaxstyle.web.server import Server  # noqa: E402
 from jaxstyle.web.view import live_app  # noqa: E402
 
@@ -312,3 +312,31 @@ def test_two_pages_at_once_both_follow_the_run():
         steps = [p[1] for n, d in got if n == "live" for p in d.get("points", [])]
         assert steps == [0, 1, 2, 3, 4]
         assert any("image" in d for _, d in got)
+
+
+def test_news_reach_the_page_at_once():
+    """Each update wakes the page's stream (not its one-second heartbeat check)."""
+    live = Live(kind="stylize", title="t")
+    server = started(live)
+    port = addresses.bound_port(server.sock)
+
+    async def main():
+        import aiohttp
+
+        delays = []
+        async with aiohttp.ClientSession() as session, session.get(
+                f"http://127.0.0.1:{port}/events") as response:
+            await read_events(response, lambda e: len(e) > 0)
+            for step in range(5):
+                await asyncio.sleep(0.25)
+                t = time.monotonic()
+                live.update(step, 5, {"total": 1.0})
+                await read_events(response, lambda e: any("points" in d for _, d in e))
+                delays.append(time.monotonic() - t)
+        return delays
+
+    try:
+        delays = run(main())
+    finally:
+        server.close()
+    assert sorted(delays)[2] < 0.3, delays

@@ -35,6 +35,7 @@ def live_app(live: Live, address: Address, devices: Sequence[Any] = ()) -> web.A
     app = make_app(address)
     app.router.add_get("/", page("live.html"))
     add_live_routes(app, lambda: live, live.audience, devices)
+    live.listen(app[SITE].changes.poke)
     return app
 
 
