@@ -9,7 +9,10 @@ Random VGG19 weights (the real network's compute), one stage at --size, Adam (a 
 amount of work per step, unlike L-BFGS's line search). The three variants run interleaved
 in one process, after one run that compiles, so machine load drifts over all of them alike.
 Per run: steps_s (the library's timing of the stepping, setup and compile excluded), the
-seconds spent inside the callback, the images copied off the device. Writes
+seconds spent inside the callback (the run waits for it), the CPU seconds of the server's
+threads (which share the cores with the run), the images copied off the device. The
+in-run shares are the direct costs; the wall-time differences also carry the machine's
+noise (compare them with the spread of the "no page" runs). Writes
 OUT/serve_overhead.json and OUT/serve_overhead.md.
 
 The variants are what the command does: without a page the callback runs every 10 steps
@@ -27,6 +30,7 @@ import signal
 import statistics
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -79,6 +83,23 @@ class Watcher:
         return json.loads(out.strip().splitlines()[-1])
 
 
+def web_cpu_seconds() -> float:
+    """CPU seconds used so far by this process's web threads: the server's event loop
+    ("jaxstyle-web") and the executor threads it encodes images in ("asyncio_N")."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    for thread in threading.enumerate():
+        if not thread.name.startswith(("jaxstyle-web", "asyncio")):
+            continue
+        try:
+            fields = Path(f"/proc/self/task/{thread.native_id}/stat").read_text()
+        except OSError:
+            continue
+        utime, stime = fields.rsplit(")", 1)[1].split()[11:13]
+        total += (int(utime) + int(stime)) / tick
+    return total
+
+
 def one_run(variant: str, content, style, weights, config, device) -> dict:
     import jaxstyle
     from jaxstyle.web import address as addresses
@@ -115,10 +136,12 @@ def one_run(variant: str, content, style, weights, config, device) -> dict:
         in_callback[0] += time.perf_counter() - t
         return True
 
+    web_before = web_cpu_seconds()
     result = jaxstyle.stylize(content, style, weights=weights, config=config,
                               callback=callback, callback_every=every, devices=[device])
     out = {"variant": variant, "steps_s": result.timings["steps_s"],
            "total_s": result.timings["total_s"], "callback_s": in_callback[0],
+           "web_threads_cpu_s": web_cpu_seconds() - web_before,
            "callback_every": every, "images_copied": pulls[0]}
     if watcher is not None:
         time.sleep(0.3)
@@ -169,6 +192,8 @@ def main(argv=None) -> int:
             "steps_s_median": median, "steps_s": [r["steps_s"] for r in rows],
             "overhead_vs_no_page": median / base - 1,
             "callback_share": statistics.median(r["callback_s"] / r["steps_s"] for r in rows),
+            "web_cpu_share": statistics.median(r["web_threads_cpu_s"] / r["steps_s"]
+                                               for r in rows),
             "images_copied": [r["images_copied"] for r in rows]}
     report = {"size": args.size, "steps": args.steps, "repeats": args.repeats,
               "optimizer": "adam", "weights": "random_weights(0)",
@@ -181,12 +206,13 @@ def main(argv=None) -> int:
     lines = [f"# --serve overhead, {args.size} px, {args.steps} Adam steps, "
              f"{device.platform} ({os.cpu_count()} cores), {report['date']}", "",
              "| variant | stepping s (median) | runs | vs no page | in callback | "
-             "images copied |", "|---|---|---|---|---|---|"]
+             "web threads' CPU | images copied |", "|---|---|---|---|---|---|---|"]
     for variant, s in summary.items():
         lines.append(f"| {variant} | {s['steps_s_median']:.2f} | "
                      f"{', '.join(f'{v:.2f}' for v in s['steps_s'])} | "
                      f"{100 * s['overhead_vs_no_page']:+.1f}% | "
                      f"{100 * s['callback_share']:.2f}% | "
+                     f"{100 * s['web_cpu_share']:.2f}% | "
                      f"{', '.join(map(str, s['images_copied']))} |")
     (args.out / "serve_overhead.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))

@@ -80,3 +80,39 @@ def test_the_newest_sample_sheet_of_a_training_run(tmp_path):
     assert train._samples(tmp_path, 9, 0) is None
     (tmp_path / "samples_10.png").write_bytes(b"x")
     assert train._samples(tmp_path, 10, 4, final=True) == tmp_path / "samples_10.png"
+
+
+def test_a_view_is_two_lines_for_any_command(capsys):
+    """The seam another long command (jaxstyle video) uses: nothing without --serve; with
+    it, a page up for the `with` block, fed by update(), stopped from the page."""
+    import argparse
+    import json
+    import urllib.request
+
+    import numpy as np
+
+    from jaxstyle.cli import live
+    from jaxstyle.web.address import Address
+    from jaxstyle.web.live import Cells
+
+    idle = live.View(argparse.Namespace(serve=None, open_browser=False), kind="x", title="t")
+    with idle:
+        idle.update(1, 2, {"total": 1.0}, images=lambda: 1 / 0)  # never called
+        assert not idle.stopped
+    args = argparse.Namespace(serve=Address("127.0.0.1", 0), open_browser=False, quiet=True)
+    view = live.View(args, kind="video", title="in.mp4 -> out.mp4")
+    with view:
+        assert capsys.readouterr().err == f"jaxstyle: watch the run at {view.url}\n"
+        view.describe(settings={"style": "s.png"},
+                      cells=Cells(("output", "input"), ("",), ("output", "input")))
+        view.update(3, 10, {"total": 2.0})
+        view.live.set_images(np.zeros((2, 4, 4, 3), np.float32))
+        with urllib.request.urlopen(view.url + "state") as reply:
+            state = json.load(reply)
+        assert state["step"] == 3 and state["cells"]["labels"] == ["output", "input"]
+        request = urllib.request.Request(view.url + "stop", method="POST",
+                                         headers={"X-Jaxstyle": "1"})
+        urllib.request.urlopen(request).close()
+        assert view.stopped
+        view.finish("interrupted", exit_code=130)
+    assert "Stop pressed on the page" not in capsys.readouterr().err  # quiet

@@ -267,7 +267,7 @@ def _run(args, config, grid, init_path, manifest, view, t_start) -> int:
     every = view.callback_every(math.gcd(MAX_CALLBACK_EVERY, args.print_every,
                                          args.save_every), device.platform)
     flag = InterruptFlag(args.quiet)
-    view.phase("compiling", f"{len(stages)} stage(s), "
+    view.phase("compiling", f"{len(stages)} stage{'s' * (len(stages) > 1)}: "
                             f"{' -> '.join(f'{s.shape[1]}x{s.shape[0]}' for s in stages)} px")
     with Bar(args.quiet, total=sum(s.iterations for s in stages), unit="step", desc="compiling",
              print_every=args.print_every) as bar, flag:

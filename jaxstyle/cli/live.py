@@ -87,8 +87,9 @@ class View:
     def describe(self, *, settings: dict[str, Any] | None = None,
                  devices: Sequence[Any] | None = None, cells: Any = None,
                  compose: Callable | None = None) -> None:
-        """What the page shows besides the progress: the settings, the devices, a sweep's
-        grid (`jaxstyle.WeightGrid`: its cells and contact sheet)."""
+        """What the page shows besides the progress: the settings, the devices, several
+        images' cells (a sweep's `jaxstyle.WeightGrid`: its cells, and its contact sheet
+        for Download; or a `jaxstyle.web.live.Cells` with `compose` for Download)."""
         if self.live is None:
             return
         from jaxstyle.web import device
@@ -101,13 +102,20 @@ class View:
             self.live.device = device.describe(devices)
             self.server.app[SITE].memory.devices = list(devices)
         if cells is not None:
-            self.live.cells = Cells.of_grid(cells)
-            self.live.compose = compose or (lambda images: cells.sheet(images))
+            grid = not isinstance(cells, Cells)
+            self.live.cells = Cells.of_grid(cells) if grid else cells
+            self.live.compose = compose or (cells.sheet if grid else None)
         self.live.refresh()
 
     def phase(self, status: str, message: str | None = None) -> None:
         if self.live is not None:
             self.live.phase(status, message)
+
+    def update(self, step: int, total: int | None, losses: dict[str, float], **kwargs) -> None:
+        """A progress point (`jaxstyle.web.live.Live.update`: images=a function giving
+        them, called only while a page watches)."""
+        if self.live is not None:
+            self.live.update(step, total, losses, **kwargs)
 
     def progress(self, progress) -> None:
         if self.live is not None:

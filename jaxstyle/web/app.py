@@ -37,9 +37,10 @@ from jaxstyle.files import InputError, SettingError
 from jaxstyle.optimizers import OPTIMIZERS
 from jaxstyle.web.address import Address
 from jaxstyle.web.gallery import Gallery
-from jaxstyle.web.inputs import Inputs, png_bytes
+from jaxstyle.web.inputs import Inputs
 from jaxstyle.web.jobs import CONFIG_FIELDS, SWEEP_FACTORS, Job, Queue, Runner, parse_request
 from jaxstyle.web.live import Audience
+from jaxstyle.web.png import png_bytes
 from jaxstyle.web.server import SITE, error, make_app, page
 from jaxstyle.web.view import add_live_routes, live_messages
 

@@ -23,7 +23,8 @@ from typing import Any
 import numpy as np
 
 from jaxstyle.image import load_image, save_image
-from jaxstyle.web.inputs import THUMB_SIDE, png_bytes
+from jaxstyle.web.inputs import THUMB_SIDE
+from jaxstyle.web.png import png_bytes
 
 
 @dataclasses.dataclass

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import io
 import itertools
 import threading
 from pathlib import Path
@@ -25,6 +24,7 @@ import numpy as np
 
 from jaxstyle.files import ImageError, InputError
 from jaxstyle.image import DEFAULT_MAX_PIXELS, list_images, load_image
+from jaxstyle.web.png import png_bytes
 
 THUMB_SIDE = 160  # longer side of the thumbnails the page shows
 MAX_UPLOAD_BYTES = 256 * 1024**2
@@ -144,14 +144,3 @@ def _shown_size(path: Path) -> tuple[int, int]:
         if im.getexif().get(0x0112, 1) in (5, 6, 7, 8):  # EXIF rotations by 90 degrees
             width, height = height, width
     return height, width
-
-
-def png_bytes(image: np.ndarray) -> bytes:
-    """(h, w, 3) in [0, 1] as PNG bytes."""
-    from PIL import Image
-
-    from jaxstyle.image import to_uint8
-
-    buffer = io.BytesIO()
-    Image.fromarray(to_uint8(image)).save(buffer, format="PNG")
-    return buffer.getvalue()

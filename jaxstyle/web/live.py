@@ -19,9 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import io
 import itertools
-import json
 import math
 import threading
 import time
@@ -30,6 +28,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from jaxstyle.web.png import png_bytes
 
 MAX_POINTS = 4000  # a longer history is thinned to every other point
 RATE_WINDOW_S = 5.0  # steps per second over about this many seconds
@@ -338,7 +338,7 @@ class Live:
                 picture = images[index]
             else:
                 return None
-            data = encode_png(picture, {**self.settings, "step": step})
+            data = png_bytes(picture, {**self.settings, "step": step}, fast=True)
         with self._lock:
             if self._image_version == current:
                 self._png[key] = data
@@ -366,18 +366,3 @@ class Live:
     def _notify(self) -> None:
         for notify in list(self._listeners):
             notify()
-
-
-def encode_png(image: np.ndarray, settings: Mapping[str, Any] | None = None) -> bytes:
-    """An (h, w, 3) image in [0, 1] as PNG bytes (fast compression), with `settings` as
-    JSON in its "jaxstyle" text chunk (as the command line's files carry them)."""
-    from PIL import Image, PngImagePlugin
-
-    from jaxstyle.image import to_uint8
-
-    info = PngImagePlugin.PngInfo()
-    if settings:
-        info.add_itxt("jaxstyle", json.dumps(settings, sort_keys=True, default=str))
-    buffer = io.BytesIO()
-    Image.fromarray(to_uint8(image)).save(buffer, format="PNG", compress_level=1, pnginfo=info)
-    return buffer.getvalue()

@@ -81,8 +81,8 @@ class LiveView {
     if (data.settings) this.showSettings(data.settings);
     if (data.device) {
       const d = data.device;
-      this.part("device").textContent =
-        `${d.kind || d.platform}${d.count > 1 ? ` x ${d.count}` : ""} (${d.platform}) on ${d.host}`;
+      const kind = d.kind && d.kind.toLowerCase() !== d.platform ? `${d.kind} (${d.platform})` : d.platform;
+      this.part("device").textContent = `${kind}${d.count > 1 ? ` x ${d.count}` : ""} on ${d.host}`;
     }
     if (fresh) {
       this.layout(data.cells || null);

@@ -2,7 +2,7 @@
 "use strict";
 
 const app = {
-  setup: null, content: null, styles: [], masks: {}, mine: new Set(), maskFor: null,
+  setup: null, lastQueue: null, content: null, styles: [], masks: {}, mine: new Set(), maskFor: null,
   previewTimer: null, previewBusy: false, previewAgain: false,
 };
 const $ = id => document.getElementById(id);
@@ -143,13 +143,17 @@ async function start(mode) {
     const r = await (await postJSON("/run", request(mode))).json();
     app.mine.add(r.job);
     showError("");
-    $("queue").textContent = r.ahead ? `Queued: ${r.ahead} run(s) ahead of yours.` : "Starting.";
+    const q = app.lastQueue;
+    const known = q && [q.running, ...q.waiting, ...q.recent].some(j => j && j.id === r.job);
+    if (known) renderQueue(q);
+    else $("queue").append(el("div", {text: r.ahead ? `Queued: ${r.ahead} run(s) ahead of yours.` : "Starting."}));
   } catch (err) {
     showError(err.message, err.field);
   }
 }
 
 function renderQueue(q) {
+  app.lastQueue = q;
   const box = $("queue");
   box.replaceChildren();
   if (q.running) box.append(el("div", {text: `On the device: ${q.running.title}` +
