@@ -76,18 +76,26 @@ class Watcher:
         self.process = subprocess.Popen([sys.executable, "-c", WATCHER, url],
                                         stdout=subprocess.PIPE, text=True)
         assert self.process.stdout.readline().strip() == "watching"
+        self.cpu_start = self.cpu()
+
+    def cpu(self) -> float:
+        fields = Path(f"/proc/{self.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
     def close(self) -> dict:
+        """Its counts, and the CPU seconds it used while watching (it runs on this machine,
+        so it shares the cores; a browser over ssh would not)."""
+        cpu = self.cpu() - self.cpu_start
         self.process.send_signal(signal.SIGTERM)
         out, _ = self.process.communicate(30)
-        return json.loads(out.strip().splitlines()[-1])
+        return {**json.loads(out.strip().splitlines()[-1]), "cpu_s": cpu}
 
 
-def web_cpu_seconds() -> float:
-    """CPU seconds used so far by this process's web threads: the server's event loop
-    ("jaxstyle-web") and the executor threads it encodes images in ("asyncio_N")."""
+def web_cpu_seconds() -> dict[int, float]:
+    """{thread id: CPU seconds so far} of this process's web threads: the server's event
+    loop ("jaxstyle-web") and the executor threads it encodes images in ("asyncio_N")."""
     tick = os.sysconf("SC_CLK_TCK")
-    total = 0.0
+    out = {}
     for thread in threading.enumerate():
         if not thread.name.startswith(("jaxstyle-web", "asyncio")):
             continue
@@ -96,8 +104,13 @@ def web_cpu_seconds() -> float:
         except OSError:
             continue
         utime, stime = fields.rsplit(")", 1)[1].split()[11:13]
-        total += (int(utime) + int(stime)) / tick
-    return total
+        out[thread.native_id] = (int(utime) + int(stime)) / tick
+    return out
+
+
+def cpu_since(before: dict[int, float]) -> float:
+    """CPU seconds the web threads used since `before` (threads started since: all)."""
+    return sum(cpu - before.get(tid, 0.0) for tid, cpu in web_cpu_seconds().items())
 
 
 def one_run(variant: str, content, style, weights, config, device) -> dict:
@@ -141,7 +154,7 @@ def one_run(variant: str, content, style, weights, config, device) -> dict:
                               callback=callback, callback_every=every, devices=[device])
     out = {"variant": variant, "steps_s": result.timings["steps_s"],
            "total_s": result.timings["total_s"], "callback_s": in_callback[0],
-           "web_threads_cpu_s": web_cpu_seconds() - web_before,
+           "web_threads_cpu_s": cpu_since(web_before),
            "callback_every": every, "images_copied": pulls[0]}
     if watcher is not None:
         time.sleep(0.3)
@@ -194,6 +207,8 @@ def main(argv=None) -> int:
             "callback_share": statistics.median(r["callback_s"] / r["steps_s"] for r in rows),
             "web_cpu_share": statistics.median(r["web_threads_cpu_s"] / r["steps_s"]
                                                for r in rows),
+            "client_cpu_share": statistics.median(r.get("client_cpu_s", 0.0) / r["steps_s"]
+                                                  for r in rows),
             "images_copied": [r["images_copied"] for r in rows]}
     report = {"size": args.size, "steps": args.steps, "repeats": args.repeats,
               "optimizer": "adam", "weights": "random_weights(0)",
@@ -206,13 +221,15 @@ def main(argv=None) -> int:
     lines = [f"# --serve overhead, {args.size} px, {args.steps} Adam steps, "
              f"{device.platform} ({os.cpu_count()} cores), {report['date']}", "",
              "| variant | stepping s (median) | runs | vs no page | in callback | "
-             "web threads' CPU | images copied |", "|---|---|---|---|---|---|---|"]
+             "web threads' CPU | client's CPU | images copied |",
+             "|---|---|---|---|---|---|---|---|"]
     for variant, s in summary.items():
         lines.append(f"| {variant} | {s['steps_s_median']:.2f} | "
                      f"{', '.join(f'{v:.2f}' for v in s['steps_s'])} | "
                      f"{100 * s['overhead_vs_no_page']:+.1f}% | "
                      f"{100 * s['callback_share']:.2f}% | "
                      f"{100 * s['web_cpu_share']:.2f}% | "
+                     f"{100 * s['client_cpu_share']:.2f}% | "
                      f"{', '.join(map(str, s['images_copied']))} |")
     (args.out / "serve_overhead.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))

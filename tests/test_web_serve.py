@@ -81,6 +81,7 @@ class Worker:
 
     def __init__(self, hub: Hub) -> None:
         self.hub, self.closed, self.paused = hub, False, threading.Event()
+        self.idle = threading.Event()
         hub.worker = self
         self.thread = threading.Thread(target=self.loop, daemon=True)
         self.thread.start()
@@ -88,12 +89,19 @@ class Worker:
     def loop(self) -> None:
         while not self.closed:
             if self.paused.is_set():
+                self.idle.set()
                 time.sleep(0.02)
                 continue
+            self.idle.clear()
             job = self.hub.queue.take(0.05)
             if job is not None:
                 self.hub.runner.run(job)
                 self.hub.queue.done(job)
+
+    def pause(self) -> None:
+        """Hold the worker before its next job (returns once it holds)."""
+        self.paused.set()
+        assert self.idle.wait(120)
 
     def close(self) -> None:
         self.closed = True
@@ -252,7 +260,7 @@ def test_bad_settings_name_their_control(hub, change, field):
 def test_the_queue_says_where_a_run_waits_and_a_run_stops_with_its_result(hub):
     async def test(client):
         events = await client.get("/events")
-        hub.worker.paused.set()
+        hub.worker.pause()
         request = {"mode": "refine", "content": "f1", "styles": ["f1"]}
         status, first = await post(client, "/run", {**request, "settings": {
             "iterations": 100000}})
@@ -298,4 +306,41 @@ def test_a_sweep_writes_its_sheet_and_each_setting(hub):
             with Image.open(io.BytesIO(data)) as im:
                 weights.append(json.loads(im.text["jaxstyle"])["config"]["style_weight"])
         assert weights == pytest.approx([10, 100, 1000])
+    run(hub, test)
+
+
+def test_uploads_never_overwrite_an_earlier_servers(tmp_path):
+    (tmp_path / "upload_7").write_bytes(b"an earlier server's upload")
+
+    class Part:
+        filename = "../../etc/a.png"
+        chunks = [png(7), b""]
+
+        async def read_chunk(self, size):
+            return self.chunks.pop(0)
+
+    class Reader:
+        async def next(self):
+            return Part()
+
+    entry = asyncio.run(Inputs(tmp_path).receive(Reader()))
+    assert (entry.id, entry.name, entry.path) == ("u8", "a.png", tmp_path / "upload_8")
+    assert (tmp_path / "upload_7").read_bytes() == b"an earlier server's upload"
+
+
+def test_masks_are_checked_before_the_run_queues(hub):
+    async def test(client):
+        request = {"mode": "refine", "content": "f1", "styles": ["f1", "f1"]}
+        for masks, problem in (([None], "give one mask (or null) per style image"),
+                               (["u999", None], "no image 'u999' on this server")):
+            status, body = await post(client, "/run", {**request, "masks": masks})
+            assert status == 400 and body["error"].startswith(problem), body
+            assert body["field"] == "masks"
+        hub.worker.pause()
+        try:
+            status, body = await post(client, "/run", {**request, "masks": ["f1", None]})
+            assert status == 200
+            assert hub.queue.cancel(body["job"])
+        finally:
+            hub.worker.paused.clear()
     run(hub, test)

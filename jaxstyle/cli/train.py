@@ -297,7 +297,6 @@ def _init(kind: str, sources: list[str] | None):
     released decoder (and SANet Transform) files."""
     from jaxstyle.arbitrary.released import read_released
     from jaxstyle.arbitrary.weights import PARTS, read_model
-    from jaxstyle.cli_options import UsageError
 
     if sources is None:
         return None

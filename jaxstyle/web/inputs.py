@@ -1,11 +1,12 @@
 """The images `jaxstyle serve` works on: uploads, and a folder given on its command line.
 
-An upload is streamed to a file the server names (`uploads/<n>` in its own folder; the
-client's file name is only shown, never used as a path), at most `max_bytes`, then checked
-exactly as the command line checks an input file: `jaxstyle.image.load_image` with its
-pixel limit read from the header before anything is decoded (a 20000 x 20000 "decompression
-bomb" is refused unread), every mode, EXIF rotation, a full decode (truncation surfaces). A
-file that fails is deleted and the page gets one line saying why; the server goes on.
+An upload is streamed to a file the server names (`uploads/upload_<n>` in its own folder;
+the client's file name is only shown, never used as a path), at most `max_bytes`, then
+checked exactly as the command line checks an input file: `jaxstyle.image.load_image` with
+its pixel limit read from the header before anything is decoded (a 20000 x 20000
+"decompression bomb" is refused unread), every mode, EXIF rotation, a full decode
+(truncation surfaces). A file that fails is deleted and the page gets one line saying why;
+the server goes on.
 
 Each image is known by an id ("u3" an upload, "f7" the folder's 7th file): requests name
 ids, and the server looks the file up in its own table.
@@ -59,7 +60,9 @@ class Inputs:
         self.max_bytes, self.max_pixels = max_bytes, max_pixels
         self._lock = threading.Lock()
         self._entries: dict[str, Entry] = {}
-        self._uploads = itertools.count(1)
+        # Numbers go on after the folder's highest: a restarted server overwrites nothing.
+        taken = [int(p.name[7:]) for p in self.folder.glob("upload_*") if p.name[7:].isdigit()]
+        self._uploads = itertools.count(max(taken, default=0) + 1)
         self._check = threading.Lock()  # one decode at a time: uploads can be large
         if images is not None:
             root = Path(images)

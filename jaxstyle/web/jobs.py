@@ -73,14 +73,16 @@ def parse_request(data: Any, inputs: Inputs, base: StyleConfig) -> Request:
         raise SettingError("give one mask (or null) per style image", "masks")
     if masks is not None and not any(masks):
         masks = None
-    for key in [content, *styles, *(m for m in masks or () if m)]:
+    named = [(content, "content"), *((key, "styles") for key in styles),
+             *((key, "masks") for key in masks or () if key is not None)]
+    for key, field in named:
         if not isinstance(key, str):
-            raise SettingError("masks are image ids or null", "masks")
+            raise SettingError(f"{field}: expected image ids", field)
         try:
             inputs.check(inputs.get(key))
         except KeyError:
             raise SettingError(f"no image {key!r} on this server (reload the page)",
-                               "content" if key == content else "styles") from None
+                               field) from None
     settings = data.get("settings") or {}
     if not isinstance(settings, dict):
         raise SettingError("settings must be a JSON object", "settings")
