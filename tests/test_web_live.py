@@ -89,25 +89,24 @@ def test_a_loopback_server_answers_loopback_names_only(header, ok):
 # --------------------------------------------------------------------------- Live
 
 
-def test_images_leave_the_run_only_while_watched_and_at_most_every_interval():
-    live = Live(kind="stylize", title="t", min_interval=0.05)
-    calls = []
+def test_images_leave_the_run_only_while_watched_and_at_most_every_interval(monkeypatch):
+    clock = [0.0]
+    monkeypatch.setattr(time, "monotonic", lambda: clock[0])  # the run's clock, stepped
+    live = Live(kind="stylize", title="t", min_interval=0.1, image_share=1.0)
+    pulled = []
 
-    def images():
-        calls.append(time.monotonic())
-        return image(0.5)
+    def feed(steps):
+        for step in steps:
+            live.update(step, 100, {"total": 1.0},
+                        images=lambda step=step: pulled.append(step) or image(0.5))
+            clock[0] += 0.04  # a step every 40 ms
 
-    for step in range(5):
-        live.update(step, 100, {"total": 1.0}, images=images)
-    assert calls == []  # nobody watching: the run never copies an image
+    feed(range(5))
+    assert pulled == []  # nobody watching: the run never copies an image
     with live.watch():
-        t_end = time.monotonic() + 0.3
-        step = 5
-        while time.monotonic() < t_end:
-            live.update(step, 100, {"total": 1.0}, images=images)
-            step += 1
-    assert 2 <= len(calls) <= 8
-    assert all(b - a >= 0.05 for a, b in zip(calls, calls[1:], strict=False))
+        feed(range(5, 20))
+    feed(range(20, 25))
+    assert pulled == [5, 8, 11, 14, 17]  # every third step: at least 100 ms apart
 
 
 def test_a_slow_image_copy_is_taken_less_often():
@@ -263,7 +262,7 @@ def test_a_stalled_or_vanished_client_never_holds_up_the_run():
             live.update(step, 300, {"total": float(step + 1), "style": 1.0},
                         images=lambda: big)
             slowest = max(slowest, time.perf_counter() - t)
-        assert slowest < 0.25, slowest  # one image copy, never a wait on a client
+        assert slowest < 1.0, slowest  # one image copy, never a wait on a client
         deadline = time.monotonic() + 5
         while live.watchers != 1:  # the vanished one is dropped, the stalled one stays
             assert time.monotonic() < deadline, live.watchers
@@ -339,4 +338,4 @@ def test_news_reach_the_page_at_once():
         delays = run(main())
     finally:
         server.close()
-    assert sorted(delays)[2] < 0.3, delays
+    assert sorted(delays)[2] < 0.5, delays  # without the poke: about 0.85 s
