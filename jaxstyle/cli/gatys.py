@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 
 from jaxstyle import __version__, files, memory
-from jaxstyle.cli import outputs
+from jaxstyle.cli import live, outputs
 from jaxstyle.cli.console import Bar, InterruptFlag
 from jaxstyle.cli.options import (
     DEFAULT_IMAGE_SIZE,
@@ -27,6 +27,7 @@ from jaxstyle.cli.options import (
     UsageError,
     add_command,
     add_runtime_options,
+    add_serve_options,
     check_output,
     names,
     numbers,
@@ -171,6 +172,7 @@ def add_parsers(sub) -> dict[str, argparse.ArgumentParser]:
                    help=f"VGG19 weights (.h5, .pth or .npz); default ${ENV_WEIGHTS}, else the "
                         "cached download")
     add_runtime_options(g, json_help="write a JSON summary: settings, timings, losses, device")
+    add_serve_options(p.add_argument_group("live page"))
     return {"stylize": p}
 
 
@@ -208,10 +210,6 @@ def config_and_grid(args: argparse.Namespace):
 
 def run(args: argparse.Namespace) -> int:
     """Check the command line and the files, plan the run, load the weights, run, write."""
-    import jax
-
-    import jaxstyle
-
     t_start = time.perf_counter()
     config, grid = config_and_grid(args)
     init_path = Path(args.init) if args.init not in (None, *INITS, "sanet") else None
@@ -223,7 +221,21 @@ def run(args: argparse.Namespace) -> int:
                        manifest])
     if manifest is not None:
         check_output(manifest)
+    view = live.View(args, kind="stylize" if grid is None else "sweep",
+                     title=f"{Path(args.content).name} in the style of "
+                           f"{', '.join(Path(s).name for s in args.styles)} -> {out.name}",
+                     download_name=out.with_suffix(".png").name)
+    with view:
+        return _run(args, config, grid, init_path, manifest, view, t_start)
 
+
+def _run(args, config, grid, init_path, manifest, view, t_start) -> int:
+    import jax
+
+    import jaxstyle
+
+    out = args.output
+    view.phase("loading", "reading the images")
     device = start_jax(args)
     devices = jax.local_devices(backend=device.platform) if grid is not None else [device]
     t0 = time.perf_counter()
@@ -239,11 +251,13 @@ def run(args: argparse.Namespace) -> int:
     plan = jaxstyle.plan_memory(content.shape[:2], [s.shape[:2] for s in styles], config,
                                 settings=k, device=device, memory_limit=args.memory_limit)
 
+    view.phase("loading", "loading the VGG19 weights")
     t0 = time.perf_counter()
     with Bar(args.quiet, unit="B", desc="VGG19 weights (once; cached)") as bar:
         weights = jaxstyle.load_vgg19(args.weights, progress=bar.bytes)
     timings["weight_load_s"] = time.perf_counter() - t0
     if args.sanet_model is not None:
+        view.phase("loading", "the SANet start image")
         t0 = time.perf_counter()
         init = _sanet_start(args.sanet_model, content, styles, stages[-1], config)
         timings["sanet_init_s"] = time.perf_counter() - t0
@@ -254,20 +268,26 @@ def run(args: argparse.Namespace) -> int:
                 "style_masks": args.style_masks,
                 "preserve_colors": args.preserve_colors, "weights": weights.source,
                 "weights_convention": weights.convention}
-    every = math.gcd(MAX_CALLBACK_EVERY, args.print_every, args.save_every)
+    view.describe(settings={**settings, "config": config.to_dict()}, devices=devices,
+                  cells=grid)
+    every = view.callback_every(math.gcd(MAX_CALLBACK_EVERY, args.print_every,
+                                         args.save_every), device.platform)
     flag = InterruptFlag(args.quiet)
+    view.phase("compiling", f"{len(stages)} stage{'s' * (len(stages) > 1)}: "
+                            f"{' -> '.join(f'{s.shape[1]}x{s.shape[0]}' for s in stages)} px")
     with Bar(args.quiet, total=sum(s.iterations for s in stages), unit="step", desc="compiling",
              print_every=args.print_every) as bar, flag:
 
         def callback(progress) -> bool:
             bar.steps(progress)
+            view.progress(progress)
             if args.save_every and progress.step % args.save_every == 0 and \
                     progress.step < progress.total_steps:
                 images = progress.images()
                 outputs.save_with_settings(outputs.step_path(out, progress.step),
                                            images[0] if k == 1 else grid.sheet(images),
                                            settings, config)
-            return not flag.is_set()
+            return not (flag.is_set() or view.stopped)
 
         options = dict(weights=weights, config=config, init=init, style_masks=masks,
                        callback=callback, preserve_colors=args.preserve_colors,
@@ -278,7 +298,8 @@ def run(args: argparse.Namespace) -> int:
         else:
             result = jaxstyle.sweep(content, styles, loss_weights=grid,
                                     batch_size=args.batch_size, **options)
-    return _finish(args, result, settings, timings, device, manifest, t_start, plan)
+    view.phase("writing", f"writing {out}")
+    return _finish(args, result, settings, timings, device, manifest, t_start, plan, view)
 
 
 def _mask(path: str):
@@ -305,8 +326,9 @@ def _sanet_start(model: str, content, styles, stage, config: StyleConfig):
                          style_blend_weights=config.normalized_blend_weights(len(styles)))
 
 
-def _finish(args, result, settings, timings, device, manifest, t_start, plan) -> int:
-    """Write the image(s), the sheet and the JSON; report; the exit status."""
+def _finish(args, result, settings, timings, device, manifest, t_start, plan, view) -> int:
+    """Write the image(s), the sheet and the JSON; report (and show on the page); the exit
+    status."""
     out, k = args.output, len(result)
     nothing = result.stopped == "nonfinite" and result.steps == 0  # no finite image at all
     title = (f"{Path(args.content).name}: {result.config.optimizer_spec().label}, "
@@ -321,16 +343,22 @@ def _finish(args, result, settings, timings, device, manifest, t_start, plan) ->
         files.write_json(manifest, summary, sort_keys=True)
     if nothing:
         raise files.InputError(f"{result.message} No image written.")
+    paths = [written["image"]] if "image" in written else [written["sheet"]]
     bad = [label for label, b in zip(result.labels, result.nonfinite, strict=True) if b]
     if result.stopped == "nonfinite":
+        view.finish("failed", result.message, exit_code=1, images=result.images, outputs=paths)
         raise files.InputError(f"{result.message} Wrote the best finite image(s) to {out}")
     if bad:
         print(f"{PROG}: warning: the loss became non-finite for {', '.join(bad)}; wrote their "
               "best finite images", file=sys.stderr)
     if result.stopped == "interrupted":
+        view.finish("interrupted", f"Stopped at step {result.steps}.",
+                    exit_code=EXIT_INTERRUPTED, images=result.images, outputs=paths)
         print(f"{PROG}: interrupted at step {result.steps}; wrote the best image so far to "
               f"{out}", file=sys.stderr, flush=True)
         return EXIT_INTERRUPTED
+    view.finish("done", f"{result.steps} steps, best loss {min(result.best_losses):.4g}.",
+                exit_code=EXIT_OK, images=result.images, outputs=paths)
     if not args.quiet:
         h, w = result.images.shape[1:3]
         print(f"wrote {out} ({w}x{h}, {k} setting{'s' * (k > 1)}, {result.steps} steps, "

@@ -85,6 +85,26 @@ def add_runtime_options(group, *, json_help: str) -> None:
     group.add_argument("--debug", action="store_true", help="show tracebacks on errors")
 
 
+def address(text: str):
+    """An argparse type: `[HOST:]PORT` (`jaxstyle.web.address.parse_address`)."""
+    from jaxstyle.web.address import parse_address
+
+    try:
+        return parse_address(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+
+
+def add_serve_options(group) -> None:
+    """--serve and --open-browser: a long command's live page (`jaxstyle.cli.live.View`)."""
+    group.add_argument("--serve", metavar="[HOST:]PORT", type=address,
+                       help="watch the run in a browser at this port (on 127.0.0.1 unless a "
+                            "host is given; 0: any free port): image, losses, Stop, Download")
+    group.add_argument("--open-browser", action="store_true",
+                       help="open the --serve page in this machine's browser (without "
+                            "--serve: on any free port)")
+
+
 def start_jax(args: argparse.Namespace, cpu_flags: tuple[str, ...] | None = None):
     """Set up JAX for a command: XLA CPU flags (before the first computation), the device
     (--device), the compilation cache (unless --no-compile-cache). Returns the device."""

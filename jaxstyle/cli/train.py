@@ -22,6 +22,7 @@ from pathlib import Path
 from jaxstyle import files
 from jaxstyle.arbitrary.models import DEFAULT_BATCH, KINDS, MULTIPLE
 from jaxstyle.arbitrary.train_config import TrainConfig
+from jaxstyle.cli import live
 from jaxstyle.cli.arbitrary import PAPERS
 from jaxstyle.cli.console import Bar, InterruptFlag
 from jaxstyle.cli.options import (
@@ -30,6 +31,7 @@ from jaxstyle.cli.options import (
     EXIT_STATUS,
     UsageError,
     add_command,
+    add_serve_options,
     numbers,
 )
 from jaxstyle.image import list_images
@@ -127,6 +129,9 @@ def _add_options(p: argparse.ArgumentParser, kind: str) -> None:
     g.add_argument("--memory-limit", metavar="GiB", type=numbers(many=False),
                    help="memory a device's share of the step may use (default: the "
                         "available memory less a margin)")
+    add_serve_options(p.add_argument_group(
+        "live page", "the losses, images per second and the newest sample sheet (several "
+                     "hosts: process 0 serves)"))
 
 
 _EPILOG = """\
@@ -140,16 +145,28 @@ exits 1."""
 
 def run(args: argparse.Namespace) -> int:
     """Run train-sanet / train-adain; the exit status (errors raise, as jaxstyle.cli wants)."""
-    from jaxstyle import runtime
-    from jaxstyle.arbitrary import trainer
-    from jaxstyle.arbitrary.weights import read_encoder
-
     kind = args.command.removeprefix("train-")
     fields = {name: getattr(args, name) for name in _DEFAULTS
               if getattr(args, name, None) is not None}
     config = TrainConfig(kind=kind, **fields,
                          compute_dtype="bfloat16" if args.bf16 else "float32")
     hosts = _hosts(args)
+    view = live.View(args, kind="train", title=f"train-{kind} -> {args.out}",
+                     download_name="samples.png", serve=args.process_id in (None, 0),
+                     stop_message=_STOP)
+    with view:
+        result, quiet = _train(args, kind, config, hosts, view)
+        return _report(result, args.out, quiet)
+
+
+def _train(args, kind: str, config: TrainConfig, hosts, view: live.View):
+    """Check the data and the run directory, start JAX (and the hosts), train; (the
+    result, whether this process stays quiet)."""
+    from jaxstyle import runtime
+    from jaxstyle.arbitrary import trainer
+    from jaxstyle.arbitrary.weights import read_encoder
+
+    view.phase("loading", "listing the images, reading the encoder")
     content = list_images(args.content_dir, "--content-dir")
     style = list_images(args.style_dir, "--style-dir")
     _check_run_dir(args.out, args.resume, config.steps, create=False)
@@ -168,6 +185,12 @@ def run(args: argparse.Namespace) -> int:
     trainer.step.check_batch(config.batch, mesh)
     trainer.step.check_memory(config, mesh, args.memory_limit)
     _check_run_dir(args.out, args.resume, config.steps, create=True)  # checked: now create
+    view.describe(settings={"config": dataclasses.asdict(config), "batch": config.batch,
+                            "content_dir": str(args.content_dir), "content_files": len(content),
+                            "style_dir": str(args.style_dir), "style_files": len(style),
+                            "out": str(args.out), "resume": args.resume},
+                  devices=devices)
+    view.phase("compiling")
     quiet = args.quiet or jax.process_index() != 0
     flag = InterruptFlag(quiet, signals=(signal.SIGINT, signal.SIGTERM), message=_STOP)
     with Bar(quiet, unit="step", desc=f"train-{kind}", total=config.steps,
@@ -175,11 +198,32 @@ def run(args: argparse.Namespace) -> int:
         def progress(p) -> None:
             rate = "" if p.images_per_s is None else f"  {p.images_per_s:.3g} img/s"
             bar.update(p.step, "  ".join(f"{k} {v:.4g}" for k, v in p.losses.items()) + rate)
+            view.train_progress(p, _samples(args.out, p.step, config.sample_every))
 
         result = trainer.train(config, args.out, content=content, style=style, encoder=encoder,
                                init=init, resume=args.resume, callback=progress,
-                               should_stop=flag.is_set, devices=devices)
-    return _report(result, args.out, quiet)
+                               should_stop=lambda: flag.is_set() or view.stopped,
+                               devices=devices)
+    if view.live is not None:
+        final = _samples(args.out, result.step, config.sample_every, final=True)
+        if final is not None:
+            view.live.set_image_file(final, step=result.step)
+    done = {"completed": "done", "interrupted": "interrupted"}.get(result.status, "failed")
+    view.finish(done, f"{result.status} at step {result.step}",
+                exit_code={"done": EXIT_OK, "interrupted": EXIT_INTERRUPTED}.get(done, 1),
+                outputs=[str(result.model)] if result.model else None)
+    return result, quiet
+
+
+def _samples(out: Path, step: int, every: int, final: bool = False) -> Path | None:
+    """The newest sample sheet written by step `step` (the trainer writes one every
+    `every` steps after the progress call of that step, and one at the end)."""
+    if not every:
+        return None
+    candidates = [step] if final else []
+    candidates += [step - step % every, step - step % every - every]
+    return next((out / f"samples_{s}.png" for s in candidates
+                 if s > 0 and (out / f"samples_{s}.png").is_file()), None)
 
 
 def _report(result, out: Path, quiet: bool) -> int:
@@ -262,7 +306,6 @@ def _init(kind: str, sources: list[str] | None):
     released decoder (and SANet Transform) files."""
     from jaxstyle.arbitrary.released import read_released
     from jaxstyle.arbitrary.weights import PARTS, read_model
-    from jaxstyle.cli_options import UsageError
 
     if sources is None:
         return None
