@@ -38,7 +38,7 @@ from jaxstyle.config import StyleConfig
 from jaxstyle.files import SettingError
 from jaxstyle.grids import WeightGrid, as_settings
 from jaxstyle.image import resize_to, scale_shape, style_size_for
-from jaxstyle.losses import LOSS_NAMES, LossWeights
+from jaxstyle.losses import LOSS_NAMES, LossWeights, Temporal
 from jaxstyle.objective import as_masks, as_styles
 from jaxstyle.pixels import as_rgb
 from jaxstyle.result import Callback, Result, Stage
@@ -50,7 +50,8 @@ def stylize(content: Any, styles: Any, *, weights: VGGWeights, config: StyleConf
             loss_weights: LossWeights | None = None, init: Any = None,
             style_masks: Sequence[Any] | None = None, preserve_colors: str = "none",
             callback: Callback | None = None, callback_every: int = 10,
-            devices: Sequence[jax.Device] | None = None) -> Result:
+            devices: Sequence[jax.Device] | None = None,
+            temporal: Temporal | None = None) -> Result:
     """Stylize one content image with one style image or several; returns a `Result`.
 
     Minimizes total = alpha L_c + beta L_s + gamma TV (`jaxstyle.losses`) over the image
@@ -79,6 +80,12 @@ def stylize(content: Any, styles: Any, *, weights: VGGWeights, config: StyleConf
                     int) and at the end of each stage; returning False stops the run
                     (Result.stopped == "interrupted").
     devices         where to run (default JAX's first device).
+    temporal        a video frame's earlier results (`losses.Temporal`: (J, H, W, 3) warped
+                    images and (J, H, W) weights in [0, 1], at the output's size): adds
+                    tau L_t (`losses.temporal_loss`, tau = `config.temporal_weight`) to the
+                    objective. None (default): the image objective. Its values are traced:
+                    frames of one video, each with new images and weights, share one
+                    compiled program (`jaxstyle.video`).
 
     Raises SettingError (a ValueError naming the argument or field) for bad arguments, and
     for sizes the loss layers cannot use or memory cannot hold, before any work.
@@ -89,7 +96,7 @@ def stylize(content: Any, styles: Any, *, weights: VGGWeights, config: StyleConf
         raise SettingError("stylize takes scalar loss weights; use jaxstyle.sweep for several",
                            "loss_weights")
     return _run(content, styles, weights, config, WeightGrid.row(lw), init, style_masks,
-                preserve_colors, None, callback, callback_every, devices)
+                preserve_colors, None, callback, callback_every, devices, temporal)
 
 
 def sweep(content: Any, styles: Any, *, weights: VGGWeights,
@@ -120,7 +127,7 @@ def sweep(content: Any, styles: Any, *, weights: VGGWeights,
         raise SettingError(f"batch_size must be a positive integer, got {batch_size!r}",
                            "batch_size")
     return _run(content, styles, weights, config, grid, init, style_masks, preserve_colors,
-                batch_size, callback, callback_every, devices)
+                batch_size, callback, callback_every, devices, None)
 
 
 def _config(config: Any) -> StyleConfig:
@@ -190,7 +197,7 @@ def _check_memory(shape: tuple[int, int], config: StyleConfig, settings: int,
 
 
 def _run(content, styles, weights, config, grid, init, style_masks, preserve_colors,
-         batch_size, callback, callback_every, devices) -> Result:
+         batch_size, callback, callback_every, devices, temporal) -> Result:
     t_start = time.perf_counter()
     weights = as_weights(weights)
     if isinstance(callback_every, bool) or not isinstance(callback_every, (int, np.integer)) \
@@ -208,6 +215,7 @@ def _run(content, styles, weights, config, grid, init, style_masks, preserve_col
     mesh = parallel.settings_mesh(devices, k)
     stages = plan_stages(content.shape[:2], [s.shape[:2] for s in styles], config,
                          settings=-(-k // mesh.devices.size), device=mesh.devices.flat[0])
+    temporal = None if temporal is None else _as_temporal(temporal, stages[-1].shape)
 
     run_content, run_styles = color.prepare(content, styles, preserve_colors)
     if init is not None and preserve_colors == "luminance":
@@ -229,7 +237,9 @@ def _run(content, styles, weights, config, grid, init, style_masks, preserve_col
                             [resize_to(s, hw) for s, hw in zip(run_styles, stage.style_shapes,
                                                                 strict=True)],
                             blend, None if masks is None else _resize_masks(masks, stage.shape),
-                            lws, start, mesh=mesh, batch_size=batch_size, schedule=schedule)
+                            lws, start, mesh=mesh, batch_size=batch_size, schedule=schedule,
+                            temporal=None if temporal is None else
+                            _resize_temporal(temporal, stage.shape))
         outcomes.append(outcome)
         steps_before += outcome.steps
         if outcome.interrupted or outcome.nonfinite.all():
@@ -237,6 +247,34 @@ def _run(content, styles, weights, config, grid, init, style_masks, preserve_col
     # The images a user gets: colours put back (a next stage started from the raw ones).
     return _result(outcomes, finish(outcomes[-1].images), stages, grid, config,
                    mesh.devices.size, time.perf_counter() - t_start)
+
+
+def _as_temporal(temporal: Any, shape: tuple[int, int]) -> Temporal:
+    """`temporal` checked: (J, H, W, 3) images and (J, H, W) weights, both in [0, 1], at the
+    output's (H, W); SettingError naming `temporal` otherwise."""
+    if not isinstance(temporal, Temporal):
+        raise SettingError("temporal must be a jaxstyle.losses.Temporal(images, weights), got "
+                           f"{type(temporal).__name__}", "temporal")
+    images = np.asarray(temporal.images, np.float32)
+    weights = np.asarray(temporal.weights, np.float32)
+    if images.ndim != 4 or images.shape[1:] != (*shape, 3) or weights.shape != images.shape[:3]:
+        raise SettingError(f"temporal needs (J, {shape[0]}, {shape[1]}, 3) images and (J, "
+                           f"{shape[0]}, {shape[1]}) weights at the output's size, got "
+                           f"{images.shape} and {weights.shape}", "temporal")
+    for what, a in (("images", images), ("weights", weights)):
+        if not (np.isfinite(a).all() and a.min(initial=0) >= 0 and a.max(initial=0) <= 1):
+            raise SettingError(f"temporal {what} must be finite and in [0, 1]", "temporal")
+    return Temporal(images, weights)
+
+
+def _resize_temporal(temporal: Temporal, shape: tuple[int, int]) -> Temporal:
+    """The temporal targets at a stage's (h, w) (as given at the output's size)."""
+    if temporal.images.shape[1:3] == tuple(shape):
+        return temporal
+    images = np.stack([resize_to(im, shape) for im in temporal.images])
+    weights = np.stack([np.clip(resize_to(np.repeat(c[..., None], 3, -1), shape)[..., 0], 0, 1)
+                        for c in temporal.weights])
+    return Temporal(images, weights)
 
 
 def _resize_masks(masks: list[np.ndarray], shape: tuple[int, int]) -> np.ndarray:
