@@ -5,6 +5,7 @@ library, and this one, which parses, runs and maps every error to its exit statu
     jaxstyle sanet|adain CONTENT STYLE [STYLE ...] -o OUT.png ...        (arbitrary)
     jaxstyle train-sanet|train-adain --content-dir DIR --style-dir DIR --out RUN
     jaxstyle convert SRC DEST.npz | jaxstyle convert sanet|adain DEST.npz --vgg ...
+    jaxstyle video IN STYLE [STYLE ...] -o OUT [--engine gatys|sanet|adain] ...
 
 Exit status: 0 done; 1 a bad or missing file, an unwritable output, weights unavailable, a
 non-finite loss; 2 a usage error (a bad option value or combination: the library's
@@ -21,7 +22,7 @@ import traceback
 from collections.abc import Sequence
 
 from jaxstyle import files
-from jaxstyle.cli import arbitrary, convert, gatys, train
+from jaxstyle.cli import arbitrary, convert, gatys, train, video
 from jaxstyle.cli.options import (
     EXIT_INTERRUPTED,
     EXIT_RUNTIME,
@@ -34,7 +35,7 @@ from jaxstyle.cli.options import (
 
 # The commands: modules whose add_parsers(subparsers) returns {name: parser}, each parser's
 # `run` default running it. `stylize` is the default form.
-MODULES = (gatys, arbitrary, train, convert)
+MODULES = (gatys, arbitrary, train, convert, video)
 
 
 def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParser]]:

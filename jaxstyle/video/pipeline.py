@@ -115,8 +115,8 @@ def stylize_file(input: str | Path, output: str | Path, styles: Any, *, engine: 
                  temporal_weight: float | None = None, temporal_frames: Sequence[int] = (1,),
                  flow: str | None = None, start: float = 0.0, duration: float | None = None,
                  every: int = 1, image_size: int | None = None,
-                 callback: Callable[[VideoProgress], bool | None] | None = None
-                 ) -> VideoResult:
+                 callback: Callable[[VideoProgress], bool | None] | None = None,
+                 stop: Callable[[], bool] | None = None) -> VideoResult:
     """Stylize the video `input` (a file, a frame folder or a "%05d.png" pattern) into
     `output` (a video file by its suffix, or a folder of PNG frames), streamed.
 
@@ -126,7 +126,9 @@ def stylize_file(input: str | Path, output: str | Path, styles: Any, *, engine: 
     the frame distances compared (1: the previous frame; 1, 2, 4: Ruder et al.'s long-term
     loss). flow: one of `flow.PRESETS` (None: the engine's default). start, duration, every:
     which frames (`source.open_source`). image_size: the frames' longer side (None: the
-    input's). Returns a `VideoResult`; bad settings raise SettingError before any work.
+    input's). stop: a function the engine polls (between frames, and for Gatys between
+    compiled chunks); True stops the run as a callback returning False does (Ctrl-C).
+    Returns a `VideoResult`; bad settings raise SettingError before any work.
     """
     source = open_source(input, start=start, duration=duration, every=every)
     shape = working_shape(source.info.size, image_size)
@@ -134,7 +136,7 @@ def stylize_file(input: str | Path, output: str | Path, styles: Any, *, engine: 
     sink = open_sink(output, source.info, (shape[1], shape[0]))
     try:
         result = _run(source.frames(), source.info, shape, styles, engine, *settings, callback,
-                      sink.write, keep=False)
+                      stop, sink.write, keep=False)
     except KeyboardInterrupt:
         if sink.frames:  # what is done is a playable video
             sink.close(complete=False)
@@ -150,8 +152,8 @@ def stylize_file(input: str | Path, output: str | Path, styles: Any, *, engine: 
 
 def stylize_video(frames: Any, styles: Any, *, engine: Any, temporal_weight: float | None = None,
                   temporal_frames: Sequence[int] = (1,), flow: str | None = None,
-                  callback: Callable[[VideoProgress], bool | None] | None = None
-                  ) -> VideoResult:
+                  callback: Callable[[VideoProgress], bool | None] | None = None,
+                  stop: Callable[[], bool] | None = None) -> VideoResult:
     """Stylize frames in memory: (N, H, W, 3) RGB, floats in [0, 1] or uint8; the result's
     `frames` are (N, H, W, 3) float32 in [0, 1]. Arguments as `stylize_file`."""
     video = as_rgb(frames, "frames", batch=True)
@@ -160,7 +162,7 @@ def stylize_video(frames: Any, styles: Any, *, engine: Any, temporal_weight: flo
                      frames=len(video))
     settings = _settings(engine, temporal_weight, temporal_frames, flow)
     gen = (Frame(i, p, i) for i, p in enumerate(pixels))
-    return _run(gen, info, video.shape[1:3], styles, engine, *settings, callback, None,
+    return _run(gen, info, video.shape[1:3], styles, engine, *settings, callback, stop, None,
                 keep=True)
 
 
@@ -242,9 +244,15 @@ class _Writer:
 
 
 def _run(frames: Iterator[Frame], info: VideoInfo, shape, styles, engine, distances, tau, flow,
-         callback, write, *, keep: bool) -> VideoResult:
+         callback, asked, write, *, keep: bool) -> VideoResult:
     t_start = time.perf_counter()
     stop = threading.Event()
+
+    def stopping() -> bool:
+        if asked is not None and not stop.is_set() and asked():
+            stop.set()
+        return stop.is_set()
+
     seconds = {"decode": 0.0, "flow": 0.0}
 
     def produced() -> Iterator[FlowItem]:
@@ -262,7 +270,7 @@ def _run(frames: Iterator[Frame], info: VideoInfo, shape, styles, engine, distan
     previous = None
     t_engine = time.perf_counter()
     try:
-        for item, out in engine.run(reader, styles, distances, tau, stop.is_set):
+        for item, out in engine.run(reader, styles, distances, tau, stopping):
             inp = jnp.asarray(item.pixels, jnp.float32) / 255.0
             if previous is not None and item.valid[0]:
                 pending.append(_pair_errors(previous[0], out, previous[1], inp,
@@ -281,8 +289,9 @@ def _run(frames: Iterator[Frame], info: VideoInfo, shape, styles, engine, distan
                 timings = _timings(seconds, t_engine, reader, writer, t_start)
                 if callback(VideoProgress(item.frame.index, info.frames, host, inputs, latest,
                                           timings)) is False:
-                    stopped = "interrupted"
                     stop.set()
+        if stopping():
+            stopped = "interrupted"
     finally:
         stop.set()
         if writer is not None:
