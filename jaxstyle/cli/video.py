@@ -123,6 +123,16 @@ def _check(args: argparse.Namespace):
             raise UsageError(f"{', '.join(wrong)}: for --engine gatys only")
     if args.init is not None and args.init not in INITS:
         raise UsageError(f"--init: a video starts from {', '.join(INITS)}, got {args.init!r}")
+    from jaxstyle import checks
+    from jaxstyle.video.engines import check_temporal_frames
+
+    check_temporal_frames(args.temporal_frames)
+    checks.integer("frame_iterations", args.frame_iterations, 1)
+    if args.temporal_weight is not None:
+        tau = checks.weights("temporal_weight", args.temporal_weight)
+        if args.engine != "gatys" and tau > 1:
+            raise UsageError(f"--temporal-weight of {args.engine} is a blend weight in [0, 1], "
+                             f"got {args.temporal_weight:g}")
     sink.output_kind(args.output)
     check_output(args.output, [args.input, *args.styles, args.json])
     problem = sink.output_problem(args.output)

@@ -258,8 +258,8 @@ class _AudioCopy:
                 continue
             start = float(packet.pts * packet.time_base)
             rel = start - self.info.start_time
-            if rel < -1e-9:  # before the window (the seek lands early)
-                continue
+            if self.info.start_time > 0 and rel < -1e-9:  # before --start: the seek lands early
+                continue  # (from the start, a negative pts is the codec's priming: kept)
             if rel >= t - 1e-9:
                 self.pending = None if last else packet
                 return

@@ -1,0 +1,104 @@
+"""`jaxstyle video` on the command line: bad inputs (one line, exit 1 or 2, nothing left
+behind, refused before any work), a run with each engine, Ctrl-C."""
+
+import json
+import signal
+import time
+
+import av
+import numpy as np
+import pytest
+from conftest import EXAMPLES, FAST_COMPILE, one_line_error, run_python
+from references.video_files import audio_packets, panning_frames, write_video
+
+import jaxstyle
+from jaxstyle import cli
+
+STYLE = str(EXAMPLES / "hubble_deep_field.jpg")
+
+
+@pytest.fixture(scope="module")
+def clip(tmp_path_factory):
+    path = tmp_path_factory.mktemp("clip") / "in.mp4"
+    write_video(path, panning_frames(jaxstyle.load_image(EXAMPLES / "chelsea.jpg"), 6, 36, 48))
+    return path
+
+
+@pytest.fixture(scope="module")
+def vgg(tmp_path_factory, weights):
+    path = tmp_path_factory.mktemp("vgg") / "vgg.npz"
+    jaxstyle.save_weights(weights, path)
+    return path
+
+
+def _bad(capsys, argv, status, *words):
+    t0 = time.perf_counter()
+    assert cli.main(["video", *map(str, argv)]) == status
+    line = one_line_error(capsys)
+    assert all(w in line for w in words), line
+    assert time.perf_counter() - t0 < 10  # refused before any work
+    return line
+
+
+def test_bad_inputs_get_one_line_and_leave_nothing(clip, tmp_path, capsys):
+    (tmp_path / "text.mp4").write_text("hello")
+    write_video(tmp_path / "sound.m4a", np.zeros((4, 8, 8, 3), np.uint8), video=False)
+    out = tmp_path / "out.mp4"
+    _bad(capsys, [tmp_path / "text.mp4", STYLE, "-o", out], 1, "not a video")
+    _bad(capsys, [tmp_path / "sound.m4a", STYLE, "-o", out], 1, "no video stream")
+    _bad(capsys, [clip, STYLE, "-o", tmp_path / "missing" / "out.mp4"], 1, "does not exist")
+    _bad(capsys, [clip, STYLE, "-o", clip], 2, "would overwrite the input")
+    _bad(capsys, [tmp_path / "%05d.png", STYLE, "-o", out], 1, "matches no file")
+    _bad(capsys, [clip, STYLE, "-o", out, "--start", "60"], 2, "--start", "past the end")
+    _bad(capsys, [clip, STYLE, "-o", out, "--image-size", "100000"], 2, "--image-size")
+    _bad(capsys, [clip, STYLE, "-o", tmp_path / "out.avi"], 2, "--output", ".mp4")
+    _bad(capsys, [clip, STYLE, "-o", out, "--temporal-frames", "2,4"], 2, "--temporal-frames")
+    _bad(capsys, [clip, STYLE, "-o", out, "--engine", "adain", "--weights", "x.npz"], 2,
+         "--weights")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["sound.m4a", "text.mp4"]
+
+
+def test_gatys_and_adain_runs(clip, vgg, arbitrary_files, tmp_path):
+    out, summary = tmp_path / "g.mkv", tmp_path / "g.json"
+    assert cli.main(["video", str(clip), STYLE, "-o", str(out), "--weights", str(vgg),
+                     "--image-size", "32", "--iterations", "3", "--frame-iterations", "2",
+                     "--scales", "none", "--optimizer", "adam", "--json", str(summary),
+                     "--quiet"]) == 0
+    doc = json.loads(summary.read_text())
+    assert doc["frames"] == 6 and doc["frame_rate"] == "30000/1001"
+    assert doc["warping_error"] > 0 and doc["input_warping_error"] > 0
+    assert set(doc["timings"]) >= {"flow_s", "stylize_s", "encode_s", "total_s"}
+    with av.open(str(out)) as c:
+        assert str(c.streams.video[0].average_rate) == doc["frame_rate"]
+        assert len(list(c.decode(video=0))) == 6
+    assert audio_packets(out) == audio_packets(clip)
+    out2 = tmp_path / "a.mp4"
+    argv = ["video", str(clip), STYLE, "-o", str(out2), "--engine", "adain", "--vgg",
+            str(arbitrary_files["vgg_normalised.pth"]), "--decoder",
+            str(arbitrary_files["decoder.pth"]), "--image-size", "32", "--quiet"]
+    assert cli.main(argv) == 0
+    assert cli.main(argv) == 0  # the same command twice: replaced atomically
+    with av.open(str(out2)) as c:
+        assert len(list(c.decode(video=0))) == 6
+
+
+def test_ctrl_c_writes_a_playable_video_and_exits_130(vgg, tmp_path):
+    clip = tmp_path / "long.mp4"
+    write_video(clip, panning_frames(jaxstyle.load_image(EXAMPLES / "chelsea.jpg"), 60, 32, 32,
+                                     step=(1, 1)))
+    out = tmp_path / "out.mp4"
+    p = run_python("import sys; from jaxstyle.cli import main; sys.exit(main(sys.argv[1:]))",
+                   "video", clip, STYLE, "-o", out, "--weights", vgg, "--image-size", "32",
+                   "--iterations", "2", "--frame-iterations", "10", "--scales", "none",
+                   "--optimizer", "adam", env={"XLA_FLAGS": FAST_COMPILE})
+    line = ""
+    while not line.startswith("frame 10/"):  # progress lines: every 10 frames
+        line = p.stderr.readline()
+        assert line or p.poll() is None, p.stderr.read()
+    p.send_signal(signal.SIGINT)
+    _, err = p.communicate(timeout=120)
+    assert p.returncode == 130, err
+    assert "interrupted" in err
+    with av.open(str(out)) as c:
+        done = len(list(c.decode(video=0)))
+    assert 10 <= done < 60
