@@ -80,17 +80,30 @@ def part_gatys(args) -> dict:
     for tau in [0.0, *args.taus]:
         t0 = time.perf_counter()
         r = stylize_video(frames, style, engine=engine, temporal_weight=tau)
+        styles = _gatys_style_losses(weights, frames, style, config, r.frames)
         runs[f"{tau:g}"] = {"temporal_weight": tau, "warping_error": r.warping_error,
+                            "style_loss": float(np.mean(styles)), "style_losses": styles,
                             "per_frame": r.per_frame["warping_error"],
                             "input_warping_error": r.input_warping_error,
                             "input_per_frame": r.per_frame["input_warping_error"],
                             "seconds": time.perf_counter() - t0, "frames": r.frames}
         print(f"gatys tau {tau:g}: E_warp {r.warping_error:.4g} (input "
               f"{r.input_warping_error:.4g}) {time.perf_counter() - t0:.0f} s", flush=True)
-    base = runs["0"]["warping_error"]
+    base = runs["0"]
     for run in runs.values():
-        run["ratio"] = run["warping_error"] / base
+        run["ratio"] = run["warping_error"] / base["warping_error"]
+        run["style_ratio"] = run["style_loss"] / base["style_loss"]
     return runs
+
+
+def _gatys_style_losses(weights, frames, style, config, outputs) -> list[float]:
+    """L_s (unweighted) of each output frame against the style, at the frame's size."""
+    import jax
+
+    f = jax.jit(lambda fn, x: fn(x)[1]["style"])
+    return [float(f(jaxstyle.objective(weights, frame.astype(np.float32) / 255, style,
+                                       config), out))
+            for frame, out in zip(frames, outputs, strict=True)]
 
 
 def _trained(kind: str, steps: int, cache: str):

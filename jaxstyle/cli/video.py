@@ -134,8 +134,11 @@ def _check(args: argparse.Namespace):
             raise UsageError(f"--temporal-weight of {args.engine} is a blend weight in [0, 1], "
                              f"got {args.temporal_weight:g}")
     sink.output_kind(args.output)
-    check_output(args.output, [args.input, *args.styles, args.json])
-    problem = sink.output_problem(args.output)
+    for source_path in (args.input, *args.styles, args.json):
+        if source_path is not None and Path(source_path).resolve() == args.output.resolve():
+            raise UsageError(f"-o/--output: {args.output} would overwrite the input "
+                             f"{source_path}")
+    problem = sink.output_problem(args.output)  # a file's folder, or a frame folder
     if problem:
         raise files.InputError(f"{args.output}: {problem}")
     if args.json is not None:

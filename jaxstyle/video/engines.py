@@ -108,28 +108,38 @@ class GatysEngine:
     def __post_init__(self) -> None:
         checks.integer("frame_iterations", self.frame_iterations, 1)
 
-    def later_config(self, temporal_weight: float) -> StyleConfig:
-        return self.config.replace(scales=None, scale_iterations=None,
-                                   iterations=self.frame_iterations,
-                                   image_size=self.config.output_side,
-                                   temporal_weight=temporal_weight)
+    def configs(self, side: int, temporal_weight: float) -> tuple[StyleConfig, StyleConfig]:
+        """(the first frame's config, the later frames') for frames of longer side `side`:
+        the output keeps the frames' size (the pipeline sized them)."""
+        scales = self.config.scales
+        if isinstance(scales, tuple) and scales[-1] != side:
+            raise SettingError(f"scales {list(scales)}: the last is the output size, and the "
+                               f"video's frames are {side} px on their longer side", "scales")
+        first = self.config if isinstance(scales, tuple) else self.config.replace(
+            image_size=side)
+        later = first.replace(scales=None, scale_iterations=None, image_size=side,
+                              iterations=self.frame_iterations,
+                              temporal_weight=temporal_weight)
+        return first, later
 
     def run(self, items: Iterable[FlowItem], styles: Any, distances: Sequence[int],
             temporal_weight: float, stop: Stop) -> Iterator[tuple[FlowItem, jax.Array]]:
         from jaxstyle.stylize import stylize
 
         history = _History(distances)
-        later = self.later_config(temporal_weight)
+        first = later = None
 
         def keep_going(progress) -> bool:
             return not stop()
 
         for item in items:
             content = item.pixels.astype(np.float32) / 255.0
+            if first is None:
+                first, later = self.configs(max(content.shape[:2]), temporal_weight)
             options = dict(weights=self.weights, preserve_colors=self.preserve_colors,
                            callback=keep_going, callback_every=self.callback_every)
             if not item.valid.any():
-                result = stylize(content, styles, config=self.config, **options)
+                result = stylize(content, styles, config=first, **options)
             elif temporal_weight > 0:
                 warped, c = _prepare(history.stack(jnp.asarray(content)), item.backward,
                                      item.forward, item.valid)

@@ -27,7 +27,10 @@ is, and the lookup clamps at the border.
 from __future__ import annotations
 
 import collections
+import concurrent.futures
 import dataclasses
+import os
+import threading
 import time
 from collections.abc import Iterable, Iterator, Sequence
 
@@ -100,7 +103,7 @@ class FlowItem:
     backward, forward: (J, h, w, 2) float32 flow(i, i-d) and flow(i-d, i); zeros where
         i - d < 0 (valid[j] False). The distance-1 pair also gives E_warp's flow and mask.
     valid: (J,) bool.
-    seconds: the host time spent on this frame's flows.
+    seconds: the host time spent on this frame's flows (by one worker thread).
     """
 
     frame: Frame
@@ -112,24 +115,42 @@ class FlowItem:
 
 
 def flow_items(frames: Iterable[Frame], shape: tuple[int, int], distances: Sequence[int],
-               preset: str) -> Iterator[FlowItem]:
+               preset: str, workers: int | None = None) -> Iterator[FlowItem]:
     """The frames resized to `shape` (h, w) with their flows to the frames `distances` back
-    (module docstring's convention), one at a time; keeps only the last max(distances)
-    gray frames. Runs on the host (a thread of the pipeline)."""
-    flow = Flow(preset)
+    (module docstring's convention), in order.
+
+    The caller's thread reads, resizes and converts each frame to gray; `workers` threads
+    (default: the cores, at most 8) compute the flows of several frames at once (OpenCV
+    releases the GIL; each thread has its own DIS object), at most 2 x workers frames
+    ahead. Only the last max(distances) gray frames are kept.
+    """
     distances = tuple(distances)
-    past: collections.deque = collections.deque(maxlen=max(distances))
-    for frame in frames:
-        pixels = resize_frame(frame.pixels, shape)
+    workers = workers or max(1, min(8, os.cpu_count() or 1))
+    local = threading.local()
+
+    def flows(frame, pixels, g, earlier):
         t0 = time.perf_counter()
-        g = gray(pixels)
+        if not hasattr(local, "flow"):
+            local.flow = Flow(preset)
         j = len(distances)
         backward = np.zeros((j, *shape, 2), np.float32)
         forward = np.zeros((j, *shape, 2), np.float32)
-        valid = np.zeros(j, bool)
-        for k, d in enumerate(distances):
-            if d <= len(past):
-                earlier = past[-d]
-                backward[k], forward[k], valid[k] = flow(g, earlier), flow(earlier, g), True
-        past.append(g)
-        yield FlowItem(frame, pixels, backward, forward, valid, time.perf_counter() - t0)
+        valid = np.array([e is not None for e in earlier])
+        for k, e in enumerate(earlier):
+            if e is not None:
+                backward[k], forward[k] = local.flow(g, e), local.flow(e, g)
+        return FlowItem(frame, pixels, backward, forward, valid, time.perf_counter() - t0)
+
+    past: collections.deque = collections.deque(maxlen=max(distances))
+    pending: collections.deque = collections.deque()
+    with concurrent.futures.ThreadPoolExecutor(workers, "jaxstyle-flow") as pool:
+        for frame in frames:
+            pixels = resize_frame(frame.pixels, shape)
+            g = gray(pixels)
+            earlier = [past[-d] if d <= len(past) else None for d in distances]
+            pending.append(pool.submit(flows, frame, pixels, g, earlier))
+            past.append(g)
+            while len(pending) > 2 * workers or (pending and pending[0].done()):
+                yield pending.popleft().result()
+        while pending:
+            yield pending.popleft().result()

@@ -187,17 +187,20 @@ class _Thread:
     def _work(self, items: Iterator) -> None:
         try:
             for item in items:
-                while not self.stop.is_set():
-                    try:
-                        self.queue.put(("item", item), timeout=0.1)
-                        break
-                    except queue.Full:
-                        continue
+                self._put(("item", item))
                 if self.stop.is_set():
                     return
-            self.queue.put(("end", None))
+            self._put(("end", None))
         except BaseException as err:  # noqa: BLE001 - handed to the main thread
-            self.queue.put(("error", err))
+            self._put(("error", err))
+
+    def _put(self, message) -> None:
+        while not self.stop.is_set():
+            try:
+                self.queue.put(message, timeout=0.1)
+                return
+            except queue.Full:
+                continue
 
     def __iter__(self):
         while True:

@@ -42,7 +42,7 @@ CONTAINERS = {
     ".mov": ("mov", "libx264", "yuv420p", None, True),
     ".mkv": ("matroska", "libx264", "yuv420p", None, True),
     ".webm": ("webm", "libvpx-vp9", "yuv420p", ("opus", "vorbis"), True),
-    ".gif": ("gif", "gif", "pal8", (), False),
+    ".gif": ("gif", "gif", "rgb8", (), False),
 }
 # libx264's quality: constant rate factor (18: visually lossless) and its speed preset.
 X264_OPTIONS = {"crf": "18", "preset": "medium"}
@@ -160,7 +160,7 @@ class VideoSink(Sink):
                 self.stream.options = {**X264_OPTIONS, **(options or {})}
             if info.rotation:
                 self.stream.set_display_rotation(info.rotation)
-            self.audio = _AudioCopy(info, self.out, audio_ok, self.notes)
+            self.audio = _AudioCopy(info, self.out, audio_ok, self.notes, path.suffix.lower())
         except BaseException:
             self.out.close()
             with contextlib.suppress(FileNotFoundError):
@@ -223,7 +223,7 @@ class _AudioCopy:
     copies every packet that starts before t seconds (relative to the first frame)."""
 
     def __init__(self, info: VideoInfo, out, allowed: tuple[str, ...] | None,
-                 notes: list[str]) -> None:
+                 notes: list[str], suffix: str) -> None:
         import av
 
         self.info, self.out, self.input, self.streams = info, out, None, {}
@@ -233,9 +233,8 @@ class _AudioCopy:
                 if allowed is None or c in allowed]
         for i, codec in zip(info.audio, info.audio_codecs, strict=True):
             if i not in keep:
-                notes.append(f"audio stream {i} ({codec}) not copied: a "
-                             f"{Path(str(out.name)).suffix or out.format.name} file cannot "
-                             "hold it unchanged (use .mp4, .mov or .mkv)")
+                notes.append(f"audio stream {i} ({codec}) not copied: a {suffix} file "
+                             "cannot hold it unchanged (use .mp4, .mov or .mkv)")
         if not keep:
             return
         self.input = av.open(info.path)
