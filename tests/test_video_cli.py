@@ -51,6 +51,9 @@ def test_bad_inputs_get_one_line_and_leave_nothing(clip, tmp_path, capsys):
     _bad(capsys, [tmp_path / "%05d.png", STYLE, "-o", out], 1, "matches no file")
     _bad(capsys, [clip, STYLE, "-o", out, "--start", "60"], 2, "--start", "past the end")
     _bad(capsys, [clip, STYLE, "-o", out, "--image-size", "100000"], 2, "--image-size")
+    _bad(capsys, [clip, STYLE, "-o", out, "--image-size", "8000"], 2, "--image-size", "GiB")
+    _bad(capsys, [clip, STYLE, "-o", out, "--image-size", "8000", "--engine", "adain"], 2,
+         "--image-size", "GiB")
     _bad(capsys, [clip, STYLE, "-o", tmp_path / "out.avi"], 2, "--output", ".mp4")
     _bad(capsys, [clip, STYLE, "-o", out, "--temporal-frames", "2,4"], 2, "--temporal-frames")
     _bad(capsys, [clip, STYLE, "-o", out, "--engine", "adain", "--weights", "x.npz"], 2,
