@@ -39,7 +39,7 @@ from jaxstyle.files import SettingError
 from jaxstyle.grids import WeightGrid, as_settings
 from jaxstyle.image import resize_to, scale_shape, style_size_for
 from jaxstyle.losses import LOSS_NAMES, LossWeights, Temporal
-from jaxstyle.objective import as_masks, as_styles
+from jaxstyle.objective import as_masks, as_styles, as_temporal, resize_temporal
 from jaxstyle.pixels import as_rgb
 from jaxstyle.result import Callback, Result, Stage
 from jaxstyle.run import Schedule, StageOutcome, Start, run_stage
@@ -215,7 +215,10 @@ def _run(content, styles, weights, config, grid, init, style_masks, preserve_col
     mesh = parallel.settings_mesh(devices, k)
     stages = plan_stages(content.shape[:2], [s.shape[:2] for s in styles], config,
                          settings=-(-k // mesh.devices.size), device=mesh.devices.flat[0])
-    temporal = None if temporal is None else _as_temporal(temporal, stages[-1].shape)
+    temporal = None if temporal is None else as_temporal(temporal, stages[-1].shape)
+    if temporal is not None and preserve_colors == "luminance":  # compared as optimized
+        temporal = temporal._replace(images=np.stack([color.luminance_image(im)
+                                                      for im in temporal.images]))
 
     run_content, run_styles = color.prepare(content, styles, preserve_colors)
     if init is not None and preserve_colors == "luminance":
@@ -239,7 +242,7 @@ def _run(content, styles, weights, config, grid, init, style_masks, preserve_col
                             blend, None if masks is None else _resize_masks(masks, stage.shape),
                             lws, start, mesh=mesh, batch_size=batch_size, schedule=schedule,
                             temporal=None if temporal is None else
-                            _resize_temporal(temporal, stage.shape))
+                            resize_temporal(temporal, stage.shape))
         outcomes.append(outcome)
         steps_before += outcome.steps
         if outcome.interrupted or outcome.nonfinite.all():
@@ -247,34 +250,6 @@ def _run(content, styles, weights, config, grid, init, style_masks, preserve_col
     # The images a user gets: colours put back (a next stage started from the raw ones).
     return _result(outcomes, finish(outcomes[-1].images), stages, grid, config,
                    mesh.devices.size, time.perf_counter() - t_start)
-
-
-def _as_temporal(temporal: Any, shape: tuple[int, int]) -> Temporal:
-    """`temporal` checked: (J, H, W, 3) images and (J, H, W) weights, both in [0, 1], at the
-    output's (H, W); SettingError naming `temporal` otherwise."""
-    if not isinstance(temporal, Temporal):
-        raise SettingError("temporal must be a jaxstyle.losses.Temporal(images, weights), got "
-                           f"{type(temporal).__name__}", "temporal")
-    images = np.asarray(temporal.images, np.float32)
-    weights = np.asarray(temporal.weights, np.float32)
-    if images.ndim != 4 or images.shape[1:] != (*shape, 3) or weights.shape != images.shape[:3]:
-        raise SettingError(f"temporal needs (J, {shape[0]}, {shape[1]}, 3) images and (J, "
-                           f"{shape[0]}, {shape[1]}) weights at the output's size, got "
-                           f"{images.shape} and {weights.shape}", "temporal")
-    for what, a in (("images", images), ("weights", weights)):
-        if not (np.isfinite(a).all() and a.min(initial=0) >= 0 and a.max(initial=0) <= 1):
-            raise SettingError(f"temporal {what} must be finite and in [0, 1]", "temporal")
-    return Temporal(images, weights)
-
-
-def _resize_temporal(temporal: Temporal, shape: tuple[int, int]) -> Temporal:
-    """The temporal targets at a stage's (h, w) (as given at the output's size)."""
-    if temporal.images.shape[1:3] == tuple(shape):
-        return temporal
-    images = np.stack([resize_to(im, shape) for im in temporal.images])
-    weights = np.stack([np.clip(resize_to(np.repeat(c[..., None], 3, -1), shape)[..., 0], 0, 1)
-                        for c in temporal.weights])
-    return Temporal(images, weights)
 
 
 def _resize_masks(masks: list[np.ndarray], shape: tuple[int, int]) -> np.ndarray:

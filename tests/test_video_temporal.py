@@ -185,3 +185,16 @@ def test_jnp_and_numpy_agree_on_the_gaussian():
     taps = flow.gaussian_taps()
     assert len(taps) == 5 and taps.sum() == pytest.approx(1.0)
     assert jnp.allclose(taps, taps[::-1])
+
+
+def test_stylize_checks_the_temporal_targets(weights):
+    content = smooth_image(5, 32, 32)
+    config = jaxstyle.StyleConfig(scales=None, iterations=1, image_size=32)
+    bad = [Temporal(np.zeros((1, 16, 16, 3)), np.zeros((1, 16, 16))),  # not the output's size
+           Temporal(np.zeros((1, 32, 32, 3)), np.full((1, 32, 32), 2.0)),  # weights > 1
+           (np.zeros((1, 32, 32, 3)), np.zeros((1, 32, 32)))]  # not a Temporal
+    for temporal in bad:
+        with pytest.raises(jaxstyle.SettingError) as err:
+            jaxstyle.stylize(content, content, weights=weights, config=config,
+                             temporal=temporal)
+        assert err.value.name == "temporal"
