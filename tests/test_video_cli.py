@@ -25,7 +25,7 @@ def clip(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def vgg(tmp_path_factory, weights):
+def vgg(tmp_path_factory, weights):  # the synthetic VGG19 as a file, for --weights
     path = tmp_path_factory.mktemp("vgg") / "vgg.npz"
     jaxstyle.save_weights(weights, path)
     return path
@@ -61,39 +61,36 @@ def test_bad_inputs_get_one_line_and_leave_nothing(clip, tmp_path, capsys):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["sound.m4a", "text.mp4"]
 
 
-def test_gatys_and_adain_runs(clip, vgg, arbitrary_files, tmp_path):
-    out, summary = tmp_path / "g.mkv", tmp_path / "g.json"
-    assert cli.main(["video", str(clip), STYLE, "-o", str(out), "--weights", str(vgg),
-                     "--image-size", "32", "--iterations", "3", "--frame-iterations", "2",
-                     "--scales", "none", "--optimizer", "adam", "--json", str(summary),
-                     "--quiet"]) == 0
+def test_adain_run_with_json_twice(clip, arbitrary_files, tmp_path):
+    out, summary = tmp_path / "a.mp4", tmp_path / "a.json"
+    argv = ["video", str(clip), STYLE, "-o", str(out), "--engine", "adain", "--vgg",
+            str(arbitrary_files["vgg_normalised.pth"]), "--decoder",
+            str(arbitrary_files["decoder.pth"]), "--image-size", "32", "--json", str(summary),
+            "--temporal-weight", "0.5", "--quiet"]
+    assert cli.main(argv) == 0
     doc = json.loads(summary.read_text())
-    assert doc["frames"] == 6 and doc["frame_rate"] == "30000/1001"
+    assert doc["status"] == "completed" and doc["engine"] == "adain"
+    assert doc["frames"] == 6 and doc["frame_rate"] == "30000/1001" and doc["size"] == [32, 24]
     assert doc["warping_error"] > 0 and doc["input_warping_error"] > 0
-    assert set(doc["timings"]) >= {"flow_s", "stylize_s", "encode_s", "total_s"}
+    assert doc["temporal_weight"] == 0.5 and doc["flow"] == "dis-fast"
+    assert {"flow_s", "stylize_s", "encode_s", "total_s"} <= set(doc["timings"])
     with av.open(str(out)) as c:
-        assert str(c.streams.video[0].average_rate) == doc["frame_rate"]
+        assert str(c.streams.video[0].average_rate) == "30000/1001"
         assert len(list(c.decode(video=0))) == 6
     assert audio_packets(out) == audio_packets(clip)
-    out2 = tmp_path / "a.mp4"
-    argv = ["video", str(clip), STYLE, "-o", str(out2), "--engine", "adain", "--vgg",
-            str(arbitrary_files["vgg_normalised.pth"]), "--decoder",
-            str(arbitrary_files["decoder.pth"]), "--image-size", "32", "--quiet"]
-    assert cli.main(argv) == 0
     assert cli.main(argv) == 0  # the same command twice: replaced atomically
-    with av.open(str(out2)) as c:
-        assert len(list(c.decode(video=0))) == 6
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.json", "a.mp4"]
 
 
 def test_ctrl_c_writes_a_playable_video_and_exits_130(vgg, tmp_path):
     clip = tmp_path / "long.mp4"
     write_video(clip, panning_frames(jaxstyle.load_image(EXAMPLES / "chelsea.jpg"), 60, 32, 32,
                                      step=(1, 1)))
-    out = tmp_path / "out.mp4"
+    out, summary = tmp_path / "out.mp4", tmp_path / "out.json"
     p = run_python("import sys; from jaxstyle.cli import main; sys.exit(main(sys.argv[1:]))",
                    "video", clip, STYLE, "-o", out, "--weights", vgg, "--image-size", "32",
                    "--iterations", "2", "--frame-iterations", "10", "--scales", "none",
-                   "--optimizer", "adam", env={"XLA_FLAGS": FAST_COMPILE})
+                   "--optimizer", "adam", "--json", summary, env={"XLA_FLAGS": FAST_COMPILE})
     line = ""
     while not line.startswith("frame 10/"):  # progress lines: every 10 frames
         line = p.stderr.readline()
@@ -105,3 +102,7 @@ def test_ctrl_c_writes_a_playable_video_and_exits_130(vgg, tmp_path):
     with av.open(str(out)) as c:
         done = len(list(c.decode(video=0)))
     assert 10 <= done < 60
+    doc = json.loads(summary.read_text())  # the Gatys engine's summary, as far as it went
+    assert doc["status"] == "interrupted" and doc["frames"] == done
+    assert doc["engine"] == "gatys" and doc["frame_iterations"] == 10
+    assert len(doc["per_frame"]["warping_error"]) == done - 1

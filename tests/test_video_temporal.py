@@ -164,7 +164,7 @@ def test_later_frames_share_one_program(weights):
     content, style = smooth_image(5, 32, 32), smooth_image(6, 32, 32)
     rng = np.random.default_rng(3)
     config = jaxstyle.StyleConfig(scales=None, iterations=2, image_size=32,
-                                  temporal_weight=1e3)
+                                  temporal_weight=1e3, optimizer="adam")
 
     def frame(tau):
         t = Temporal(rng.random((2, 32, 32, 3)).astype(np.float32),
@@ -193,8 +193,8 @@ def test_stylize_checks_the_temporal_targets(weights):
     bad = [Temporal(np.zeros((1, 16, 16, 3)), np.zeros((1, 16, 16))),  # not the output's size
            Temporal(np.zeros((1, 32, 32, 3)), np.full((1, 32, 32), 2.0)),  # weights > 1
            (np.zeros((1, 32, 32, 3)), np.zeros((1, 32, 32)))]  # not a Temporal
-    for temporal in bad:
+    for targets in bad:
         with pytest.raises(jaxstyle.SettingError) as err:
             jaxstyle.stylize(content, content, weights=weights, config=config,
-                             temporal=temporal)
+                             temporal=targets)
         assert err.value.name == "temporal"
