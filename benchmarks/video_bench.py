@@ -106,7 +106,7 @@ def _gatys_style_losses(weights, frames, style, config, outputs) -> list[float]:
             for frame, out in zip(frames, outputs, strict=True)]
 
 
-def _trained(kind: str, steps: int, cache: str):
+def _trained(kind: str, steps: int, cache: str, crop: int = 64):
     """random_params(kind)'s encoder with a decoder (and Transform) trained for `steps`."""
     from jaxstyle.arbitrary.train_config import TrainConfig
     from jaxstyle.arbitrary.trainer import train
@@ -114,7 +114,7 @@ def _trained(kind: str, steps: int, cache: str):
     params = arbitrary.random_params(kind, seed=0)
     if steps == 0:
         return params
-    model = os.path.join(cache, f"{kind}-{steps}.npz")
+    model = os.path.join(cache, f"{kind}-{steps}-{crop}.npz")
     if not os.path.exists(model):
         folder = tempfile.mkdtemp()
         from PIL import Image
@@ -130,9 +130,9 @@ def _trained(kind: str, steps: int, cache: str):
                   if n.endswith((".jpg", ".png"))]
         # Small crops and a high learning rate: minutes on the 2-core CPU, enough for a
         # decoder that draws the content's structure (the reference recipe is 160,000 steps).
-        config = TrainConfig(kind, steps=steps, batch_size=2, load_size=80, crop_size=64,
-                             log_every=25, checkpoint_every=0, sample_every=0,
-                             learning_rate=1e-3)
+        config = TrainConfig(kind, steps=steps, batch_size=4, load_size=crop + crop // 4,
+                             crop_size=crop, log_every=50, checkpoint_every=0,
+                             sample_every=0, learning_rate=1e-3)
         t0 = time.perf_counter()
         result = train(config, os.path.join(folder, "run"), content=tuple(paths),
                        style=tuple(styles), encoder=params["encoder"])
@@ -172,7 +172,7 @@ def part_ff(args) -> dict:
     style = resize_to(style, scale_shape(style.shape[:2], args.size))
     out = {}
     for kind in args.models:
-        params = _trained(kind, args.train_steps, args.cache)
+        params = _trained(kind, args.train_steps, args.cache, args.train_crop)
         engine = FeedForwardEngine(params)
         runs = {}
         for tau in [0.0, *args.blends]:
@@ -273,7 +273,8 @@ def main(argv=None) -> int:
     p.add_argument("--blends", type=lambda t: [float(v) for v in t.split(",")],
                    default=[0.3, 0.5, 0.6, 0.7, 0.8])
     p.add_argument("--models", type=lambda t: t.split(","), default=["sanet", "adain"])
-    p.add_argument("--train-steps", type=int, default=150)
+    p.add_argument("--train-steps", type=int, default=1000)
+    p.add_argument("--train-crop", type=int, default=48)
     p.add_argument("--cache", default=os.path.join(tempfile.gettempdir(), "jaxstyle-video"))
     p.add_argument("--speed-size", type=int, default=512)
     p.add_argument("--speed-frames", type=int, default=48)

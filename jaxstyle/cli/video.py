@@ -115,7 +115,8 @@ def _check(args: argparse.Namespace):
                          "'jaxstyle[video]'") from None
     if args.engine != "gatys":
         wrong = [flag for flag, dest in (("--weights", "weights"), ("--init", "init"),
-                                         ("--sanet-model", "sanet_model"))
+                                         ("--sanet-model", "sanet_model"),
+                                         ("--style-masks", "style_masks"))
                  if getattr(args, dest) is not None]
         if args.preserve_colors == "luminance":
             wrong.append("--preserve-colors luminance")
@@ -174,7 +175,9 @@ def run(args: argparse.Namespace) -> int:
 
         with Bar(args.quiet, unit="B", desc="VGG19 weights (once; cached)") as bar:
             weights = jaxstyle.load_vgg19(args.weights, progress=bar.bytes)
-        engine = GatysEngine(weights, config, args.frame_iterations, args.preserve_colors)
+        masks = None if args.style_masks is None else [gatys._mask(m) for m in args.style_masks]
+        engine = GatysEngine(weights, config, args.frame_iterations, args.preserve_colors,
+                             style_masks=masks)
     else:
         side = args.style_size or max(shape)
         styles = [resize_to(s, scale_shape(s.shape[:2], side)) for s in styles]

@@ -96,13 +96,15 @@ class _History:
 class GatysEngine:
     """The Gatys engine (module docstring). weights: VGG weights; config: the first frame's
     `StyleConfig` (later frames: one stage of `frame_iterations` steps, same settings);
-    preserve_colors, callback_every: `jaxstyle.stylize`'s."""
+    preserve_colors, callback_every, style_masks: `jaxstyle.stylize`'s (masks: the same for
+    every frame)."""
 
     weights: Any
     config: StyleConfig = dataclasses.field(default_factory=StyleConfig)
     frame_iterations: int = DEFAULT_FRAME_ITERATIONS
     preserve_colors: str = "none"
     callback_every: int = 10
+    style_masks: Sequence[Any] | None = None
     name = "gatys"
 
     def __post_init__(self) -> None:
@@ -137,7 +139,8 @@ class GatysEngine:
             if first is None:
                 first, later = self.configs(max(content.shape[:2]), temporal_weight)
             options = dict(weights=self.weights, preserve_colors=self.preserve_colors,
-                           callback=keep_going, callback_every=self.callback_every)
+                           callback=keep_going, callback_every=self.callback_every,
+                           style_masks=self.style_masks)
             if not item.valid.any():
                 result = stylize(content, styles, config=first, **options)
             elif temporal_weight > 0:
