@@ -9,8 +9,9 @@ leave the content image almost untouched, FINDINGS); SANet and AdaIN run `random
 encoder with an AdaIN decoder trained from scratch for --train-steps steps (48 px crops) on
 frames of two other clips (bikes.mp4, carphone_pristine.mp4) against examples/ as styles
 (an untrained decoder paints a flat grey texture whose E_warp says nothing); SANet runs its
-random Transform with that same decoder. The feed-forward style is examples/stripes.png. The figures measure
-the temporal machinery on real motion; they are not the look of the released models.
+random Transform with that same decoder. The feed-forward style is examples/stripes.png.
+The figures measure the temporal machinery on real motion; they are not the look of the
+released models.
 
 Parts:
 - gatys: --frames frames of --clip at --size px: tau 0 (frame by frame: every later frame
