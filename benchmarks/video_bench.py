@@ -229,6 +229,7 @@ def plots(report: dict, frames: dict, out: str) -> None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import matplotlib.ticker
 
     engines = [("gatys", report.get("gatys"))] + [
         (k, v) for k, v in report.get("ff", {}).items()]
@@ -246,6 +247,7 @@ def plots(report: dict, frames: dict, out: str) -> None:
         ax.set_xlabel("frame pair t, t+1")
         ax.set_ylabel("E_warp")
         ax.set_yscale("log")
+        ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
         ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(os.path.join(out, "ewarp.png"), dpi=110)
