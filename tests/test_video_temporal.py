@@ -67,6 +67,8 @@ def test_the_mask_marks_the_uncovered_border_and_only_it(dx, dy):
     ys, xs = np.mgrid[0:H, 0:W]
     covered = (xs - dx >= 0) & (xs - dx <= W - 1) & (ys - dy >= 0) & (ys - dy <= H - 1)
     np.testing.assert_array_equal(c >= 0.5, covered)
+    new = np.asarray(temporal.uncovered(constant(-dx, -dy), constant(dx, dy)))
+    np.testing.assert_array_equal(new, ~covered)
     # Beyond the blur's reach (2 px) of the uncovered strip, fully reliable.
     far = ((xs - dx >= 2) & (xs - dx <= W - 3) & (ys - dy >= 2) & (ys - dy <= H - 3))
     assert np.all(c[far] == 1.0) and np.all(c[~covered] < 0.5)

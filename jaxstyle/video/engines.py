@@ -3,13 +3,14 @@
 `GatysEngine` (Ruder, Dosovitskiy and Brox, "Artistic style transfer for videos", GCPR 2016,
 single pass): frame 1 is stylized as `jaxstyle.stylize` would (the config's ladder and
 iterations). Every later frame runs `frame_iterations` steps at the output size only, starts
-from the previous result warped into it (c w_1 + (1 - c) x: where the warp is unreliable, the
-content frame's pixels) and adds tau L_t to its objective (`jaxstyle.losses.temporal_loss`,
-tau = `temporal_weight`): w_j the result of the frame d_j back warped by the backward flow,
-c_j its consistency weights combined closest first. Every later frame has J entries (zero
-weights where the video has no frame that far back), so all of them run one compiled
-program. temporal_weight = 0 makes every frame independent: the same iterations from the
-config's own init, no temporal loss (the "frame by frame" baseline).
+from the previous result warped into it (the pixels it does not show, out of the frame or
+disoccluded: the content frame's, `temporal.uncovered`) and adds tau L_t to its objective
+(`jaxstyle.losses.temporal_loss`, tau = `temporal_weight`): w_j the result of the frame d_j
+back warped by the backward flow, c_j its consistency weights combined closest first.
+Every later frame has J entries (zero weights where the video has no frame that far back),
+so all of them run one compiled program. temporal_weight = 0 makes every frame
+independent: the same iterations from the config's own init, no temporal loss (the "frame
+by frame" baseline).
 
 `FeedForwardEngine` (SANet, AdaIN): frames go through the compiled network in batches, the
 style encoded once; each output is then blended with the earlier outputs warped into it
@@ -66,16 +67,17 @@ def check_temporal_frames(frames: Any) -> tuple[int, ...]:
 
 @jax.jit
 def _prepare(previous, backward, forward, valid):
-    """(warped (J, h, w, 3), weights (J, h, w)): the earlier outputs moved onto this frame and
-    their closest-first consistency weights (0 where no such frame)."""
+    """(warped (J, h, w, 3), weights (J, h, w), uncovered (h, w)): the earlier outputs moved
+    onto this frame, their closest-first consistency weights (0 where no such frame), and
+    the pixels the previous frame does not show."""
     c = jax.vmap(temporal.consistency)(backward, forward) * valid[:, None, None]
     warped = jnp.clip(jax.vmap(temporal.warp)(previous, backward), 0.0, 1.0)
-    return warped, temporal.closest_first(c)
+    return warped, temporal.closest_first(c), temporal.uncovered(backward[0], forward[0])
 
 
 @jax.jit
 def _blend_step(stylized, previous, backward, forward, valid, temporal_weight):
-    warped, c = _prepare(previous, backward, forward, valid)
+    warped, c, _ = _prepare(previous, backward, forward, valid)
     return jnp.clip(temporal.blend(stylized, warped, c, temporal_weight), 0.0, 1.0)
 
 
@@ -148,11 +150,11 @@ class GatysEngine:
             if not item.valid.any():
                 result = stylize(content, styles, config=first, **options)
             elif temporal_weight > 0:
-                warped, c = _prepare(history.stack(jnp.asarray(content)), item.backward,
-                                     item.forward, item.valid)
+                warped, c, new = _prepare(history.stack(jnp.asarray(content)), item.backward,
+                                          item.forward, item.valid)
                 warped, c = np.asarray(warped), np.asarray(c)
-                init = c[0][..., None] * warped[0] + (1 - c[0][..., None]) * content
-                result = stylize(content, styles, config=later, init=np.clip(init, 0, 1),
+                init = np.where(np.asarray(new)[..., None], content, warped[0])
+                result = stylize(content, styles, config=later, init=init,
                                  temporal=Temporal(warped, c), **options)
             else:
                 result = stylize(content, styles, config=later, **options)

@@ -2,6 +2,7 @@
 
     warp(image, flow)                  image moved by a flow (`jaxstyle.video.flow`)
     consistency(backward, forward)     Ruder et al.'s weights c (defined in `video.flow`)
+    uncovered(backward, forward)       the pixels the earlier frame does not show
     closest_first(weights)             their long-term combination
     blend(y, warped, weights, tau)     the feed-forward engines' temporal step
     warping_error(a, b, flow, mask)    E_warp of one pair (Lai et al., ECCV 2018)
@@ -54,6 +55,17 @@ def consistency(backward: jax.Array, forward: jax.Array) -> jax.Array:
     """Ruder et al.'s consistency weights c (H, W) in [0, 1] (the rules: `jaxstyle.video.flow`)
     of a frame with backward flow (H, W, 2) to an earlier frame whose forward flow to it is
     `forward` (H, W, 2)."""
+    return _checks(backward, forward)[0]
+
+
+def uncovered(backward: jax.Array, forward: jax.Array) -> jax.Array:
+    """(H, W) bool: the pixels the earlier frame does not show, where b = a + w_b(a) leaves
+    the frame or the forward-backward check fails (disocclusion); motion boundaries are
+    covered (their weight c is 0 all the same)."""
+    return _checks(backward, forward)[1]
+
+
+def _checks(backward, forward):
     h, w = backward.shape[:2]
     ys, xs = jnp.meshgrid(jnp.arange(h, dtype=jnp.float32), jnp.arange(w, dtype=jnp.float32),
                           indexing="ij")
@@ -69,7 +81,8 @@ def consistency(backward: jax.Array, forward: jax.Array) -> jax.Array:
     boundary = edge > 0.01 * speed + 0.002
     c = jnp.where(outside, 0.0, jnp.where(occluded, -1.0, jnp.where(boundary, 0.0, 1.0)))
     taps = gaussian_taps()
-    return jnp.clip(_mirrored(_mirrored(c, taps, 1), taps, 0), 0.0, 1.0)
+    weights = jnp.clip(_mirrored(_mirrored(c, taps, 1), taps, 0), 0.0, 1.0)
+    return weights, outside | occluded
 
 
 def closest_first(weights: jax.Array) -> jax.Array:
