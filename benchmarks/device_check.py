@@ -22,6 +22,13 @@ still run; --parts and the size options pick a subset so a rerun fits the time l
              --arbitrary-sizes: seconds per image with the style encoded in the call and
              encoded once, and per image in batches of --arbitrary-batch
              (benchmarks/arbitrary_bench.py's worker, JAX only, in a subprocess).
+- video:     `jaxstyle.video.stylize_file` end to end (decode, DIS flow on host threads, the
+             network and the temporal blend on the device, H.264 encode) for --models at
+             --video-size with --video-flow, on --video-frames frames of a synthetic 960x540
+             clip (examples/chelsea.jpg panning; written with PyAV first): frames per second
+             and the split (the issue's GPU target: AdaIN >= 60 frames/s at 512 px with
+             dis-fast). Needs PyAV and OpenCV on the machine (pip install 'jaxstyle[video]');
+             without them the part records the ImportError.
 - train:     SANet and AdaIN training steps (benchmarks/train_bench.py's worker, JAX only)
              at --train-size crops, batch --train-batch, per --dtypes: images/s, and the
              reference schedule's 160,000 steps extrapolated from the median step.
@@ -48,11 +55,12 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 REFERENCES = os.path.join(HERE, "..", "tests", "references")
 sys.path.insert(0, HERE)  # bench.py (FLOP count) beside this file
 
-PARTS = ("torch", "objective", "stylize", "sweep", "arbitrary", "train")
+PARTS = ("torch", "objective", "stylize", "sweep", "arbitrary", "train", "video")
 QUICK = dict(sizes=[32], torch_sizes=[32], stylize_sizes=[32], stylize_iterations=2,
              sweep_size=32, sweep_iterations=1, sweep_k=2, steps=1, arbitrary_sizes=[32],
              arbitrary_batch=2, arbitrary_repeats=1, train_size=32, train_batch=2,
-             train_steps=1, models=["adain"], train_dtypes=["float32"])
+             train_steps=1, models=["adain"], train_dtypes=["float32"], video_size=64,
+             video_frames=12)
 TRAIN_STEPS = 160_000  # the reference schedule (docs/arbitrary.md)
 
 
@@ -276,6 +284,53 @@ def part_arbitrary(args, weights_npz: str) -> list[dict]:
     return rows
 
 
+def part_video(args, weights_npz: str) -> list[dict]:
+    import jaxstyle
+    from jaxstyle import arbitrary
+    from jaxstyle.video import FeedForwardEngine, stylize_file
+
+    clip = os.path.join(args.work, "clip.mp4")
+    photo = jaxstyle.load_image(os.path.join(HERE, "..", "examples", "chelsea.jpg"))
+    photo = jaxstyle.image.resize_to(photo, (800, 1200))
+    _write_clip(clip, photo, args.video_frames + 32)
+    style = jaxstyle.load_image(os.path.join(HERE, "..", "examples", "hubble_deep_field.jpg"))
+    rows = []
+    for kind in args.models:
+        engine = FeedForwardEngine(arbitrary.random_params(kind, 0), batch_size=8)
+        out = os.path.join(args.work, f"video_{kind}.mp4")
+        # The first call compiles (batches of 8 and the blend); the second is timed.
+        stylize_file(clip, out, style, engine=engine, flow=args.video_flow,
+                     image_size=args.video_size, duration=24 / 25 - 1e-3)
+        r = stylize_file(clip, out, style, engine=engine, flow=args.video_flow,
+                         image_size=args.video_size,
+                         duration=args.video_frames / 25 - 1e-3)
+        rows.append({"kind": kind, "size": list(r.size), "flow": args.video_flow,
+                     "frames": r.count, "frames_per_s": r.fps,
+                     "seconds": r.timings, "ms_per_frame": {
+                         k: 1000 * v / r.count for k, v in r.timings.items()},
+                     "warping_error": r.warping_error, "random_weights": True,
+                     "meets_60fps": bool(kind != "adain" or r.fps >= 60),
+                     "threads": os.cpu_count()})
+    return rows
+
+
+def _write_clip(path: str, photo, frames: int) -> None:
+    """A 960x540, 25 fps H.264 clip: a window panning over `photo` by (2, 1) px a frame."""
+    import av
+    import numpy as np
+
+    with av.open(path, "w") as out:
+        stream = out.add_stream("libx264", rate=25)
+        stream.width, stream.height, stream.pix_fmt = 960, 540, "yuv420p"
+        for t in range(frames):
+            window = photo[t:t + 540, 2 * t:2 * t + 960]
+            frame = av.VideoFrame.from_ndarray(np.round(window * 255).astype(np.uint8),
+                                               format="rgb24")
+            frame.pts = t
+            out.mux(stream.encode(frame))
+        out.mux(stream.encode(None))
+
+
 def part_train(args, weights_npz: str) -> list[dict]:
     rows = []
     for dtype in args.train_dtypes or args.dtypes:
@@ -347,6 +402,12 @@ def markdown(report: dict) -> str:
             f"{r['images_per_s']:.1f} images/s at {r['size']} px, batch {r['batch']} "
             f"({r['step_s'] * 1e3:.1f} ms per step; 160k steps in "
             f"{r['hours_to_160k_steps']:.1f} h)"))
+    for r in report.get("video", []):
+        lines.append(f"video {r.get('kind')}: " + (
+            f"error {r['error'][:80]}" if "error" in r else
+            f"{r['frames_per_s']:.1f} frames/s end to end at {r['size'][0]}x{r['size'][1]} "
+            f"({r['flow']}; ms per frame: " + ", ".join(
+                f"{k} {v:.2f}" for k, v in r["ms_per_frame"].items()) + ")"))
     return "\n".join(lines)
 
 
@@ -375,6 +436,9 @@ def main(argv=None) -> int:
     p.add_argument("--train-batch", type=int, default=5, help="training batch")
     p.add_argument("--train-steps", type=int, default=10, help="timed training steps")
     p.add_argument("--timeout", type=float, default=600.0, help="seconds per subprocess")
+    p.add_argument("--video-size", type=int, default=512, help="video frames' longer side")
+    p.add_argument("--video-frames", type=int, default=240, help="timed video frames")
+    p.add_argument("--video-flow", default="dis-fast", help="the video part's DIS preset")
     args = p.parse_args(argv)
     if args.quick:
         for key, value in QUICK.items():

@@ -118,7 +118,7 @@ def remat_total_loss(params, targets, loss_weights, image, spec):
     Block b maps (its params, targets, the previous pooled output) to (its pooled output,
     its content loss, its style loss), so the forward pass keeps only the block inputs and
     the backward pass recomputes one block at a time. (Checkpointing the network alone,
-    FINDINGS.md, cannot help: the losses keep every block's outputs alive.) Max pooling,
+    measured, cannot help: the losses keep every block's outputs alive.) Max pooling,
     float32 only: an experiment, not a library path.
     """
     import jax

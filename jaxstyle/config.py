@@ -46,6 +46,9 @@ class StyleConfig:
     style_weight     beta, the style loss's weight (default 1e3: alpha/beta = 1e-3, a ratio
                      of the paper's Fig. 3).
     tv_weight        gamma, the total variation's weight on the [0, 1] image (default 0).
+    temporal_weight  tau, the weight of a video frame's temporal loss (`losses.temporal_loss`,
+                     Ruder et al. 2016); used only when `stylize` is given `temporal=`
+                     (default 0).
     tv_form          "squared" (sum of squared neighbour differences) or "keras" (the Keras
                      example's (dx^2 + dy^2)^1.25).
     pooling          "max" (default) or "avg" (the paper's choice).
@@ -99,6 +102,7 @@ class StyleConfig:
     content_weight: float = 1.0
     style_weight: float = 1e3
     tv_weight: float = 0.0
+    temporal_weight: float = 0.0
     tv_form: str = "squared"
     pooling: str = "max"
     compute_dtype: str = "float32"
@@ -132,7 +136,7 @@ class StyleConfig:
         if not self.content_layers and not self.style_layers:
             raise SettingError("at least one content or style layer is needed",
                                "style_layers")
-        for name in ("content_weight", "style_weight", "tv_weight"):
+        for name in ("content_weight", "style_weight", "tv_weight", "temporal_weight"):
             self._set(name, float(checks.weights(name, checks.number(name, getattr(self, name)))))
         for name in ("style_layer_weights", "style_blend_weights"):
             value = getattr(self, name)
@@ -224,8 +228,9 @@ class StyleConfig:
 
     @property
     def loss_weights(self) -> LossWeights:
-        """The configured (alpha, beta, gamma) as a traced `LossWeights`."""
-        return LossWeights(self.content_weight, self.style_weight, self.tv_weight)
+        """The configured (alpha, beta, gamma, tau) as a traced `LossWeights`."""
+        return LossWeights(self.content_weight, self.style_weight, self.tv_weight,
+                           self.temporal_weight)
 
     def loss_spec(self, convention: str) -> LossSpec:
         """The objective's static part for weights of `convention` ("caffe" or "torch")."""

@@ -22,7 +22,8 @@ from jaxstyle.files import SettingError
 from jaxstyle.losses import LossWeights
 from jaxstyle.sheet import contact_sheet
 
-FIELDS = LossWeights._fields  # ("content_weight", "style_weight", "tv_weight")
+# The weights a grid sweeps (a video's temporal_weight is not swept: it stays as given).
+FIELDS = ("content_weight", "style_weight", "tv_weight")
 # The paper's symbol of each weight, on contact sheets; the defaults are the config's.
 _SYMBOL = {"content_weight": "alpha", "style_weight": "beta", "tv_weight": "gamma"}
 _DEFAULT = {name: getattr(StyleConfig, name) for name in FIELDS}
@@ -73,7 +74,7 @@ class WeightGrid:
     @property
     def labels(self) -> tuple[str, ...]:
         """Per-setting names for files ("c1_s1e3_tv0"), in setting order."""
-        return tuple(setting_label(*w) for w in zip(*self.loss_weights, strict=True))
+        return tuple(setting_label(*w[:3]) for w in zip(*self.loss_weights, strict=True))
 
     def sheet(self, images: Sequence[np.ndarray], *, title: str | None = None,
               max_cell_side: int | None = None) -> np.ndarray:
@@ -88,7 +89,7 @@ class WeightGrid:
         """Any K settings as one row, each column labelled with its three weights."""
         lw = as_settings(loss_weights)
         cols = tuple("\n".join(f"{_SYMBOL[name]}={format_weight(w)}"
-                               for name, w in zip(FIELDS, ws, strict=True))
+                               for name, w in zip(FIELDS, ws[:3], strict=True))
                      for ws in zip(*lw, strict=True))
         return cls(lw, ("",), cols)
 

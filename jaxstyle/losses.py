@@ -7,7 +7,9 @@ M = h*w positions (each function's docstring states its own):
     style layer   E_l = sum (G - A)^2 / (4 N^2 M^2)
     style         L_s = sum_l w_l E_l, w_l normalized to sum 1 (default 1/L)
     TV (squared)  sum (x[i+1,j] - x[i,j])^2 + (x[i,j+1] - x[i,j])^2 on the [0, 1] RGB image
-    total         alpha L_c + beta L_s + gamma TV   (`LossWeights`: alpha, beta, gamma)
+    temporal      L_t = (1/D) sum_j sum_k c_jk (x_k - w_jk)^2, D = H W 3 (video, Ruder et al.)
+    total         alpha L_c + beta L_s + gamma TV + tau L_t
+                  (`LossWeights`: alpha, beta, gamma, tau; tau = 0 and no `Temporal`: images)
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ from jaxstyle.vgg import features, pools_before
 
 # The order of a loss vector's entries (the optimizer's state, histories): the weighted
 # total, then the unweighted parts.
-LOSS_NAMES = ("total", "content", "style", "tv")
+LOSS_NAMES = ("total", "content", "style", "tv", "temporal")
 # The total variation's forms (`total_variation`).
 TV_FORMS = ("squared", "keras")
 
@@ -176,6 +178,29 @@ def total_variation(image: jax.Array, form: str = "squared") -> jax.Array:
     raise SettingError(f"tv_form must be one of {TV_FORMS}, got {form!r}", "tv_form")
 
 
+class Temporal(NamedTuple):
+    """What the temporal loss compares the image with (a video's earlier frames).
+
+    images:  (J, H, W, 3) w_j, earlier stylized frames warped into this one, RGB in [0, 1].
+    weights: (J, H, W) c_j in [0, 1], per-pixel weights of each (0 where w_j is unknown).
+    A frame with fewer earlier frames pads with weight-0 entries, so J (and the compiled
+    program) stays the same from frame to frame.
+    """
+
+    images: Any
+    weights: Any
+
+
+def temporal_loss(image: jax.Array, temporal: Temporal) -> jax.Array:
+    """L_t = (1/D) sum_j sum_k c_jk (x_k - w_jk)^2 over the J earlier frames, with x the
+    (H, W, 3) image in [0, 1], w_j = temporal.images[j], c_j = temporal.weights[j] broadcast
+    over the channels and D = H W 3 (Ruder, Dosovitskiy and Brox, "Artistic style transfer
+    for videos", GCPR 2016, eq. 7-8, on [0, 1] pixels)."""
+    diff = image[None].astype(jnp.float32) - temporal.images
+    weighted = temporal.weights[..., None] * diff * diff
+    return jnp.sum(weighted) / float(image.shape[0] * image.shape[1] * image.shape[2])
+
+
 def _host_weight(name: str, value: Any) -> Any:
     """A loss weight built from host values (Python or NumPy numbers, lists of them) as a
     checked float32 NumPy array; anything else (a traced or device array, or what JAX puts
@@ -196,13 +221,17 @@ class _Weights(NamedTuple):
     content_weight: Any
     style_weight: Any
     tv_weight: Any
+    temporal_weight: Any
 
 
 class LossWeights(_Weights):
-    """alpha (content_weight), beta (style_weight), gamma (tv_weight): the weights of
-    total = alpha L_c + beta L_s + gamma TV, as a pytree of float32 arrays.
+    """alpha (content_weight), beta (style_weight), gamma (tv_weight), tau (temporal_weight,
+    default 0): the weights of total = alpha L_c + beta L_s + gamma TV + tau L_t, as a pytree
+    of float32 arrays. tau weighs the temporal loss of a video frame (`temporal_loss`); it
+    is 0 for images, and `LossWeights(alpha, beta, gamma)` keeps meaning what it always did.
 
-    Scalars for one run; (K,) arrays for a sweep of K settings (`jax.vmap` maps over them).
+    Scalars for one run; (K,) arrays for a sweep of K settings (`jax.vmap` maps over them);
+    tau not given is 0 in alpha's host shape.
     Built from Python or NumPy numbers (or lists of them) each becomes a checked float32
     NumPy array (finite, >= 0; SettingError naming the field otherwise), so every
     LossWeights built on the host has the same types: a new value never recompiles a
@@ -211,15 +240,21 @@ class LossWeights(_Weights):
 
     __slots__ = ()
 
-    def __new__(cls, content_weight: Any, style_weight: Any, tv_weight: Any) -> LossWeights:
-        return super().__new__(cls, _host_weight("content_weight", content_weight),
-                               _host_weight("style_weight", style_weight),
-                               _host_weight("tv_weight", tv_weight))
+    def __new__(cls, content_weight: Any, style_weight: Any, tv_weight: Any,
+                temporal_weight: Any = None) -> LossWeights:
+        alpha = _host_weight("content_weight", content_weight)
+        if temporal_weight is None:  # 0, shaped like alpha on the host: K settings give (K,)
+            temporal_weight = (np.zeros(np.shape(alpha), np.float32)
+                               if isinstance(alpha, np.ndarray) else 0.0)
+        return super().__new__(cls, alpha, _host_weight("style_weight", style_weight),
+                               _host_weight("tv_weight", tv_weight),
+                               _host_weight("temporal_weight", temporal_weight))
 
     @classmethod
-    def of(cls, content_weight: Any, style_weight: Any, tv_weight: Any) -> LossWeights:
-        """Built from numbers or sequences, all three broadcast to one shape."""
-        lw = cls(content_weight, style_weight, tv_weight)
+    def of(cls, content_weight: Any, style_weight: Any, tv_weight: Any,
+           temporal_weight: Any = 0.0) -> LossWeights:
+        """Built from numbers or sequences, all four broadcast to one shape."""
+        lw = cls(content_weight, style_weight, tv_weight, temporal_weight)
         return cls(*np.broadcast_arrays(*(np.asarray(w, np.float32) for w in lw)))
 
 
@@ -271,11 +306,14 @@ class Targets(NamedTuple):
              sum of style k's squared mask at the layer (no blending: the masks mix).
     masks:   {} without masks; else {layer: (S, h, w)}: each style's mask at the layer
              (2x2 averages per pooling before it), squared.
+    temporal: None (an image: no leaves, the objective compiles as without video), or a
+             video frame's `Temporal` (warped earlier results and their weights).
     """
 
     content: dict[str, jax.Array]
     grams: dict[str, jax.Array]
     masks: dict[str, jax.Array] = {}
+    temporal: Temporal | None = None
 
 
 def content_features(params: Any, image: jax.Array, spec: LossSpec) -> dict[str, jax.Array]:
@@ -352,20 +390,26 @@ def compute_targets(
 
 def loss_parts(params: Any, targets: Targets, image: jax.Array, spec: LossSpec
                ) -> dict[str, jax.Array]:
-    """Unweighted {"content": L_c, "style": L_s, "tv": TV} of an (H, W, 3) RGB [0, 1] image."""
+    """Unweighted {"content": L_c, "style": L_s, "tv": TV, "temporal": L_t} of an (H, W, 3)
+    RGB [0, 1] image; L_t = 0 without `targets.temporal`."""
     feats = spec.features(params, image)
     zero = jnp.zeros((), jnp.float32)
     l_c = sum((content_loss(feats[n], targets.content[n]) for n in spec.content_layers), zero)
     layer_weights = dict(zip(spec.style_layers, spec.style_layer_weights, strict=True))
     l_s = style_loss(feats, targets.grams, layer_weights, targets.masks, spec.arithmetic)
-    return {"content": l_c, "style": zero + l_s, "tv": total_variation(image, spec.tv_form)}
+    l_t = zero if targets.temporal is None else temporal_loss(image, targets.temporal)
+    return {"content": l_c, "style": zero + l_s, "tv": total_variation(image, spec.tv_form),
+            "temporal": l_t}
 
 
 def total_loss(
     params: Any, targets: Targets, loss_weights: LossWeights, image: jax.Array, spec: LossSpec
 ) -> tuple[jax.Array, dict[str, jax.Array]]:
-    """(alpha L_c + beta L_s + gamma TV, unweighted parts). Pure; jit with spec static."""
+    """(alpha L_c + beta L_s + gamma TV + tau L_t, unweighted parts). Pure; jit with spec
+    static."""
     parts = loss_parts(params, targets, image, spec)
     total = (loss_weights.content_weight * parts["content"]
              + loss_weights.style_weight * parts["style"] + loss_weights.tv_weight * parts["tv"])
+    if targets.temporal is not None:  # without it the program is the image objective's
+        total = total + loss_weights.temporal_weight * parts["temporal"]
     return total, parts

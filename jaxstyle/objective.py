@@ -1,5 +1,5 @@
 """The Gatys objective as a plain function of the image, for any optimizer, and the checks of
-what goes into it (images, style masks).
+what goes into it (images, style masks, a video frame's temporal targets).
 
     f = jaxstyle.objective(weights, content, style, config)
     total, parts = f(image)              # parts: the unweighted content, style and TV losses
@@ -18,7 +18,15 @@ import numpy as np
 from jaxstyle import color
 from jaxstyle.config import StyleConfig
 from jaxstyle.files import SettingError
-from jaxstyle.losses import LossSpec, LossWeights, Targets, compute_targets, total_loss
+from jaxstyle.image import resize_to
+from jaxstyle.losses import (
+    LossSpec,
+    LossWeights,
+    Targets,
+    Temporal,
+    compute_targets,
+    total_loss,
+)
 from jaxstyle.pixels import as_rgb, unit_samples
 from jaxstyle.vgg import VGGWeights, as_weights
 
@@ -60,6 +68,34 @@ def as_masks(masks: Sequence[Any], num_styles: int) -> list[np.ndarray]:
                                "style_masks")
         out.append(m)
     return out
+
+
+def as_temporal(temporal: Any, shape: tuple[int, int]) -> Temporal:
+    """`temporal` checked: (J, H, W, 3) images and (J, H, W) weights, both in [0, 1], at the
+    output's (H, W); SettingError naming `temporal` otherwise."""
+    if not isinstance(temporal, Temporal):
+        raise SettingError("temporal must be a jaxstyle.losses.Temporal(images, weights), got "
+                           f"{type(temporal).__name__}", "temporal")
+    images = np.asarray(temporal.images, np.float32)
+    weights = np.asarray(temporal.weights, np.float32)
+    if images.ndim != 4 or images.shape[1:] != (*shape, 3) or weights.shape != images.shape[:3]:
+        raise SettingError(f"temporal needs (J, {shape[0]}, {shape[1]}, 3) images and (J, "
+                           f"{shape[0]}, {shape[1]}) weights at the output's size, got "
+                           f"{images.shape} and {weights.shape}", "temporal")
+    for what, a in (("images", images), ("weights", weights)):
+        if not (np.isfinite(a).all() and a.min(initial=0) >= 0 and a.max(initial=0) <= 1):
+            raise SettingError(f"temporal {what} must be finite and in [0, 1]", "temporal")
+    return Temporal(images, weights)
+
+
+def resize_temporal(temporal: Temporal, shape: tuple[int, int]) -> Temporal:
+    """The temporal targets at a stage's (h, w) (as given at the output's size)."""
+    if temporal.images.shape[1:3] == tuple(shape):
+        return temporal
+    images = np.stack([resize_to(im, shape) for im in temporal.images])
+    weights = np.stack([np.clip(resize_to(np.repeat(c[..., None], 3, -1), shape)[..., 0], 0, 1)
+                        for c in temporal.weights])
+    return Temporal(images, weights)
 
 
 def prepare_targets(weights: VGGWeights, content: Any, styles: Any, config: StyleConfig,

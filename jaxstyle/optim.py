@@ -11,7 +11,8 @@ Conventions:
 - The iterate is the unconstrained (H, W, 3) RGB image; pixels may leave [0, 1] during a
   line search's run (its curvature pairs and line search need the plain objective). Other
   optimizers project onto [0, 1] after every step. Callers clip at output.
-- `losses` is (4,) float32 (total, content, style, tv) of `state.image` (`LOSS_NAMES`); the
+- `losses` is (5,) float32 (total, content, style, tv, temporal) of `state.image`
+  (`LOSS_NAMES`); the
   optimizer minimizes total itself.
 - History row t of a chunk holds the losses of the iterate after that chunk's step t.
 - `StepState.evaluations` counts objective evaluations (value and gradient together): the
@@ -41,10 +42,10 @@ class StepState(NamedTuple):
     """Everything the loop carries: a pytree, so `jax.vmap` batches it (leading axis K).
 
     image:      (H, W, 3) float32 current iterate x_t (unconstrained for L-BFGS).
-    opt_state:  the optax state for the parameter pytree {"image": x, "aux": (4,)}.
+    opt_state:  the optax state for the parameter pytree {"image": x, "aux": (5,)}.
     value:      () total(x_t), the minimized objective at x_t.
     grad:       (H, W, 3) gradient of the total at x_t.
-    losses:     (4,) (total, content, style, tv) at x_t.
+    losses:     (5,) (total, content, style, tv, temporal) at x_t (`LOSS_NAMES`).
     best_image: (H, W, 3) the iterate with the lowest finite total so far.
     best_loss:  () its total.
     best_step:  () int32 step at which it was reached (0 = the initial image).
@@ -97,21 +98,22 @@ def _averaged(average: Any, image: jax.Array, decay: float | None,
 
 @functools.partial(jax.jit, static_argnames="spec")
 def _loss_vector(params, targets, loss_weights, image, *, spec):
-    """(4,) float32 (total, content, style, tv) of `image`: `total_loss` as one vector.
+    """(5,) float32 (total, content, style, tv, temporal) of `image`: `total_loss` as one
+    vector in `LOSS_NAMES` order.
 
     Jitted although only ever called inside jitted programs: JAX then traces the network once
     per shape, and the init program and every evaluation inside zoom L-BFGS's line search
     reuse that trace and its derivative (XLA inlines the call: the programs are unchanged).
     """
     total, parts = total_loss(params, targets, loss_weights, image, spec)
-    return jnp.stack([total, parts["content"], parts["style"], parts["tv"]])
+    return jnp.stack([total, *(parts[name] for name in LOSS_NAMES[1:])])
 
 
 def _objective(params: Any, targets: Targets, loss_weights: LossWeights, spec: LossSpec):
     """f(p) = total(p["image"]) + p["aux"] . stop_gradient(losses).
 
     p["aux"] stays exactly 0 (its updates are zeroed), so f's value is the total, while the
-    gradient with respect to aux is (total, content, style, tv). This is how the loss parts
+    gradient with respect to aux is the loss vector (`LOSS_NAMES`). This is how the loss parts
     ride along with the gradients that optax's line search evaluates and stores: logging them
     costs no extra forward pass.
     """
@@ -246,8 +248,8 @@ def chunk(params: Any, targets: Targets, loss_weights: LossWeights, state: StepS
     """Run min(n_steps, max_steps) steps, stopping early once `state.ok` is False.
 
     n_steps is traced (a different count does not recompile); max_steps is static (the
-    history buffer length). Returns (state, history) with history (max_steps, 4) float32:
-    row i holds (total, content, style, tv) after step i of this call; rows of steps not run
+    history buffer length). Returns (state, history) with history (max_steps, 5) float32:
+    row i holds the losses (`LOSS_NAMES`) after step i of this call; rows of steps not run
     are NaN. The number of steps run is the change in `state.step`.
 
     Under `jax.vmap` over loss_weights and state (n_steps unbatched), members that hit a

@@ -94,13 +94,13 @@ def programs(mesh: Mesh, spec: LossSpec, opt: optimizers.Optimizer, batch: int, 
     """(init, chunk): the jitted programs of a run over the settings axis of `mesh`.
 
     init(params, content, style, lw[K], image0, opt_state0) -> (targets, state[K], losses
-        (K, 4)): the targets (`style`, the style targets of
+        (K, 5)): the targets (`style`, the style targets of
         `losses.compute_targets(with_content=False)`, with the features of `content`), each
         setting's initial state (`optim.init`) at image0 (None for init_from "content",
         (H, W, 3) for "shared", (K, H, W, 3) for "per_setting") and its initial losses.
         opt_state0: with `carry`, each setting's optimizer state to go on from (K-batched),
         else None.
-    chunk(params, targets, lw[K], state[K], n) -> (state[K], history (K, max_steps, 4)):
+    chunk(params, targets, lw[K], state[K], n) -> (state[K], history (K, max_steps, 5)):
         `optim.chunk` per setting; the state is donated.
     Cached by their static arguments, so equal runs reuse the traced and compiled programs.
     """
@@ -110,10 +110,10 @@ def programs(mesh: Mesh, spec: LossSpec, opt: optimizers.Optimizer, batch: int, 
     def local_init(params, content, style, lws, image0, opt_state0):
         targets = style._replace(content=content_features(params, content, spec))
 
-        def one(c, s, t, *mapped):
+        def one(c, s, t, tau, *mapped):
             image = mapped[0] if init_from == "per_setting" else image0
             start = content if init_from == "content" else image
-            return optim.init(params, targets, LossWeights(c, s, t), start, spec=spec,
+            return optim.init(params, targets, LossWeights(c, s, t, tau), start, spec=spec,
                               optim=opt, opt_state=mapped[-1] if carry else None)
 
         per_setting = ((image0,) if init_from == "per_setting" else ()) + (
@@ -124,8 +124,8 @@ def programs(mesh: Mesh, spec: LossSpec, opt: optimizers.Optimizer, batch: int, 
         return targets, states, states.losses
 
     def local_chunk(params, targets, lws, states, n_steps):
-        def one(c, s, t, state):
-            return optim.chunk(params, targets, LossWeights(c, s, t), state, n_steps,
+        def one(c, s, t, tau, state):
+            return optim.chunk(params, targets, LossWeights(c, s, t, tau), state, n_steps,
                                spec=spec, optim=opt, max_steps=max_steps)
 
         return map_settings(one, (*lws, states), batch)

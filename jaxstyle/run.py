@@ -20,7 +20,7 @@ from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from jaxstyle import optim, optimizers, parallel, runtime
-from jaxstyle.losses import LOSS_NAMES, LossSpec, LossWeights, compute_targets
+from jaxstyle.losses import LOSS_NAMES, LossSpec, LossWeights, Temporal, compute_targets
 from jaxstyle.result import Callback, Progress, Stage
 
 
@@ -29,11 +29,11 @@ class StageOutcome:
     """What `run_stage` returns: (K, ...) host arrays, images clipped but colours untouched."""
 
     images: np.ndarray
-    histories: np.ndarray  # (K, steps, 4)
+    histories: np.ndarray  # (K, steps, 5): LOSS_NAMES
     best_losses: np.ndarray
     best_steps: np.ndarray  # within the stage
     evaluations: np.ndarray  # (K,) within the stage, its initial ones included
-    initial_losses: np.ndarray  # (K, 4)
+    initial_losses: np.ndarray  # (K, 5)
     nonfinite: np.ndarray
     steps: int
     interrupted: bool
@@ -75,10 +75,12 @@ class Start:
 def run_stage(params: Any, spec: LossSpec, opt: optimizers.Optimizer, content: np.ndarray,
               styles: list[np.ndarray], blend: np.ndarray, masks: np.ndarray | None,
               loss_weights: LossWeights, start: Start, *, mesh: Mesh,
-              batch_size: int | None, schedule: Schedule) -> StageOutcome:
+              batch_size: int | None, schedule: Schedule,
+              temporal: Temporal | None = None) -> StageOutcome:
     """Optimize K settings at one size: content (h, w, 3), styles [(hk, wk, 3)], blend (S,),
-    masks None or (S, h, w), loss_weights (K,) host arrays, from `start`. Stops early when
-    every setting is non-finite or the callback returns False."""
+    masks None or (S, h, w), loss_weights (K,) host arrays, temporal None or a video frame's
+    `Temporal` at (h, w), from `start`. Stops early when every setting is non-finite or the
+    callback returns False."""
     t_start = time.perf_counter()
     stage = schedule.stages[schedule.index]
     n_dev = mesh.devices.size
@@ -99,6 +101,8 @@ def run_stage(params: Any, spec: LossSpec, opt: optimizers.Optimizer, content: n
         # Dispatched, not awaited: the programs compile while the device computes them.
         style = compute_targets(params, content, styles, blend, spec, with_content=False,
                                 masks=masks)
+        if temporal is not None:  # data like the content: replicated, traced
+            style = style._replace(temporal=runtime.put(temporal, replicated))
         lws = runtime.put(lws, by_setting)
         if image0 is not None:
             image0 = runtime.put(image0, by_setting if init_from == "per_setting"

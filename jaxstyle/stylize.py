@@ -37,8 +37,8 @@ from jaxstyle.config import StyleConfig
 from jaxstyle.files import SettingError
 from jaxstyle.grids import WeightGrid, as_settings
 from jaxstyle.image import resize_to, scale_shape, style_size_for
-from jaxstyle.losses import LOSS_NAMES, LossWeights
-from jaxstyle.objective import as_masks, as_styles
+from jaxstyle.losses import LOSS_NAMES, LossWeights, Temporal
+from jaxstyle.objective import as_masks, as_styles, as_temporal, resize_temporal
 from jaxstyle.pixels import as_rgb
 from jaxstyle.result import Callback, Result, Stage
 from jaxstyle.run import Schedule, StageOutcome, Start, run_stage
@@ -50,7 +50,8 @@ def stylize(content: Any, styles: Any, *, weights: VGGWeights, config: StyleConf
             style_masks: Sequence[Any] | None = None, preserve_colors: str = "none",
             callback: Callback | None = None, callback_every: int = 10,
             devices: Sequence[jax.Device] | None = None,
-            memory_limit: float | None = None) -> Result:
+            memory_limit: float | None = None,
+            temporal: Temporal | None = None) -> Result:
     """Stylize one content image with one style image or several; returns a `Result`.
 
     Minimizes total = alpha L_c + beta L_s + gamma TV (`jaxstyle.losses`) over the image
@@ -81,6 +82,12 @@ def stylize(content: Any, styles: Any, *, weights: VGGWeights, config: StyleConf
     devices         where to run (default JAX's first device).
     memory_limit    GiB the run may use (default: the available memory less a margin);
                     a run estimated above it is refused before any work.
+    temporal        a video frame's earlier results (`losses.Temporal`: (J, H, W, 3) warped
+                    images and (J, H, W) weights in [0, 1], at the output's size): adds
+                    tau L_t (`losses.temporal_loss`, tau = `config.temporal_weight`) to the
+                    objective. None (default): the image objective. Its values are traced:
+                    frames of one video, each with new images and weights, share one
+                    compiled program (`jaxstyle.video`).
 
     Raises SettingError (a ValueError naming the argument or field) for bad arguments, and
     for sizes the loss layers cannot use or memory cannot hold, before any work.
@@ -91,7 +98,8 @@ def stylize(content: Any, styles: Any, *, weights: VGGWeights, config: StyleConf
         raise SettingError("stylize takes scalar loss weights; use jaxstyle.sweep for several",
                            "loss_weights")
     return _run(content, styles, weights, config, WeightGrid.row(lw), init, style_masks,
-                preserve_colors, None, callback, callback_every, devices, memory_limit)
+                preserve_colors, None, callback, callback_every, devices, memory_limit,
+                temporal)
 
 
 def sweep(content: Any, styles: Any, *, weights: VGGWeights,
@@ -123,7 +131,7 @@ def sweep(content: Any, styles: Any, *, weights: VGGWeights,
         raise SettingError(f"batch_size must be a positive integer, got {batch_size!r}",
                            "batch_size")
     return _run(content, styles, weights, config, grid, init, style_masks, preserve_colors,
-                batch_size, callback, callback_every, devices, memory_limit)
+                batch_size, callback, callback_every, devices, memory_limit, None)
 
 
 def _config(config: Any) -> StyleConfig:
@@ -210,7 +218,7 @@ def _stages(content_hw, style_hws, config: StyleConfig) -> tuple[Stage, ...]:
 
 
 def _run(content, styles, weights, config, grid, init, style_masks, preserve_colors,
-         batch_size, callback, callback_every, devices, memory_limit) -> Result:
+         batch_size, callback, callback_every, devices, memory_limit, temporal) -> Result:
     t_start = time.perf_counter()
     weights = as_weights(weights)
     if isinstance(callback_every, bool) or not isinstance(callback_every, (int, np.integer)) \
@@ -229,6 +237,10 @@ def _run(content, styles, weights, config, grid, init, style_masks, preserve_col
     stages = plan_stages(content.shape[:2], [s.shape[:2] for s in styles], config,
                          settings=-(-k // mesh.devices.size), device=mesh.devices.flat[0],
                          memory_limit=memory_limit)
+    temporal = None if temporal is None else as_temporal(temporal, stages[-1].shape)
+    if temporal is not None and preserve_colors == "luminance":  # compared as optimized
+        temporal = temporal._replace(images=np.stack([color.luminance_image(im)
+                                                      for im in temporal.images]))
 
     run_content, run_styles = color.prepare(content, styles, preserve_colors)
     if init is not None and preserve_colors == "luminance":
@@ -250,7 +262,9 @@ def _run(content, styles, weights, config, grid, init, style_masks, preserve_col
                             [resize_to(s, hw) for s, hw in zip(run_styles, stage.style_shapes,
                                                                 strict=True)],
                             blend, None if masks is None else _resize_masks(masks, stage.shape),
-                            lws, start, mesh=mesh, batch_size=batch_size, schedule=schedule)
+                            lws, start, mesh=mesh, batch_size=batch_size, schedule=schedule,
+                            temporal=None if temporal is None else
+                            resize_temporal(temporal, stage.shape))
         outcomes.append(outcome)
         steps_before += outcome.steps
         if outcome.interrupted or outcome.nonfinite.all():

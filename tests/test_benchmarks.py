@@ -345,5 +345,7 @@ def test_device_check_quick_runs_every_part(tmp_path):
     train = {(r["kind"], r["dtype"]): r for r in report["train"]}
     assert set(train) == {("adain", "float32")}
     assert all(r["images_per_s"] > 0 and r["hours_to_160k_steps"] > 0 for r in train.values())
+    (video,) = report["video"]  # AdaIN end to end through jaxstyle.video (PyAV, OpenCV)
+    assert video["kind"] == "adain" and video["frames"] == 12 and video["frames_per_s"] > 0
     log = (tmp_path / "device_check.log").read_text()
     assert log.count("| 32 | float32 |") == 1 and log.count("| 32 | bfloat16 |") == 1

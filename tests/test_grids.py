@@ -32,7 +32,8 @@ def test_grid_content_by_style():
     assert grid.row_labels == ("alpha=1", "alpha=5")
     assert (grid.row_title, grid.col_title) == ("content", "style")
     # Row-major: cell (r, c) is content[r], style[c]; every product member exactly once.
-    expected = [(c, s, 1e-3) for c in (1, 5) for s in (1e2, 1e3, 1e4)]
+    # The fourth weight, the temporal one of video frames, is not swept: 0.
+    expected = [(c, s, 1e-3, 0.0) for c in (1, 5) for s in (1e2, 1e3, 1e4)]
     got = list(zip(*(a.tolist() for a in grid.loss_weights), strict=True))
     np.testing.assert_allclose(got, expected, rtol=1e-7)
     assert all(a.dtype == np.float32 and a.shape == (6,) for a in grid.loss_weights)
@@ -44,10 +45,10 @@ def test_grid_three_axes_and_single_axis():
     # Columns: style; rows: content x tv (content slowest).
     assert grid.shape == (6, 2)
     assert grid.row_labels[:3] == ("alpha=1 gamma=0", "alpha=1 gamma=1", "alpha=1 gamma=2")
-    got = set(zip(*(a.tolist() for a in grid.loss_weights), strict=True))
+    got = set(zip(*(a.tolist() for a in grid.loss_weights[:3]), strict=True))
     assert got == set(itertools.product((1.0, 2.0), (10.0, 20.0), (0.0, 1.0, 2.0)))
     i = grid.row_labels.index("alpha=2 gamma=1") * 2 + grid.col_labels.index("beta=20")
-    assert [float(a[i]) for a in grid.loss_weights] == [2.0, 20.0, 1.0]
+    assert [float(a[i]) for a in grid.loss_weights] == [2.0, 20.0, 1.0, 0.0]
 
     single = grids.loss_weight_grid(tv_weight=[0, 1e-2])
     assert single.shape == (1, 2) and single.col_title == "tv"
@@ -78,7 +79,7 @@ def test_ratio_weights():
 
 def test_as_settings_broadcasts_and_checks():
     lw = grids.as_settings(LossWeights.of(1.0, [1e2, 1e3], 0.0))
-    assert [a.tolist() for a in lw] == [[1, 1], [100, 1000], [0, 0]]
+    assert [a.tolist() for a in lw] == [[1, 1], [100, 1000], [0, 0], [0, 0]]
     assert all(a.dtype == np.float32 for a in lw)
     assert grids.as_settings(LossWeights.of(1.0, 2.0, 3.0)).content_weight.shape == (1,)
     # The values are checked once, where the LossWeights is built.

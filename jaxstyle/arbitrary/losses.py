@@ -23,6 +23,13 @@ AdaIN, with t = adain(phi_4(c), phi_4(s)), g = D(t), l = 1 .. 4:
 
     content = mse(phi_4(g), t);  style = style(g, s);  total = content + 10 style
 
+Optionally, MCCNet's illumination term (Deng et al., "Arbitrary Video Style Transfer via
+Multi-Channel Correlation", AAAI 2021; code diyiiyiii/MCCNet), given the noise n (B, H, W, 3)
+(`noise_sample`: Gaussian, sigma ~ U[0.01, 0.02] per batch) and its weight w:
+
+    noise = mse(D(T(c + n, s)), D(T(c, s)))   (AdaIN: T(x, s) = adain(phi_4(x), phi_4(s)))
+    total = ... + w noise                     (both decodes carry gradients, as in MCCNet)
+
 The encoder is frozen: its params pass through `jax.lax.stop_gradient`, so the gradient of
 either loss is zero for "encoder" and flows to "decoder" (and "transform") only; it still
 flows through the encoder's activations to the decoded images, as in the reference code.
@@ -70,29 +77,43 @@ def style_distance(out: dict[str, jax.Array], target: dict[str, jax.Array],
     return total
 
 
+def noise_sample(key: jax.Array, shape: tuple[int, ...]) -> jax.Array:
+    """MCCNet's noise: sigma ~ U[0.01, 0.02] (one per batch), then N(0, sigma^2) per sample;
+    float32 of `shape`."""
+    k_sigma, k_noise = jax.random.split(key)
+    sigma = jax.random.uniform(k_sigma, (), jnp.float32, 0.01, 0.02)
+    return sigma * jax.random.normal(k_noise, shape, jnp.float32)
+
+
 def sanet_loss(params: dict[str, Any], content: jax.Array, style: jax.Array, *,
                compute_dtype: Any = jnp.float32,
-               max_attention_bytes: int = sanet.DEFAULT_ATTENTION_BYTES
+               max_attention_bytes: int = sanet.DEFAULT_ATTENTION_BYTES,
+               noise: jax.Array | None = None, noise_weight: float = 0.0
                ) -> tuple[jax.Array, dict[str, jax.Array]]:
     """SANet's training loss (module docstring) -> (total, {"content", "style",
     "identity1", "identity2"}), float32 scalars. params: {"encoder", "decoder", "transform"}.
 
     The three Transform calls T(c, s), T(c, c), T(s, s) run as one batch of 3B (contents
     [c, c, s] against styles [s, c, s]), and so do the decoder and the second encoding: the
-    same values as separate calls, in larger products.
+    same values as separate calls, in larger products. With `noise` (module docstring), a
+    fourth quarter T(c + n, s) and the part "noise", weighted by noise_weight in the total.
     """
     b = _check_batches(content, style, "sanet")
     enc, dec, tp = _cast(params, ("encoder", "decoder", "transform"), compute_dtype)
-    feats = encode(enc, jnp.concatenate([content, style]).astype(compute_dtype), LAYERS)
+    images = [content, style] + ([] if noise is None else [content + noise])
+    feats = encode(enc, jnp.concatenate(images).astype(compute_dtype), LAYERS)
     fc = {k: v[:b] for k, v in feats.items()}
-    fs = {k: v[b:] for k, v in feats.items()}
-    contents = {k: jnp.concatenate([v[:b], v]) for k, v in feats.items()}  # [c, c, s]
-    styles = {k: jnp.concatenate([v[b:], v]) for k, v in feats.items()}  # [s, c, s]
+    fs = {k: v[b:2 * b] for k, v in feats.items()}
+    # contents [c, c, s (, c + n)] against styles [s, c, s (, s)]
+    contents = {k: jnp.concatenate([v[:b], v]) for k, v in feats.items()}
+    styles = {k: jnp.concatenate([v[b:2 * b], v[:2 * b]] + ([v[b:2 * b]] if noise is not None
+                                                             else [])) for k, v in feats.items()}
     code = sanet.style_code(tp, styles["relu4_1"], styles["relu5_1"],
                             max_attention_bytes=max_attention_bytes)
     t = sanet.transform(tp, contents["relu4_1"], contents["relu5_1"], code,
                         max_attention_bytes=max_attention_bytes)
-    out = decode(dec, t)  # [Ics, Icc, Iss]
+    out = decode(dec, t)  # [Ics, Icc, Iss (, Ics_noise)]
+    noisy, out = out[3 * b:], out[:3 * b]
     g = encode(enc, out, LAYERS)
     g_cs = {k: v[:b] for k, v in g.items()}
     norm = lambda x: mvn(_wide(x))  # noqa: E731
@@ -103,23 +124,29 @@ def sanet_loss(params: dict[str, Any], content: jax.Array, style: jax.Array, *,
         "identity2": sum(mse(g[k][b:2 * b], fc[k]) + mse(g[k][2 * b:], fs[k])
                          for k in LAYERS),
     }
-    return _total(parts, SANET_WEIGHTS), parts
+    return _with_noise(parts, SANET_WEIGHTS, noisy, out[:b], noise, noise_weight)
 
 
 def adain_loss(params: dict[str, Any], content: jax.Array, style: jax.Array, *,
-               compute_dtype: Any = jnp.float32) -> tuple[jax.Array, dict[str, jax.Array]]:
-    """AdaIN's training loss (module docstring) -> (total, {"content", "style"}), float32
-    scalars. params: {"encoder", "decoder"}; the content and style encodings run as one
-    batch of 2B."""
+               compute_dtype: Any = jnp.float32, noise: jax.Array | None = None,
+               noise_weight: float = 0.0) -> tuple[jax.Array, dict[str, jax.Array]]:
+    """AdaIN's training loss (module docstring) -> (total, {"content", "style"[, "noise"]}),
+    float32 scalars. params: {"encoder", "decoder"}; the content and style encodings run as
+    one batch of 2B (3B with `noise`: c + n too, decoded beside c)."""
     b = _check_batches(content, style, "adain")
     enc, dec = _cast(params, ("encoder", "decoder"), compute_dtype)
-    feats = encode(enc, jnp.concatenate([content, style]).astype(compute_dtype), _ADAIN_LAYERS)
-    fs = {k: v[b:] for k, v in feats.items()}
+    images = [content, style] + ([] if noise is None else [content + noise])
+    feats = encode(enc, jnp.concatenate(images).astype(compute_dtype), _ADAIN_LAYERS)
+    fs = {k: v[b:2 * b] for k, v in feats.items()}
     # The target t: AdaIN's statistics in float32, then the decoder's input in compute_dtype.
-    t = adain(_wide(feats["relu4_1"][:b]), _wide(fs["relu4_1"]))
-    g = encode(enc, decode(dec, t.astype(compute_dtype)), _ADAIN_LAYERS)
-    parts = {"content": mse(g["relu4_1"], t), "style": style_distance(g, fs, _ADAIN_LAYERS)}
-    return _total(parts, ADAIN_WEIGHTS), parts
+    c4 = _wide(feats["relu4_1"][:b] if noise is None else
+               jnp.concatenate([feats["relu4_1"][:b], feats["relu4_1"][2 * b:]]))
+    t = adain(c4, jnp.concatenate([_wide(fs["relu4_1"])] * (1 if noise is None else 2)))
+    decoded = decode(dec, t.astype(compute_dtype))
+    g = encode(enc, decoded[:b], _ADAIN_LAYERS)
+    parts = {"content": mse(g["relu4_1"], t[:b]),
+             "style": style_distance(g, fs, _ADAIN_LAYERS)}
+    return _with_noise(parts, ADAIN_WEIGHTS, decoded[b:], decoded[:b], noise, noise_weight)
 
 
 LOSSES = {"sanet": sanet_loss, "adain": adain_loss}
@@ -133,6 +160,16 @@ def _wide(x: jax.Array) -> jax.Array:
 
 def _total(parts: dict[str, jax.Array], weights: dict[str, float]) -> jax.Array:
     return sum(weights[name] * value for name, value in parts.items())
+
+
+def _with_noise(parts, weights, noisy, clean, noise, noise_weight):
+    """(total, parts) with MCCNet's term when `noise` was given: parts["noise"] =
+    mse(D(T(c + n, s)), D(T(c, s))), added to the total times noise_weight."""
+    total = _total(parts, weights)
+    if noise is None:
+        return total, parts
+    parts = {**parts, "noise": mse(noisy, clean)}
+    return total + noise_weight * parts["noise"], parts
 
 
 def _cast(params: dict[str, Any], parts: tuple[str, ...], dtype: Any) -> list[Any]:

@@ -37,11 +37,12 @@ from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from jaxstyle import memory, runtime
-from jaxstyle.arbitrary.losses import LOSSES
+from jaxstyle.arbitrary.losses import LOSSES, noise_sample
 from jaxstyle.arbitrary.train_config import TrainConfig
 from jaxstyle.files import SettingError
 
 AXIS = "batch"
+NOISE_SEED = 20210202  # MCCNet's noise: key(NOISE_SEED) folded with the step number
 
 
 class TrainState(NamedTuple):
@@ -95,9 +96,14 @@ def train_step(state: TrainState, encoder: Any, content: jax.Array, style: jax.A
     -> (the next state, {"total", parts ..., "lr"})."""
     dtype = jnp.dtype(config.compute_dtype)
     c, s = (x.astype(jnp.float32) / 255.0 for x in (content, style))
+    extra = {}
+    if config.noise_weight > 0:  # MCCNet's term; its noise seeded by the step number
+        key = jax.random.fold_in(jax.random.key(NOISE_SEED), state.step)
+        extra = {"noise": noise_sample(key, c.shape), "noise_weight": config.noise_weight}
 
     def loss(params):
-        return LOSSES[config.kind]({**params, "encoder": encoder}, c, s, compute_dtype=dtype)
+        return LOSSES[config.kind]({**params, "encoder": encoder}, c, s, compute_dtype=dtype,
+                                   **extra)
 
     (total, parts), grads = jax.value_and_grad(loss, has_aux=True)(state.params)
     updates, opt_state = optimizer(config).update(grads, state.opt_state, state.params)

@@ -12,7 +12,7 @@ from jaxstyle.files import SettingError
 from jaxstyle.runtime import COMPUTE_DTYPES
 
 # The fields the compiled step depends on (the rest shape the loop around it).
-STEP_FIELDS = ("kind", "learning_rate", "lr_decay", "compute_dtype")
+STEP_FIELDS = ("kind", "learning_rate", "lr_decay", "compute_dtype", "noise_weight")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -30,7 +30,10 @@ class TrainConfig:
     checkpoint_every: steps between checkpoints (0: only when stopped and at the end);
     keep_checkpoints: how many, the newest. sample_every: steps between sample sheets (0:
     none); samples: contents and styles on a sheet. data_threads: threads reading images
-    ahead (0: one per core, at most 16).
+    ahead (0: one per core, at most 16). noise_weight: the weight of MCCNet's illumination
+    term (Deng et al., AAAI 2021; their code weighs it 3000): the content plus Gaussian noise
+    must decode to what the clean content decodes to (`losses.noise_loss`); 0 (default): not
+    computed, the reference recipe. It steadies a model on video without video data.
     """
 
     kind: str
@@ -48,12 +51,14 @@ class TrainConfig:
     sample_every: int = 1000
     samples: int = 4
     data_threads: int = 0
+    noise_weight: float = 0.0
 
     def __post_init__(self):
         check_kind(self.kind)
         checks.choice("compute_dtype", self.compute_dtype, COMPUTE_DTYPES)
         checks.positive("learning_rate", self.learning_rate)
         checks.weights("lr_decay", self.lr_decay)
+        checks.weights("noise_weight", checks.number("noise_weight", self.noise_weight))
         for name in ("steps", "load_size", "crop_size", "log_every", "keep_checkpoints"):
             checks.integer(name, getattr(self, name), 1)
         for name in ("checkpoint_every", "sample_every", "samples", "data_threads", "seed"):

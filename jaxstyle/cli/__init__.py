@@ -5,6 +5,7 @@ library, and this one, which parses, runs and maps every error to its exit statu
     jaxstyle sanet|adain CONTENT STYLE [STYLE ...] -o OUT.png ...        (arbitrary)
     jaxstyle train-sanet|train-adain --content-dir DIR --style-dir DIR --out RUN
     jaxstyle convert SRC DEST.npz | jaxstyle convert sanet|adain DEST.npz --vgg ...
+    jaxstyle video IN STYLE [STYLE ...] -o OUT [--engine gatys|sanet|adain] ...
     jaxstyle serve [HOST:]PORT [--model M.npz] [--images DIR]            (serve: the browser app)
     --serve [HOST:]PORT on stylize and train-*: watch and stop the run in a browser (live)
 
@@ -24,7 +25,7 @@ import traceback
 from collections.abc import Sequence
 
 from jaxstyle import files
-from jaxstyle.cli import arbitrary, convert, gatys, serve, train
+from jaxstyle.cli import arbitrary, convert, gatys, serve, train, video
 from jaxstyle.cli.options import (
     EXIT_INTERRUPTED,
     EXIT_RUNTIME,
@@ -37,7 +38,7 @@ from jaxstyle.cli.options import (
 
 # The commands: modules whose add_parsers(subparsers) returns {name: parser}, each parser's
 # `run` default running it. `stylize` is the default form.
-MODULES = (gatys, arbitrary, train, convert, serve)
+MODULES = (gatys, arbitrary, train, convert, video, serve)
 
 
 def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParser]]:

@@ -59,17 +59,7 @@ def add_parsers(sub) -> dict[str, argparse.ArgumentParser]:
         p.add_argument("styles", metavar="STYLE", nargs="+", help="style image file(s)")
         p.add_argument("-o", "--output", metavar="OUT", required=True, type=Path,
                        help="output image (one content) or directory (several)")
-        g = p.add_argument_group("weights")
-        g.add_argument("--vgg", metavar="FILE", help="vgg_normalised.pth (the encoder)")
-        g.add_argument("--decoder", metavar="FILE",
-                       help="decoder_iter_500000.pth" if kind == "sanet" else
-                            "decoder.pth or iter_1000000.pth")
-        if kind == "sanet":
-            g.add_argument("--transformer", metavar="FILE", help="transformer_iter_500000.pth")
-        g.add_argument("--model", metavar="FILE.npz",
-                       help="a jaxstyle model (jaxstyle convert, or training's output) "
-                            "instead of the separate files; --vgg then names the encoder "
-                            "when the model has none")
+        add_model_options(p, kind)
         g = p.add_argument_group("style")
         g.add_argument("--alpha", metavar="A,...", type=numbers(),
                        help="content-style trade-off in [0, 1] (default 1: all style); a "
@@ -82,14 +72,40 @@ def add_parsers(sub) -> dict[str, argparse.ArgumentParser]:
                        default=DEFAULT_IMAGE_SIZE,
                        help=f"longest side of each output (default {DEFAULT_IMAGE_SIZE}); the "
                             "content is scaled up or down to it")
-        g.add_argument("--style-size", metavar="PX", type=numbers(int, many=False, minimum=1),
-                       help="longest side of each style image (default: --image-size)")
-        g.add_argument("--batch-size", metavar="N", type=numbers(int, many=False, minimum=1),
-                       default=8, help="contents per compiled call (default 8)")
+        add_size_options(g, "contents")
         add_runtime_options(p.add_argument_group("output and runtime"),
                             json_help="write a JSON summary: inputs, outputs, timings, device")
         parsers[kind] = p
     return parsers
+
+
+# The option groups of the feed-forward engines, shared with `jaxstyle video`.
+
+
+def add_model_options(p: argparse.ArgumentParser, kind: str | None) -> None:
+    """The "weights" group: --vgg, --decoder, --transformer (SANet; kind None: both
+    engines), --model."""
+    g = p.add_argument_group("weights" if kind else "sanet and adain weights")
+    g.add_argument("--vgg", metavar="FILE", help="vgg_normalised.pth (the encoder)")
+    g.add_argument("--decoder", metavar="FILE",
+                   help={"sanet": "decoder_iter_500000.pth",
+                         "adain": "decoder.pth or iter_1000000.pth"}.get(
+                       kind, "SANet's decoder_iter_500000.pth or AdaIN's decoder.pth"))
+    if kind in ("sanet", None):
+        g.add_argument("--transformer", metavar="FILE",
+                       help="transformer_iter_500000.pth" + ("" if kind else " (SANet)"))
+    g.add_argument("--model", metavar="FILE.npz",
+                   help="a jaxstyle model (jaxstyle convert, or training's output) "
+                        "instead of the separate files; --vgg then names the encoder "
+                        "when the model has none")
+
+
+def add_size_options(g, what: str) -> None:
+    """--style-size and --batch-size (`what` goes through the network per call)."""
+    g.add_argument("--style-size", metavar="PX", type=numbers(int, many=False, minimum=1),
+                   help="longest side of each style image (default: --image-size)")
+    g.add_argument("--batch-size", metavar="N", type=numbers(int, many=False, minimum=1),
+                   default=8, help=f"{what} per compiled call (default 8)")
 
 
 def contents_of(text: str) -> list[Path]:
@@ -112,8 +128,8 @@ def load_model(kind: str, args: argparse.Namespace):
     from jaxstyle.arbitrary import load_adain, load_sanet
 
     if kind == "sanet":
-        return load_sanet(vgg=args.vgg, decoder=args.decoder, transformer=args.transformer,
-                          model=args.model)
+        return load_sanet(vgg=args.vgg, decoder=args.decoder,
+                          transformer=getattr(args, "transformer", None), model=args.model)
     return load_adain(vgg=args.vgg, decoder=args.decoder, model=args.model)
 
 

@@ -89,6 +89,36 @@ def add_parsers(sub) -> dict[str, argparse.ArgumentParser]:
     p.add_argument("styles", metavar="STYLE", nargs="+", help="style image file(s)")
     p.add_argument("-o", "--output", metavar="OUT", required=True, type=Path,
                    help="output image; .png (recommended) or .jpg carry the settings")
+    add_loss_options(p)
+    add_optimization_options(p)
+    g = p.add_argument_group(
+        "sweeps", "A comma list on any weight option, or --ratio, runs every combination in "
+                  "one compiled program:\nOUT becomes the labelled contact sheet, setting i "
+                  "goes to OUT_c<a>_s<b>_tv<g>.png,\nthe manifest to OUT.json (or --json).")
+    g.add_argument("--ratio", metavar="R,...", type=numbers(),
+                   help="alpha/beta ratios (the paper's Fig. 3: 1e-3,8e-4,5e-3,5e-4); beta = "
+                        "alpha / R, or alpha = R * beta when --style-weight is given")
+    g.add_argument("--batch-size", metavar="N", type=numbers(int, many=False, minimum=1),
+                   help="settings per device at once (default: what fits)")
+    add_image_options(p)
+    g = p.add_argument_group("output and progress")
+    g.add_argument("--print-every", metavar="N", type=numbers(int, many=False, minimum=0),
+                   default=50, help="progress line every N steps when stderr is not a "
+                                    "terminal, 0 = never (default 50)")
+    g.add_argument("--save-every", metavar="N", type=numbers(int, many=False, minimum=0),
+                   default=0, help="also write OUT_<step>.png every N steps (default 0: never)")
+    g = p.add_argument_group("weights and runtime")
+    add_weights_option(g)
+    add_runtime_options(g, json_help="write a JSON summary: settings, timings, losses, device")
+    add_serve_options(p.add_argument_group("live page"))
+    return {"stylize": p}
+
+
+# The option groups of the Gatys engine, shared with `jaxstyle video` (same names, meanings).
+
+
+def add_loss_options(p: argparse.ArgumentParser) -> None:
+    """The "loss" group: weights, layers, style blend weights and masks, pooling, dtype."""
     g = p.add_argument_group("loss")
     for flag, meta, what in (("content", "ALPHA", "alpha, content loss weight"),
                              ("style", "BETA", "beta, style loss weight"),
@@ -116,6 +146,10 @@ def add_parsers(sub) -> dict[str, argparse.ArgumentParser]:
     g.add_argument("--matmul-precision", choices=tuple(PRECISIONS),
                    help="convolutions' and products' precision: default (TF32 on NVIDIA GPUs, "
                         "exact on CPUs), high, highest (exact float32)")
+
+
+def add_optimization_options(p: argparse.ArgumentParser) -> None:
+    """The "optimization" group: iterations, optimizer, learning rate, init, seed, average."""
     g = p.add_argument_group("optimization")
     g.add_argument("--iterations", metavar="N", type=numbers(int, many=False),
                    help=f"optimizer steps (default {_default('iterations')})")
@@ -136,15 +170,11 @@ def add_parsers(sub) -> dict[str, argparse.ArgumentParser]:
     g.add_argument("--average-decay", metavar="D", type=numbers(many=False),
                    help="write the moving average of the iterates with this decay (e.g. "
                         "0.99) instead of the best iterate (default: the best iterate)")
-    g = p.add_argument_group(
-        "sweeps", "A comma list on any weight option, or --ratio, runs every combination in "
-                  "one compiled program:\nOUT becomes the labelled contact sheet, setting i "
-                  "goes to OUT_c<a>_s<b>_tv<g>.png,\nthe manifest to OUT.json (or --json).")
-    g.add_argument("--ratio", metavar="R,...", type=numbers(),
-                   help="alpha/beta ratios (the paper's Fig. 3: 1e-3,8e-4,5e-3,5e-4); beta = "
-                        "alpha / R, or alpha = R * beta when --style-weight is given")
-    g.add_argument("--batch-size", metavar="N", type=numbers(int, many=False, minimum=1),
-                   help="settings per device at once (default: what fits)")
+
+
+def add_image_options(p: argparse.ArgumentParser) -> None:
+    """The "images" group: --image-size, --style-scale, --scales, --scale-iterations,
+    --preserve-colors."""
     g = p.add_argument_group("images")
     g.add_argument("--image-size", metavar="PX", type=numbers(int, many=False),
                    help=f"longest side of the output; the content is scaled up or down to it "
@@ -161,24 +191,19 @@ def add_parsers(sub) -> dict[str, argparse.ArgumentParser]:
     g.add_argument("--preserve-colors", choices=COLOR_MODES, default="none",
                    help="keep the content's colours: luminance = transfer on luminance only; "
                         "histogram = match the styles' colour statistics first (default none)")
-    g = p.add_argument_group("output and progress")
-    g.add_argument("--print-every", metavar="N", type=numbers(int, many=False, minimum=0),
-                   default=50, help="progress line every N steps when stderr is not a "
-                                    "terminal, 0 = never (default 50)")
-    g.add_argument("--save-every", metavar="N", type=numbers(int, many=False, minimum=0),
-                   default=0, help="also write OUT_<step>.png every N steps (default 0: never)")
-    g = p.add_argument_group("weights and runtime")
+
+
+def add_weights_option(g) -> None:
+    """--weights, the VGG19 file."""
     g.add_argument("--weights", metavar="FILE",
                    help=f"VGG19 weights (.h5, .pth or .npz); default ${ENV_WEIGHTS}, else the "
                         "cached download")
-    add_runtime_options(g, json_help="write a JSON summary: settings, timings, losses, device")
-    add_serve_options(p.add_argument_group("live page"))
-    return {"stylize": p}
 
 
-def config_and_grid(args: argparse.Namespace):
-    """(StyleConfig, the sweep's WeightGrid or None) of the parsed options. The library checks
-    every value; here only what concerns the command line's own options."""
+def style_config(args: argparse.Namespace):
+    """(StyleConfig, {weight field: the values given}) of the Gatys options: every option
+    whose dest is a `StyleConfig` field, a weight given as one value set in the config; the
+    init's command-line forms checked. Shared with `jaxstyle video`."""
     fields = {f: getattr(args, f) for f in DEFAULTS if getattr(args, f, None) is not None}
     lists = {f: fields.pop(f) for f in WEIGHT_FIELDS if f in fields}
     fields.update({f: v[0] for f, v in lists.items() if len(v) == 1})
@@ -192,7 +217,13 @@ def config_and_grid(args: argparse.Namespace):
         fields["init"] = args.init if args.init in INITS else "content"
     if args.scales in (None, "auto", "none") and args.image_size is None:
         fields["image_size"] = DEFAULT_IMAGE_SIZE
-    config = StyleConfig(**fields)
+    return StyleConfig(**fields), lists
+
+
+def config_and_grid(args: argparse.Namespace):
+    """(StyleConfig, the sweep's WeightGrid or None) of the parsed options. The library checks
+    every value; here only what concerns the command line's own options."""
+    config, lists = style_config(args)
     if args.ratio is None and all(len(v) == 1 for v in lists.values()):
         if args.batch_size is not None:
             raise UsageError("--batch-size is for sweeps: give a comma list of weights or --ratio")

@@ -95,6 +95,10 @@ def _add_options(p: argparse.ArgumentParser, kind: str) -> None:
             ("--seed", dict(type=count), "data order, crops, fresh weights (default 0)")):
         g.add_argument(flag, metavar="N" if "size" in flag or flag in ("--steps", "--seed")
                        else "X", **kw, help=what)
+    g.add_argument("--noise-weight", metavar="W", type=rate,
+                   help="MCCNet's illumination term (Deng et al., AAAI 2021; they used "
+                        "3000): noisy content must decode as the clean one, steadier on "
+                        "video (default 0: off)")
     g.add_argument("--bf16", action="store_true",
                    help="bfloat16 arithmetic (GPU/TPU); float32 weights, optimizer and losses")
     g = p.add_argument_group("progress and checkpoints")
