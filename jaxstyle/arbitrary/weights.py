@@ -189,6 +189,8 @@ def read_model(path: str | os.PathLike) -> tuple[str, dict[str, Any]]:
     if not path.is_file():
         raise WeightsError(f"{path}: no such file (expected a jaxstyle model .npz)", name="model")
     if not is_npz(path):
+        if path.suffix.lower() == ".npz":  # damaged (cut short, say): say what np.load says
+            read_npz(path, "jaxstyle model .npz")
         raise WeightsError(f"{path} is not a jaxstyle model .npz (released .pth files go to vgg=, "
                            "decoder=, transformer=)", name="model")
     flat = read_npz(path, "jaxstyle model .npz")
