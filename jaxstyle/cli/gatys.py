@@ -54,6 +54,8 @@ other commands:
   {PROG} sanet|adain ...        arbitrary style in one forward pass ({PROG} sanet --help)
   {PROG} train-sanet|train-adain --content-dir DIR --style-dir DIR --out RUN
                                 train those networks ({PROG} train-sanet --help)
+  {PROG} video IN STYLE -o OUT    a video, temporally consistent ({PROG} video --help)
+  {PROG} serve [HOST:]PORT        the browser app: upload, preview, refine, gallery
 
 environment:
   JAXSTYLE_WEIGHTS            weights file used when --weights is not given

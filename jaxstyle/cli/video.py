@@ -167,9 +167,14 @@ def run(args: argparse.Namespace) -> int:
     t_start = time.perf_counter()
     src, shape, config = _check(args)
     device = start_jax(args)
-    if args.engine != "gatys":
-        _check_memory(shape, args.batch_size, device)
     styles = [load_image(path) for path in args.styles]
+    if args.engine != "gatys":  # sized before the model is read: a size that cannot run
+        from jaxstyle.arbitrary.stylize import check_memory
+
+        side = args.style_size or max(shape)
+        check_memory(args.engine, shape, [scale_shape(s.shape[:2], side) for s in styles],
+                     batch=args.batch_size, memory_limit=args.memory_limit,
+                     styles_follow=args.style_size is None)
     if args.engine == "gatys":
         import jaxstyle
 
@@ -216,24 +221,6 @@ def run(args: argparse.Namespace) -> int:
         print(f"wrote {args.output} ({result.count} frames, {w}x{h}, {result.info.rate} fps"
               f"{ew}, {result.fps:.2f} frames/s)")
     return EXIT_OK
-
-
-# XLA's plan for SANet and AdaIN per frame pixel (temporaries and output, float32: 790-880
-# bytes at 128-256 px, batches of 1 and 4), rounded up.
-FEED_FORWARD_BYTES_PER_PIXEL = 1024
-
-
-def _check_memory(shape, batch_size: int, device) -> None:
-    """SettingError naming image_size when a batch of frames cannot fit (before any work)."""
-    from jaxstyle import memory
-
-    need = batch_size * shape[0] * shape[1] * FEED_FORWARD_BYTES_PER_PIXEL
-    budget = memory.budget(device)
-    if budget is not None and need > budget:
-        raise files.SettingError(
-            f"{batch_size} frames of {shape[1]}x{shape[0]} need about {need / 2**30:.3g} GiB, "
-            f"more than the {budget / 2**30:.3g} GiB a run may use on {device.platform}; use "
-            "a smaller --image-size or --batch-size", "image_size")
 
 
 def _recoloured(styles, src):
