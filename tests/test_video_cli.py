@@ -106,3 +106,45 @@ def test_ctrl_c_writes_a_playable_video_and_exits_130(vgg, tmp_path):
     assert doc["status"] == "interrupted" and doc["frames"] == done
     assert doc["engine"] == "gatys" and doc["frame_iterations"] == 10
     assert len(doc["per_frame"]["warping_error"]) == done - 1
+
+
+def test_the_live_page_shows_each_frame_and_stop_ends_the_video(clip, arbitrary_files,
+                                                                tmp_path, monkeypatch):
+    """--serve: the page gets every frame (its E_warp plotted, the frame as the image); Stop
+    pressed on it after the third frame ends the run as Ctrl-C does: a playable video of the
+    frames done, exit 130, the page's final state saying so."""
+    pytest.importorskip("aiohttp")
+    from jaxstyle.cli import live
+    from jaxstyle.web.live import Live
+
+    views, update = [], Live.update
+
+    class Recorded(live.View):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            views.append(self)
+
+    def pressing_stop(self, step, *args, **kwargs):
+        update(self, step, *args, **kwargs)
+        if step == 3:
+            self.request_stop()
+
+    monkeypatch.setattr(live, "View", Recorded)
+    monkeypatch.setattr(Live, "update", pressing_stop)
+    out = tmp_path / "live.mp4"
+    argv = ["video", str(clip), STYLE, "-o", str(out), "--engine", "adain", "--vgg",
+            str(arbitrary_files["vgg_normalised.pth"]), "--decoder",
+            str(arbitrary_files["decoder.pth"]), "--image-size", "32", "--batch-size", "1",
+            "--serve", "0", "--quiet"]
+    assert cli.main(argv) == 130
+    (view,) = views
+    state, _ = view.live.snapshot()
+    assert state["kind"] == "video" and state["status"] == "interrupted"
+    assert state["exit_code"] == 130 and state["outputs"] == [str(out)]
+    assert state["series"] == ["E_warp"] and [p[1] for p in state["points"]] == [1, 2, 3]
+    assert all(p[2] > 0 for p in state["points"][1:])  # no E_warp for the first frame
+    assert state["settings"]["engine"] == "adain" and state["settings"]["size"] == "32x24"
+    version, png = view.live.png()
+    assert png.startswith(b"\x89PNG")
+    with av.open(str(out)) as c:
+        assert len(list(c.decode(video=0))) == 3

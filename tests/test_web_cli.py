@@ -23,7 +23,7 @@ def busy_port():
     sock.close()
 
 
-@pytest.mark.parametrize("command", [[], ["train-sanet"], ["train-adain"]])
+@pytest.mark.parametrize("command", [[], ["video"], ["train-sanet"], ["train-adain"]])
 def test_long_commands_have_serve_and_open_browser(command, capsys):
     assert cli.main([*command, "--help"]) == 0
     out = capsys.readouterr().out

@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 
 from jaxstyle import __version__, files
-from jaxstyle.cli import arbitrary, gatys
+from jaxstyle.cli import arbitrary, gatys, live
 from jaxstyle.cli.console import Bar, InterruptFlag
 from jaxstyle.cli.options import (
     DEFAULT_IMAGE_SIZE,
@@ -31,6 +31,7 @@ from jaxstyle.cli.options import (
     UsageError,
     add_command,
     add_runtime_options,
+    add_serve_options,
     check_output,
     numbers,
     start_jax,
@@ -98,6 +99,7 @@ def add_parsers(sub) -> dict[str, argparse.ArgumentParser]:
     add_runtime_options(g, json_help="write a JSON summary: E_warp of the output and of the "
                                      "input, frames per second, seconds in flow, "
                                      "stylization and encoding")
+    add_serve_options(p.add_argument_group("live page"))
     return {"video": p}
 
 
@@ -154,18 +156,30 @@ def _check(args: argparse.Namespace):
         if any(len(v) > 1 for v in lists.values()):
             raise UsageError("video takes one value per weight (no sweeps)")
         config = config.replace(image_size=max(shape))
-        plan_stages(shape, [(max(shape), max(shape))] * len(args.styles), config)
+        plan_stages(shape, [(max(shape), max(shape))] * len(args.styles), config,
+                    memory_limit=args.memory_limit)
     return src, shape, config
 
 
 def run(args: argparse.Namespace) -> int:
-    """Check, load, stream the video through the engine, report."""
+    """Check, open the live page (--serve), load, stream the video through the engine,
+    report."""
+    t_start = time.perf_counter()
+    src, shape, config = _check(args)
+    view = live.View(args, kind="video", title=f"{args.input} -> {args.output}",
+                     download_name=f"{args.output.stem}_frame.png",
+                     stop_message="finishing the current frame, then writing the frames "
+                                  "done so far")
+    with view:
+        return _run(args, src, shape, config, view, t_start)
+
+
+def _run(args, src, shape, config, view: live.View, t_start: float) -> int:
     import jax
 
     from jaxstyle.video import FeedForwardEngine, GatysEngine, stylize_file
 
-    t_start = time.perf_counter()
-    src, shape, config = _check(args)
+    view.phase("loading", "reading the styles and the model")
     device = start_jax(args)
     styles = [load_image(path) for path in args.styles]
     if args.engine != "gatys":  # sized before the model is read: a size that cannot run
@@ -191,14 +205,20 @@ def run(args: argparse.Namespace) -> int:
             styles = _recoloured(styles, src)
         engine = FeedForwardEngine(params, 1.0 if args.alpha is None else args.alpha,
                                    args.style_blend_weights, args.batch_size)
+    view.describe(settings=_settings(args, shape, config), devices=[device])
+    view.phase("running", f"{args.engine}: the first frame compiles")
     flag = InterruptFlag(args.quiet, message=STOP)
+    latest = {}  # the newest output frame: the page's final image
     with Bar(args.quiet, total=src.info.frames, unit="frame", desc=args.engine,
              print_every=10) as bar, flag:
 
         def progress(p) -> bool:
             text = "" if p.warping_error is None else f"E_warp {p.warping_error:.3g}"
             bar.update(p.index + 1, text)
-            return not flag.is_set()
+            latest["frame"] = p.output
+            view.update(p.index + 1, p.total, {} if p.warping_error is None else
+                        {"E_warp": p.warping_error}, images=lambda: p.output)
+            return not (flag.is_set() or view.stopped)
 
         result = stylize_file(args.input, args.output, styles, engine=engine,
                               temporal_weight=args.temporal_weight,
@@ -210,17 +230,40 @@ def run(args: argparse.Namespace) -> int:
     if args.json is not None:
         files.write_json(args.json, _summary(args, result, device, t_start, jax),
                          sort_keys=True)
+    w, h = result.size
+    ew = "" if result.warping_error is None else (
+        f", E_warp {result.warping_error:.3g} (input {result.input_warping_error:.3g})")
     if result.stopped == "interrupted":
         print(f"{PROG}: interrupted; wrote the {result.count} frames done to {args.output}",
               file=sys.stderr, flush=True)
+        view.finish("interrupted", f"Stopped after {result.count} frames.",
+                    exit_code=EXIT_INTERRUPTED, images=latest.get("frame"),
+                    outputs=[str(args.output)])
         return EXIT_INTERRUPTED
     if not args.quiet:
-        w, h = result.size
-        ew = "" if result.warping_error is None else (
-            f", E_warp {result.warping_error:.3g} (input {result.input_warping_error:.3g})")
         print(f"wrote {args.output} ({result.count} frames, {w}x{h}, {result.info.rate} fps"
               f"{ew}, {result.fps:.2f} frames/s)")
+    view.finish("done", f"{result.count} frames, {w}x{h}{ew}.", exit_code=EXIT_OK,
+                images=latest.get("frame"), outputs=[str(args.output)])
     return EXIT_OK
+
+
+def _settings(args, shape, config) -> dict:
+    """What the live page lists: the video's own options and the engine's configuration."""
+    from jaxstyle.video import DEFAULT_TEMPORAL_WEIGHT
+
+    video = {"engine": args.engine, "input": args.input, "styles": args.styles,
+             "output": str(args.output), "size": f"{shape[1]}x{shape[0]}",
+             "temporal_weight": (DEFAULT_TEMPORAL_WEIGHT[args.engine]
+                                 if args.temporal_weight is None else args.temporal_weight),
+             "temporal_frames": list(args.temporal_frames), "flow": args.flow,
+             "every": args.every, "start": args.start, "duration": args.duration}
+    if config is not None:
+        video["config"] = config.to_dict()
+        video["frame_iterations"] = args.frame_iterations
+    else:
+        video["alpha"] = args.alpha
+    return video
 
 
 def _recoloured(styles, src):
