@@ -53,7 +53,7 @@ def available_bytes(device: jax.Device) -> int | None:
         stats = None
     if stats and "bytes_limit" in stats:
         return int(stats["bytes_limit"]) - int(stats.get("bytes_in_use", 0))
-    available = _host_available_bytes()
+    available = host_available_bytes()
     if available is None:
         return None
     if device.platform == "cpu":
@@ -103,20 +103,29 @@ def check(plan: MemoryPlan, what: str, bytes_at: Callable[[int], int], side: int
         f"memory less a margin; memory_limit overrides it); {fits}", name)
 
 
-def peak_rss_bytes() -> int | None:
-    """This process's peak resident memory (VmHWM), for reports; None where /proc is
-    absent."""
+def process_bytes() -> dict[str, int]:
+    """{"VmRSS": resident now, "VmHWM": its peak} of this process in bytes, from
+    /proc/self/status; {} where /proc is absent."""
+    out = {}
     try:
         with open("/proc/self/status") as f:
             for line in f:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
+                key, _, value = line.partition(":")
+                if key in ("VmRSS", "VmHWM"):
+                    out[key] = int(value.split()[0]) * 1024
+    except (OSError, ValueError, IndexError):
         pass
-    return None
+    return out
 
 
-def _host_available_bytes() -> int | None:
+def peak_rss_bytes() -> int | None:
+    """This process's peak resident memory (VmHWM), for reports; None where /proc is
+    absent."""
+    return process_bytes().get("VmHWM")
+
+
+def host_available_bytes() -> int | None:
+    """MemAvailable of the host in bytes (/proc/meminfo, else sysconf); None if unknown."""
     try:
         with open("/proc/meminfo") as f:
             for line in f:

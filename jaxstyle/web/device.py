@@ -12,6 +12,8 @@ import os
 from collections.abc import Sequence
 from typing import Any
 
+from jaxstyle.memory import host_available_bytes, process_bytes
+
 
 def describe(devices: Sequence[Any]) -> dict[str, Any]:
     """{"platform", "kind", "count", "host"} of the devices a run uses (JSON-ready)."""
@@ -33,30 +35,6 @@ def memory(devices: Sequence[Any]) -> dict[str, Any]:
     if stats and "bytes_in_use" in stats:
         return {"what": f"{first.platform} {first.id}", "used": stats.get("bytes_in_use"),
                 "peak": stats.get("peak_bytes_in_use"), "limit": stats.get("bytes_limit")}
-    status = _proc_status()
+    status = process_bytes()
     return {"what": "process (host RAM)", "used": status.get("VmRSS"),
-            "peak": status.get("VmHWM"), "limit": _mem_available()}
-
-
-def _proc_status() -> dict[str, int]:
-    out = {}
-    try:
-        with open("/proc/self/status") as f:
-            for line in f:
-                key, _, value = line.partition(":")
-                if key in ("VmRSS", "VmHWM"):
-                    out[key] = int(value.split()[0]) * 1024
-    except (OSError, ValueError, IndexError):
-        pass
-    return out
-
-
-def _mem_available() -> int | None:
-    try:
-        with open("/proc/meminfo") as f:
-            for line in f:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except (OSError, ValueError, IndexError):
-        pass
-    return None
+            "peak": status.get("VmHWM"), "limit": host_available_bytes()}
