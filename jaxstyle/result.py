@@ -29,8 +29,10 @@ class Progress:
 
     step / total_steps: steps done / planned over the whole run (all stages).
     stage (0-based), num_stages, shape: the current stage and its image (h, w).
-    losses: {"total", "content", "style", "tv"}: (K,) arrays at the latest step (unweighted
-        parts, weighted total); best_losses: (K,) lowest finite totals of this stage so far.
+    losses: {"total", "content", "style", "tv", "temporal"}: (K,) arrays at the latest step
+        (unweighted parts, weighted total; "temporal" is 0 but for a video's frames);
+        shown_losses(): the same without a temporal term that is 0 throughout (what progress
+        lines and pages show); best_losses: (K,) lowest finite totals of this stage so far.
     evaluations: (K,) int objective evaluations (value and gradient) each setting spent over
         the whole run so far, or None (a caller that does not count them).
     images(): (K, h, w, 3) float32 RGB in [0, 1], the best iterates so far (colours as the
@@ -50,6 +52,9 @@ class Progress:
 
     def images(self) -> np.ndarray:
         return self._images()
+
+    def shown_losses(self) -> dict[str, np.ndarray]:
+        return {name: v for name, v in self.losses.items() if name != "temporal" or np.any(v)}
 
     def image(self) -> np.ndarray:
         images = self.images()

@@ -532,9 +532,10 @@ class FakeTerminal(io.StringIO):
         return True
 
 
-def _progress(step, total=4, k=1):
+def _progress(step, total=4, k=1, temporal=0.0):
     losses = {"total": np.full(k, 12.5), "content": np.full(k, 2.0),
-              "style": np.full(k, 0.01), "tv": np.full(k, 3.0)}
+              "style": np.full(k, 0.01), "tv": np.full(k, 3.0),
+              "temporal": np.full(k, temporal)}
     return jaxstyle.Progress(step, total, 0, 1, (8, 8), losses, losses["total"],
                              lambda: np.zeros((k, 8, 8, 3), np.float32),
                              np.full(k, 2 * step + 1))
@@ -556,6 +557,12 @@ def test_progress_bar_on_a_terminal_and_lines_otherwise(monkeypatch):
             bar.steps(_progress(step, 6, k=2))
     assert [ln.split()[1] for ln in plain.getvalue().splitlines()] == ["3/6", "6/6"]
     assert "evals 26  2 settings, total 12.5 .. 12.5" in plain.getvalue()  # 2 x 13 at step 6
+    assert "temporal" not in text + plain.getvalue()  # 0 throughout: not a video frame
+    video = io.StringIO()
+    monkeypatch.setattr(sys, "stderr", video)
+    with Bar(False, unit="step", desc="", total=4, print_every=1) as bar:
+        bar.steps(_progress(1, temporal=0.25))
+    assert "tv 3  temporal 0.25" in video.getvalue()
     quiet = FakeTerminal()
     monkeypatch.setattr(sys, "stderr", quiet)
     with Bar(True, unit="step", desc="", total=4, print_every=1) as bar:

@@ -78,7 +78,7 @@ class Bar:
 def _losses_text(progress) -> str:
     """"evals E  total ...  content ...": E the evaluations (summed over the settings of a
     sweep, whose losses show as a range)."""
-    losses = progress.losses
+    losses = progress.shown_losses()
     evaluations = getattr(progress, "evaluations", None)
     evals = "" if evaluations is None else f"evals {int(sum(evaluations))}  "
     if len(losses["total"]) == 1:

@@ -182,7 +182,7 @@ class Live:
     def progress(self, progress: Any) -> None:
         """`update` from a style transfer's `jaxstyle.Progress` (K settings): one setting's
         losses as its parts, several settings' totals each under its cell label."""
-        losses = progress.losses
+        losses = progress.shown_losses()
         if len(losses["total"]) == 1:
             plotted = {name: v[0] for name, v in losses.items()}
         else:
