@@ -261,11 +261,63 @@ def test_rounded_objectives_cost_one_evaluation_per_iteration(weights, monkeypat
     evaluation per iteration, to no worse a loss."""
     new, new_loss = _evaluations_per_iteration(weights, monkeypatch, 1.0)
     old, old_loss = _evaluations_per_iteration(weights, monkeypatch, 0.0)
-    assert old > 2.0, old  # the scenario still shows the problem
-    assert new <= 1.3, new
+    # How much the old tolerance costs here depends on the CPU's kernels (8.7 per iteration
+    # with AVX-512, 1.1 under --xla_cpu_max_isa=AVX2: other summation orders, other
+    # rounding); the mechanism is pinned CPU-independently by the test below.
+    assert new <= min(1.3, old), (new, old)
     assert new_loss <= old_loss * (1 + 1e-4)
     # The tolerance follows the arithmetic: float32 keeps optax's 1e-6 on a CPU.
     spec = jaxstyle.StyleConfig().loss_spec("caffe")
     assert float(linesearch.unit_roundoff(spec)) == 2.0**-24
     bf16 = jaxstyle.StyleConfig(compute_dtype="bfloat16").loss_spec("caffe")
     assert linesearch.unit_roundoff(bf16) == 2.0**-8
+
+
+def _rounded_quadratic_counts(approx_dec_rtol, iterations=30):
+    """Line-search evaluations of each of `iterations` zoom L-BFGS steps (jaxstyle's
+    transformation) on sum_i bf16(c_i + 1e-3 d_i x_i^2 / 2): every term rounded to
+    bfloat16's 8 significant bits as a GPU's bfloat16 operands are, so once the decreases
+    fall below that rounding the summed value moves up or down by a few units of 2^-8 c_i at
+    random. Returns (counts, final value)."""
+    rng = np.random.default_rng(0)
+    n = 256
+    d = jnp.asarray(np.geomspace(1.0, 100.0, n), jnp.float32)
+    c = jnp.asarray(rng.uniform(0.5, 1.5, n), jnp.float32)
+
+    def f(x):
+        terms = c + 0.5e-3 * d * x * x
+        return jnp.sum(jax.lax.reduce_precision(terms, exponent_bits=8, mantissa_bits=7))
+
+    lbfgs = optimizers.Optimizer("lbfgs")
+    value_and_grad = optax.value_and_grad_from_state(f)
+    rtol = jnp.float32(approx_dec_rtol)  # traced: both tolerances share one program
+
+    @jax.jit
+    def step(x, state, rtol):
+        value, grad = value_and_grad(x, state=state)
+        updates, state = lbfgs.transformation(rtol).update(grad, state, x, value=value,
+                                                           grad=grad, value_fn=f)
+        return optax.apply_updates(x, updates), state
+
+    x = jnp.asarray(rng.normal(size=n), jnp.float32)
+    state, counts = lbfgs.transformation(rtol).init(x), []
+    for _ in range(iterations):
+        x, state = step(x, state, rtol)
+        counts.append(int(optax.tree_utils.tree_get(state, "num_linesearch_steps")))
+    return counts, float(f(x))
+
+
+def test_the_decrease_tolerance_of_the_arithmetic_ends_the_bisections():
+    """The mechanism behind the GPU's 5.7-7.5 evaluations per iteration, independent of the
+    CPU's kernels: with optax's 1e-6 relative tolerance the decrease test reads bfloat16
+    rounding as increases and the zoom bisects (20 in one line search, then 3-13 each);
+    with the unit roundoff of the arithmetic (`linesearch.unit_roundoff`, what
+    `Optimizer.rounding_tolerance` 1 gives) one evaluation per iteration, to no worse a
+    value."""
+    u = linesearch.unit_roundoff(jaxstyle.StyleConfig(compute_dtype="bfloat16")
+                                 .loss_spec("caffe"))
+    old, old_value = _rounded_quadratic_counts(linesearch.DEFAULT_APPROX_DEC_RTOL)
+    new, new_value = _rounded_quadratic_counts(u)
+    assert np.mean(old[10:]) > 3.0, old
+    assert np.mean(new[10:]) <= 1.3, new
+    assert new_value <= old_value
