@@ -362,7 +362,7 @@ def test_bad_image_shape(weights, content_image):
 
 def test_feature_sizes_by_arithmetic_match_the_network(weights):
     """compute_targets takes M of each style layer from the image size (no forward pass)."""
-    from jaxstyle.losses import _pixels_at
+    from jaxstyle.guided import pixels_at as _pixels_at
     from jaxstyle.vgg import LAYER_NAMES
 
     image = smooth_image(14, 37, 45)  # odd sizes: VALID pooling floors

@@ -18,7 +18,8 @@ from PIL import Image
 
 import jaxstyle
 from jaxstyle import cli
-from jaxstyle.losses import guided_style_layer_loss, style_layer_loss
+from jaxstyle.guided import guided_style_layer_loss
+from jaxstyle.losses import style_layer_loss
 from jaxstyle.vgg import features
 
 # Soft masks, odd sizes, two styles, every pooling depth.
