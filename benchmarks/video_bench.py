@@ -24,7 +24,8 @@ Parts:
 - speed: SANet and AdaIN end to end at --speed-size (decode, DIS-fast flow, network, encode)
   on --speed-frames frames: the pipeline's split (flow thread, device, encoder thread).
 Writes OUT/video_bench.json, OUT/ewarp.png (E_warp per frame, each engine) and
-OUT/frames.png (a contact strip: rows per engine and setting, columns frames).
+OUT/frames.jpg (a contact strip, rows per engine and setting, columns frames; JPEG, since
+full-size frames make a PNG of megabytes).
 """
 
 from __future__ import annotations
@@ -261,7 +262,7 @@ def plots(report: dict, frames: dict, out: str) -> None:
         sheet = jaxstyle.contact_sheet(rows, row_labels=labels,
                                        col_labels=[f"frame {i}" for i in range(len(rows[0]))],
                                        title="random weights")
-        jaxstyle.save_image(os.path.join(out, "frames.png"), sheet)
+        jaxstyle.save_image(os.path.join(out, "frames.jpg"), sheet)
 
 
 def _input(runs) -> list[float]:
