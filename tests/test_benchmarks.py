@@ -11,7 +11,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from conftest import FAST_COMPILE, ROOT, load_script
+from conftest import FAST_COMPILE, ROOT, load_script, with_fast_compile
 
 import jaxstyle
 from jaxstyle.losses import Targets, total_loss
@@ -56,8 +56,9 @@ def test_gatys_flops_match_xla_cost_analysis(weights):
     assert analytic <= xla <= 1.01 * analytic
 
 
-def test_gatys_bench_quick(tmp_path):
+def test_gatys_bench_quick(tmp_path, monkeypatch):
     """The real CLI at 32 px: cold compile, a warm second process that hits the cache."""
+    monkeypatch.setenv("XLA_FLAGS", with_fast_compile())  # the CLI processes' flags
     out = tmp_path / "gatys_bench.json"
     assert gatys_bench.main(["--quick", "--optimizers", "adam", "--sweep-ks", "", "--no-torch",
                        "--silent", "--json", str(out)]) == 0
@@ -315,7 +316,10 @@ def test_train_pieces_inputs_follow_the_recipe_shapes():
 
 
 def test_device_check_quick_runs_every_part(tmp_path):
-    env = dict(os.environ, PYTHON=sys.executable, JAX_PLATFORMS="cpu")
+    # LLVM's optimizations off in every process of the check (FAST_COMPILE): at 32 px its
+    # parts are compile time, 79 -> 54 CPU seconds on this CPU.
+    env = dict(os.environ, PYTHON=sys.executable, JAX_PLATFORMS="cpu",
+               XLA_FLAGS=with_fast_compile())
     env.pop("JAXSTYLE_NO_COMPILE_CACHE", None)  # the second-process part needs the cache
     out = subprocess.run(["bash", str(ROOT / "benchmarks" / "device_check.sh"), "--quick",
                           str(tmp_path)], env=env, capture_output=True, text=True, timeout=600)

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import ROOT, assert_adam_runs_close, smooth_image
+from conftest import ROOT, assert_adam_runs_close, smooth_image, with_fast_compile
 
 import jaxstyle
 from jaxstyle import LossWeights, StyleConfig
@@ -250,10 +250,13 @@ SHARDED = textwrap.dedent("""
 def _run_script(tmp_path, script, *args, env=None, timeout=300):
     path = tmp_path / "script.py"
     path.write_text(script)
-    # This checkout first on the path (the venv's jaxstyle may be another checkout).
+    # This checkout first on the path (the venv's jaxstyle may be another checkout); LLVM's
+    # optimizations off (FAST_COMPILE) besides the caller's flags.
+    env = dict(env or {})
+    env["XLA_FLAGS"] = with_fast_compile(env.get("XLA_FLAGS", ""))
     return subprocess.Popen([sys.executable, str(path), str(Path(__file__).parent), *args],
                             env=dict(os.environ, JAX_PLATFORMS="cpu", PYTHONPATH=str(ROOT),
-                                     **(env or {})),
+                                     **env),
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 

@@ -248,14 +248,20 @@ def _run(args, src, shape, config, view: live.View, t_start: float) -> int:
     return EXIT_OK
 
 
-def _settings(args, shape, config) -> dict:
-    """What the live page lists: the video's own options and the engine's configuration."""
+def _temporal_weight(args) -> float:
+    """The temporal weight the run uses: --temporal-weight, else the engine's default."""
     from jaxstyle.video import DEFAULT_TEMPORAL_WEIGHT
 
+    if args.temporal_weight is None:
+        return DEFAULT_TEMPORAL_WEIGHT[args.engine]
+    return args.temporal_weight
+
+
+def _settings(args, shape, config) -> dict:
+    """What the live page lists: the video's own options and the engine's configuration."""
     video = {"engine": args.engine, "input": args.input, "styles": args.styles,
              "output": str(args.output), "size": f"{shape[1]}x{shape[0]}",
-             "temporal_weight": (DEFAULT_TEMPORAL_WEIGHT[args.engine]
-                                 if args.temporal_weight is None else args.temporal_weight),
+             "temporal_weight": _temporal_weight(args),
              "temporal_frames": list(args.temporal_frames), "flow": args.flow,
              "every": args.every, "start": args.start, "duration": args.duration}
     if config is not None:
@@ -276,7 +282,7 @@ def _recoloured(styles, src):
 
 
 def _summary(args, result, device, t_start, jax) -> dict:
-    from jaxstyle.video import DEFAULT_FLOW, DEFAULT_TEMPORAL_WEIGHT
+    from jaxstyle.video import DEFAULT_FLOW
 
     num = files.json_number
     return {
@@ -286,8 +292,7 @@ def _summary(args, result, device, t_start, jax) -> dict:
         "input": args.input, "styles": args.styles, "output": str(args.output),
         "frames": result.count, "size": list(result.size),
         "frame_rate": str(result.info.rate),
-        "temporal_weight": (DEFAULT_TEMPORAL_WEIGHT[args.engine] if args.temporal_weight is None
-                            else args.temporal_weight),
+        "temporal_weight": _temporal_weight(args),
         "temporal_frames": list(args.temporal_frames),
         "flow": args.flow or DEFAULT_FLOW[args.engine],
         "frame_iterations": args.frame_iterations if args.engine == "gatys" else None,
