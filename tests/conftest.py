@@ -50,6 +50,11 @@ def with_fast_compile(flags: str | None = None) -> str:
     return f"{flags} {FAST_COMPILE}".strip()
 
 
+# The first two VGG blocks only, for tests of the run's plumbing (stages, sweeps, callbacks,
+# optimizers) rather than of the network: half the compile time of the default layers.
+SHALLOW = {"content_layers": ("relu2_1",), "style_layers": ("relu1_1", "relu2_1")}
+
+
 def assert_rel(actual, expected, rtol, what=""):
     """max |actual - expected| / max |expected| < rtol (float64; an all-zero expectation
     would make the check vacuous and fails it)."""

@@ -11,7 +11,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from conftest import smooth_image
+from conftest import SHALLOW, smooth_image
 
 import jaxstyle
 from jaxstyle import color, optim, optimizers, parallel
@@ -22,6 +22,9 @@ from jaxstyle.runtime import count_compiles
 from jaxstyle.stylize import min_side
 
 ITERATIONS = 10
+# The run's machinery, not the network, is under test here: the first two VGG blocks
+# (conftest.SHALLOW), except where a test says which layers it needs.
+DEFAULT_LAYERS = dict(content_layers=jaxstyle.CONTENT_LAYERS, style_layers=jaxstyle.STYLE_LAYERS)
 
 
 @pytest.fixture(scope="module")
@@ -30,7 +33,8 @@ def images():
 
 
 def make_config(optimizer, **changes):
-    fields = dict(optimizer=optimizer, iterations=ITERATIONS, init="noise", tv_weight=1e-3)
+    fields = dict(optimizer=optimizer, iterations=ITERATIONS, init="noise", tv_weight=1e-3,
+                  **SHALLOW)
     return jaxstyle.StyleConfig(**{**fields, **changes})
 
 
@@ -148,9 +152,9 @@ def test_best_iterate_is_kept(weights, images):
 
 def poisoned(weights):
     params = dict(weights.params)
-    bias = np.array(params["conv3_1"]["bias"])
+    bias = np.array(params["conv2_1"]["bias"])
     bias[0] = np.nan
-    params["conv3_1"] = {**params["conv3_1"], "bias": jnp.asarray(bias)}
+    params["conv2_1"] = {**params["conv2_1"], "bias": jnp.asarray(bias)}
     return jaxstyle.VGGWeights(params, weights.convention, source="poisoned")
 
 
@@ -301,7 +305,7 @@ def test_sizes_that_cannot_work_are_refused_before_any_work(weights, images):
         with pytest.raises(ValueError, match=r"at 16 px the image would be 13x16, smaller "
                                              r"than 16 px on a side"):
             jaxstyle.stylize(content, style, weights=weights,
-                             config=make_config("adam", image_size=16))
+                             config=make_config("adam", image_size=16, **DEFAULT_LAYERS))
         with pytest.raises(ValueError, match=r"the largest that fits is about \d+ px"):
             jaxstyle.stylize(content, style, weights=weights,
                              config=make_config("adam", image_size=1_000_000))
@@ -354,7 +358,8 @@ def stage_images():
 
 def stage_config(**changes):
     fields = dict(optimizer="adam", learning_rate=0.05, scales=SCALES,
-                  scale_iterations=STAGE_ITERATIONS, style_scale=0.75, tv_weight=1e-3)
+                  scale_iterations=STAGE_ITERATIONS, style_scale=0.75, tv_weight=1e-3,
+                  **SHALLOW)
     return jaxstyle.StyleConfig(**{**fields, **changes})
 
 
@@ -432,7 +437,7 @@ def test_a_stage_too_small_for_the_layers_is_refused(weights, stage_images):
     with pytest.raises(ValueError, match=r"at 32 px the style image would be 12x9, smaller "
                                          r"than 16 px"):
         jaxstyle.stylize(*stage_images, weights=weights,
-                         config=stage_config(style_scale=0.375))
+                         config=stage_config(style_scale=0.375, **DEFAULT_LAYERS))
 
 
 def test_luminance_colours_on_every_image(weights, stage_images):

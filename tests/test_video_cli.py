@@ -90,6 +90,7 @@ def test_ctrl_c_writes_a_playable_video_and_exits_130(vgg, tmp_path):
     p = run_python("import sys; from jaxstyle.cli import main; sys.exit(main(sys.argv[1:]))",
                    "video", clip, STYLE, "-o", out, "--weights", vgg, "--image-size", "32",
                    "--iterations", "2", "--frame-iterations", "2", "--scales", "none",
+                   "--content-layers", "relu2_1", "--style-layers", "relu1_1,relu2_1",
                    "--optimizer", "adam", "--json", summary, env={"XLA_FLAGS": FAST_COMPILE})
     line = ""
     while not line.startswith("frame 10/"):  # progress lines: every 10 frames

@@ -5,7 +5,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from conftest import EXAMPLES, assert_rel, smooth_image
+from conftest import EXAMPLES, SHALLOW, assert_rel, smooth_image
 from references import numpy_video
 
 import jaxstyle
@@ -166,7 +166,7 @@ def test_later_frames_share_one_program(weights):
     content, style = smooth_image(5, 32, 32), smooth_image(6, 32, 32)
     rng = np.random.default_rng(3)
     config = jaxstyle.StyleConfig(scales=None, iterations=2, image_size=32,
-                                  temporal_weight=1e3, optimizer="adam")
+                                  temporal_weight=1e3, optimizer="adam", **SHALLOW)
 
     def frame(tau):
         t = Temporal(rng.random((2, 32, 32, 3)).astype(np.float32),
