@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import one_line_error, with_fast_compile
+from conftest import SHALLOW, one_line_error, with_fast_compile
 from PIL import Image
 from references.weight_files import write_keras_h5
 
@@ -36,8 +36,7 @@ REPO = Path(__file__).resolve().parents[1]
 SIZE = 32  # --image-size of every run: one compiled shape for the whole file
 ITERS = "3"
 # Shallow layers: the network stops at relu2_1, which halves the compile time.
-LAYERS = {"content_layers": ("relu2_1",), "style_layers": ("relu1_1", "relu2_1")}
-RUN_CONFIG = StyleConfig(optimizer="adam", iterations=int(ITERS), image_size=SIZE, **LAYERS)
+RUN_CONFIG = StyleConfig(optimizer="adam", iterations=int(ITERS), image_size=SIZE, **SHALLOW)
 
 
 
@@ -324,8 +323,8 @@ def test_unavailable_device_exits_1(files, tmp_path, weights_file, capsys, devic
 def run_argv(files, weights_file, out, *extra):
     return [str(files["content"]), str(files["style"]), "-o", str(out),
             "--weights", str(weights_file), "--image-size", str(SIZE), "--optimizer", "adam",
-            "--iterations", ITERS, "--content-layers", ",".join(LAYERS["content_layers"]),
-            "--style-layers", ",".join(LAYERS["style_layers"]), *extra]
+            "--iterations", ITERS, "--content-layers", ",".join(SHALLOW["content_layers"]),
+            "--style-layers", ",".join(SHALLOW["style_layers"]), *extra]
 
 
 def size_of(path) -> tuple[int, int]:

@@ -6,14 +6,13 @@ import json
 import jax
 import numpy as np
 import pytest
-from conftest import smooth_image
+from conftest import SHALLOW, smooth_image
 
 import jaxstyle
 from jaxstyle import cli, optim, optimizers
 from jaxstyle.config import auto_scales
 from jaxstyle.objective import prepare_targets
 
-SHALLOW = dict(content_layers=("relu3_1",), style_layers=("relu1_1", "relu2_1", "relu3_1"))
 TWO = jaxstyle.StyleConfig(optimizer="adam", learning_rate=0.05, scales=(32, 64),
                            scale_iterations=(6, 3), **SHALLOW)
 

@@ -8,15 +8,14 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
-from conftest import EXAMPLES, load_script, smooth_image
+from conftest import EXAMPLES, SHALLOW, load_script, smooth_image
 
 import jaxstyle
 from jaxstyle.arbitrary import stylize_adain
 
 SIZE = 32
 # One compiled program for the runs of this file: shallow layers, Adam, a few steps.
-LAYERS = dict(content_layers=("relu2_1",), style_layers=("relu1_1", "relu2_1"))
-CONFIG = jaxstyle.StyleConfig(optimizer="adam", iterations=3, scales=None, **LAYERS)
+CONFIG = jaxstyle.StyleConfig(optimizer="adam", iterations=3, scales=None, **SHALLOW)
 
 
 @pytest.fixture(scope="module")

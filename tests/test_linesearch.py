@@ -16,7 +16,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
-from conftest import smooth_image
+from conftest import SHALLOW, smooth_image
 
 import jaxstyle
 from jaxstyle import linesearch, optim, optimizers
@@ -24,7 +24,6 @@ from jaxstyle.image import load_image, resize_to, scale_shape, style_size_for
 from jaxstyle.objective import prepare_targets
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
-LAYERS = {"content_layers": ("relu2_1",), "style_layers": ("relu1_1", "relu2_1")}
 TINY = {"content_layers": ("relu1_1",), "style_layers": ("relu1_1",)}  # counting only
 SHAPE = (43, 64)  # the photos at 64 px: the noise problem shares their compiled programs
 # The line search as it was before the probe and the noise-floor tolerance.
@@ -32,7 +31,7 @@ OLD = optimizers.Optimizer(probe_first_step=False, noise_floor=0.0)
 NEW = optimizers.Optimizer()
 
 
-def problem(weights, content, style, layers=LAYERS, **config):
+def problem(weights, content, style, layers=SHALLOW, **config):
     config = jaxstyle.StyleConfig(**layers, **config)
     spec, targets = prepare_targets(weights, content, [style], config)
     return weights.params, targets, config.loss_weights, spec, jnp.asarray(content)

@@ -12,7 +12,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from conftest import assert_rel, smooth_image
+from conftest import SHALLOW, assert_rel, smooth_image
 from jax.test_util import check_grads
 from PIL import Image
 
@@ -144,8 +144,7 @@ def test_mask_checks(weights, case):
 
 SIZE = 48
 RUN = jaxstyle.StyleConfig(optimizer="adam", learning_rate=0.05, iterations=25, image_size=SIZE,
-                           style_layers=("relu1_1", "relu2_1", "relu3_1"),
-                           content_layers=("relu3_1",), content_weight=0.0, style_weight=1e3)
+                           content_weight=0.0, style_weight=1e3, **SHALLOW)
 
 
 @pytest.fixture(scope="module")
