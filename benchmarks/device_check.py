@@ -60,7 +60,9 @@ QUICK = dict(sizes=[32], torch_sizes=[32], stylize_sizes=[32], stylize_iteration
              sweep_size=32, sweep_iterations=1, sweep_k=2, steps=1, arbitrary_sizes=[32],
              arbitrary_batch=2, arbitrary_repeats=1, train_size=32, train_batch=2,
              train_steps=1, models=["adain"], train_dtypes=["float32"], video_size=64,
-             video_frames=12)
+             video_frames=12,
+             # The Gatys parts on the VGG's first two blocks: the plumbing at half the compile.
+             layers={"content_layers": ["relu2_1"], "style_layers": ["relu1_1", "relu2_1"]})
 TRAIN_STEPS = 160_000  # the reference schedule (docs/arbitrary.md)
 
 
@@ -89,6 +91,11 @@ def _device_memory() -> dict:
         stats = {}
     return {k: stats[k] for k in ("peak_bytes_in_use", "bytes_in_use", "bytes_limit")
             if k in stats}
+
+
+def _layers(args) -> dict:
+    """The Gatys parts' layers: the network's defaults, or --quick's two blocks."""
+    return {name: tuple(value) for name, value in args.layers.items()}
 
 
 def part_torch(args, weights_npz: str) -> list[dict]:
@@ -132,7 +139,7 @@ def part_objective(args, weights_npz: str) -> list[dict]:
         for dtype in args.dtypes:
             row = {"size": size, "dtype": dtype}
             try:
-                config = jaxstyle.StyleConfig(compute_dtype=dtype)
+                config = jaxstyle.StyleConfig(compute_dtype=dtype, **_layers(args))
                 spec, targets = prepare_targets(weights, content, style, config)
                 x = jax.device_put(content)
                 t0 = time.perf_counter()
@@ -156,7 +163,7 @@ def part_objective(args, weights_npz: str) -> list[dict]:
                 row["step_times_s"] = times
                 row["step_s"] = statistics.median(times)
                 row["loss"] = losses[dtype] = float(loss)
-                flops = objective_flops(size, size)["total"]
+                flops = objective_flops(size, size, **_layers(args))["total"]
                 row["gflop_per_s"] = flops / row["step_s"] / 1e9
                 row["device_memory"] = _device_memory()
                 if dtype != "float32" and "float32" in losses:
@@ -180,7 +187,7 @@ from bench import _images
 content, style = _images(int(sys.argv[2]))
 stamps = []
 jaxstyle.stylize(content, style, weights=jaxstyle.load_vgg19(sys.argv[3]),
-                 config=jaxstyle.StyleConfig(iterations=1),
+                 config=jaxstyle.StyleConfig(iterations=1, **json.loads(sys.argv[4])),
                  callback=lambda p: stamps.append(time.perf_counter()), callback_every=1)
 print(json.dumps({"first_step_s": stamps[0] - t0}))
 """
@@ -199,7 +206,8 @@ def part_stylize(args, weights_npz: str) -> list[dict]:
             stamps: list[float] = []
             result = jaxstyle.stylize(content, style, weights=weights,
                                       config=jaxstyle.StyleConfig(
-                                          iterations=args.stylize_iterations),
+                                          iterations=args.stylize_iterations,
+                                          **_layers(args)),
                                       callback=lambda p, stamps=stamps: stamps.append(
                                           time.perf_counter()),
                                       callback_every=1)
@@ -209,8 +217,8 @@ def part_stylize(args, weights_npz: str) -> list[dict]:
             row["final_loss"] = float(result.history["total"][-1])
             # A second process, the same shapes: its programs come from the persistent cache.
             out = subprocess.run([sys.executable, "-c", FIRST_STEP, HERE, str(size),
-                                  weights_npz], capture_output=True, text=True,
-                                 timeout=args.timeout)
+                                  weights_npz, json.dumps(args.layers)],
+                                 capture_output=True, text=True, timeout=args.timeout)
             if out.returncode == 0:
                 row.update(json.loads(out.stdout.strip().splitlines()[-1]))
             else:
@@ -236,7 +244,8 @@ def part_sweep(args, weights_npz: str) -> list[dict]:
         row = {"size": args.sweep_size, "optimizer": optimizer, "k": k,
                "iterations": args.sweep_iterations}
         try:
-            config = jaxstyle.StyleConfig(optimizer=optimizer, iterations=args.sweep_iterations)
+            config = jaxstyle.StyleConfig(optimizer=optimizer, iterations=args.sweep_iterations,
+                                          **_layers(args))
             lw = jaxstyle.LossWeights.of(np.ones(k), np.geomspace(1e2, 1e4, k), np.zeros(k))
             runs = {"one_s": dict(), "sweep_s": dict(loss_weights=lw)}
             for name, extra in runs.items():
@@ -439,6 +448,7 @@ def main(argv=None) -> int:
     p.add_argument("--video-size", type=int, default=512, help="video frames' longer side")
     p.add_argument("--video-frames", type=int, default=240, help="timed video frames")
     p.add_argument("--video-flow", default="dis-fast", help="the video part's DIS preset")
+    p.set_defaults(layers={})  # the network's default layers; --quick: QUICK["layers"]
     args = p.parse_args(argv)
     if args.quick:
         for key, value in QUICK.items():

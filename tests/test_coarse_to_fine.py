@@ -106,8 +106,8 @@ def test_cli_scales_auto_and_average_decay(weights, tmp_path):
     out, summary = tmp_path / "o.png", tmp_path / "o.json"
     argv = [str(content), str(style), "-o", str(out), "--weights", str(npz), "--scales",
             "auto", "--image-size", "181", "--iterations", "1", "--optimizer", "adam",
-            "--average-decay", "0.9", "--content-layers", "relu3_1", "--style-layers",
-            "relu1_1,relu2_1,relu3_1", "--json", str(summary), "--quiet"]
+            "--average-decay", "0.9", "--content-layers", "relu2_1", "--style-layers",
+            "relu1_1,relu2_1", "--json", str(summary), "--quiet"]
     assert cli.main(argv) == 0
     doc = json.loads(summary.read_text())
     assert [max(s["shape"]) for s in doc["stages"]] == [128, 181]
