@@ -186,6 +186,12 @@ def _device_memory(device) -> dict:
 # ------------------------------------------------------------------------------ workers
 
 
+def _layers(args) -> dict:
+    """StyleConfig's layer fields from --style-layers and --content-layers."""
+    return {"style_layers": tuple(args.style_layers.split(",")),
+            "content_layers": tuple(args.content_layers.split(","))}
+
+
 def worker_objective(args) -> int:
     """One size: (cold or warm) compile, steps, peak memory; timings from process start."""
     t = {"start_to_main_s": time.perf_counter() - _T0}
@@ -205,7 +211,7 @@ def worker_objective(args) -> int:
     jax.block_until_ready(params)
     t["weights_s"] = time.perf_counter() - t0
 
-    config = jaxstyle.StyleConfig()
+    config = jaxstyle.StyleConfig(**_layers(args))
     spec = config.loss_spec("caffe")
     if args.dtype != "float32":
         spec = _with_dtype(spec, args.dtype)
@@ -312,7 +318,8 @@ def worker_optim(args) -> int:
     hits = _cache_hit_counter()
     weights = _load_weights(args.weights_npz)
     content, style = _images(args.size)
-    config = jaxstyle.StyleConfig(optimizer=args.optimizer, iterations=args.steps)
+    config = jaxstyle.StyleConfig(optimizer=args.optimizer, iterations=args.steps,
+                                  **_layers(args))
     stamps = []
     t0 = time.perf_counter()
     result = jaxstyle.stylize(content, style, weights=weights, config=config,
@@ -352,7 +359,8 @@ def worker_sweep(args) -> int:
 
     weights = _load_weights(args.weights_npz)
     content, style = _images(args.size)
-    config = jaxstyle.StyleConfig(optimizer=args.optimizer, iterations=args.steps)
+    config = jaxstyle.StyleConfig(optimizer=args.optimizer, iterations=args.steps,
+                                  **_layers(args))
     ks = [int(k) for k in args.ks.split(",")]
     style_weights = np.geomspace(1e2, 1e4, max(ks)).astype(np.float32)
 
@@ -550,7 +558,8 @@ def run_benchmark(args) -> dict:
     work = tempfile.mkdtemp(prefix="jaxstyle-bench-")
     weights_npz = os.path.join(work, "weights.npz")
     _write_weights(weights_npz)
-    common = ["--weights-npz", weights_npz, "--dtype", args.dtype]
+    common = ["--weights-npz", weights_npz, "--dtype", args.dtype, "--style-layers",
+              args.style_layers, "--content-layers", args.content_layers]
     if not args.xla_flags:
         common.append("--no-xla-flags")
     log = (lambda msg: print(msg, file=sys.stderr, flush=True)) if not args.silent else (
@@ -582,7 +591,7 @@ def run_benchmark(args) -> dict:
             log(f"{size} px: objective, warm (second process)")
             warm = _run_worker("objective", [*flags, "--cache-dir", cache], args.timeout)
             row = {"size": size, "cold": cold, "warm": warm,
-                   "flops": objective_flops(size, size)}
+                   "flops": objective_flops(size, size, **_layers(args))}
             if "step_s" in cold:
                 steps = [*cold["step_times_s"], *warm.get("step_times_s", [])]
                 row["step_s"] = statistics.median(steps)
@@ -741,8 +750,13 @@ def build_parser() -> argparse.ArgumentParser:
                    help="n of the n x n float32 matmuls timed for the peak")
     p.add_argument("--timeout", type=float, default=1800.0, help="seconds per subprocess")
     p.add_argument("--json", dest="json_path", default=None)
+    p.add_argument("--style-layers", default=",".join(DEFAULT_STYLE),
+                   help="the objective's style layers (default: the network's)")
+    p.add_argument("--content-layers", default=",".join(DEFAULT_CONTENT),
+                   help="the objective's content layers (default: the network's)")
     p.add_argument("--quick", action="store_true",
-                   help="tiny and fast: size 32, 2 steps, sweep K=1,2 at 32 px")
+                   help="tiny and fast: size 32, 2 steps, sweep K=1,2 at 32 px, the VGG's "
+                        "first two blocks as layers")
     p.add_argument("--silent", action="store_true", help="no progress lines on stderr")
     p.add_argument("--profile", type=int, default=None, metavar="SIZE",
                    help="only profile one objective step at SIZE px: where the time goes")
@@ -785,6 +799,7 @@ def main(argv=None) -> int:
         if args.sweep_ks == "1,4,8":  # the default: shrink it; an explicit value stays
             args.sweep_ks = "1,2"
         args.sweep_size, args.sweep_steps = 32, 2
+        args.style_layers, args.content_layers = "relu1_1,relu2_1", "relu2_1"
     report = run_benchmark(args)
     if args.json_path:
         with open(args.json_path, "w") as fh:
