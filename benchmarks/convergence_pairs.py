@@ -59,36 +59,45 @@ def run_one(out: str, pair: str, size: int, beta: float, args) -> dict | None:
 
 
 def summarize(reports: dict) -> list[dict]:
-    """Per (size, beta, method): the time ratios and equal-time scores over the pairs."""
+    """Per (size, beta, method): the time ratios and equal-time scores over the pairs. A pair
+    whose run never reached PyTorch's loss counts as a time ratio of infinity, so the median
+    says "not reached" when half the pairs or more did not reach it (a median over the pairs
+    that did would hide them)."""
     rows = []
     for (size, beta), by_pair in sorted(reports.items()):
         methods = next(iter(by_pair.values()))["methods"]
         for method in methods:
-            ratios, equal, reached = [], [], 0
-            for report in by_pair.values():
+            ratios, equal, pairs = [], [], []
+            for pair, report in sorted(by_pair.items()):
                 row = next((r for r in report["summary"] if r["method"] == method), None)
                 torch = next((r for r in report["summary"] if r["method"] == "torch-lbfgs"),
                              None)
                 if row is None or "error" in row or torch is None or "error" in torch:
                     continue
-                if row["ratio_to_torch"] is not None:
-                    ratios.append(row["ratio_to_torch"])
-                    reached += 1
+                pairs.append(pair)
+                ratio = row["ratio_to_torch"]
+                ratios.append(float("inf") if ratio is None else ratio)
                 at = row.get("score_at_torch_time")
-                if at is not None and torch["final_score"]:
-                    equal.append(at / torch["final_score"])
+                equal.append(None if at is None or not torch["final_score"]
+                             else at / torch["final_score"])
             rows.append({"size": size, "style_weight": beta, "method": method,
-                         "pairs": len(by_pair), "reached": reached,
+                         "pairs": pairs, "reached": int(np.isfinite(ratios).sum()),
                          "time_ratio": _stats(ratios), "time_ratios": ratios,
-                         "score_at_equal_time": _stats(equal), "scores_at_equal_time": equal})
+                         "score_at_equal_time": _stats([e for e in equal if e is not None]),
+                         "scores_at_equal_time": equal})
     return rows
 
 
 def _stats(values: list[float]) -> dict | None:
+    """Median, min and max; infinities (not reached) included."""
     if not values:
         return None
     return {"median": float(np.median(values)), "min": float(min(values)),
             "max": float(max(values))}
+
+
+def _ratio(value: float) -> str:
+    return f"{value:.2f}" if np.isfinite(value) else "not reached"
 
 
 def markdown(rows: list[dict], note: str) -> str:
@@ -97,14 +106,18 @@ def markdown(rows: list[dict], note: str) -> str:
              "(range) |", "|---|---|---|---|---|---|"]
     for r in rows:
         t, e = r["time_ratio"], r["score_at_equal_time"]
-        time_text = "-" if t is None else f"{t['median']:.2f} ({t['min']:.2f}-{t['max']:.2f})"
+        time_text = "-" if t is None else (
+            f"{_ratio(t['median'])} ({_ratio(t['min'])} to {_ratio(t['max'])})")
         equal_text = "-" if e is None else f"{e['median']:.2f} ({e['min']:.2f}-{e['max']:.2f})"
         lines.append(f"| {r['size']} | {r['style_weight']:g} | {r['method']} | {time_text} | "
-                     f"{r['reached']}/{r['pairs']} | {equal_text} |")
+                     f"{r['reached']}/{len(r['pairs'])} | {equal_text} |")
     return "\n".join(lines)
 
 
 def plot(rows: list[dict], path: str) -> str | None:
+    """Per (size, beta): the time ratios (a pair that never reached PyTorch's loss drawn as
+    an open circle in the "not reached" band above 1) and the scores at PyTorch's time, one
+    dot per pair, medians as bars."""
     try:
         import matplotlib
 
@@ -115,25 +128,54 @@ def plot(rows: list[dict], path: str) -> str | None:
     groups = sorted({(r["size"], r["style_weight"]) for r in rows})
     if not groups:
         return None
-    fig, axes = plt.subplots(1, len(groups), figsize=(4.5 * len(groups), 4), squeeze=False)
-    for ax, (size, beta) in zip(axes[0], groups, strict=True):
+    fig, axes = plt.subplots(2, len(groups), figsize=(4.8 * len(groups), 7.2), squeeze=False)
+    ceiling = 1.6  # where "not reached" is drawn
+    for col, (size, beta) in enumerate(groups):
         methods = [r for r in rows if (r["size"], r["style_weight"]) == (size, beta)
                    and r["method"] != "torch-lbfgs"]
+        top, bottom = axes[0][col], axes[1][col]
         for i, r in enumerate(methods):
-            ax.scatter([i] * len(r["time_ratios"]), r["time_ratios"], s=18)
-            if r["time_ratio"]:
-                ax.plot([i - 0.3, i + 0.3], [r["time_ratio"]["median"]] * 2, color="black")
-        ax.axhline(1.0, color="gray", lw=0.8, ls="--")
-        ax.set_xticks(range(len(methods)), [r["method"] for r in methods], rotation=40,
-                      ha="right", fontsize=8)
-        ax.set_yscale("log")
-        ax.set_title(f"{size} px, beta {beta:g}", fontsize=9)
-        ax.set_ylabel("time to PyTorch's loss / its time")
-    fig.suptitle("one dot per image pair (bars: medians); random VGG19 weights", fontsize=9)
+            reached = [v for v in r["time_ratios"] if np.isfinite(v)]
+            missed = len(r["time_ratios"]) - len(reached)
+            top.scatter([i] * len(reached), reached, s=18, color=f"C{i}")
+            top.scatter([i + 0.1 * (k - (missed - 1) / 2) for k in range(missed)],
+                        [ceiling] * missed, s=40, facecolors="none", edgecolors=f"C{i}",
+                        linewidths=1.5, zorder=3)
+            median = r["time_ratio"]["median"] if r["time_ratio"] else None
+            if median is not None:
+                top.plot([i - 0.3, i + 0.3], [min(median, ceiling)] * 2, color="black",
+                         ls="-" if np.isfinite(median) else ":", zorder=2)
+            scores = [v for v in r["scores_at_equal_time"] if v is not None]
+            bottom.scatter([i] * len(scores), scores, s=18, color=f"C{i}")
+            if r["score_at_equal_time"]:
+                bottom.plot([i - 0.3, i + 0.3], [r["score_at_equal_time"]["median"]] * 2,
+                            color="black")
+        for ax in (top, bottom):
+            ax.axhline(1.0, color="gray", lw=0.8, ls="--")
+            ax.set_xticks(range(len(methods)), [r["method"] for r in methods], rotation=40,
+                          ha="right", fontsize=8)
+            ax.set_yscale("log")
+        top.axhspan(1.3, 2.0, color="0.92", zorder=0)
+        top.text(-0.45, 1.9, "not reached", ha="left", va="top", fontsize=8)
+        top.set_title(f"{size} px, beta {beta:g}", fontsize=9)
+        top.set_ylabel("time to PyTorch's loss / its time")
+        bottom.set_ylabel("score at PyTorch's time / its final")
+    fig.suptitle("one dot per image pair, bars: medians; below 1: ahead of PyTorch's "
+                 "L-BFGS\nrandom VGG19 weights", fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
+
+
+def _finite_or_none(tree):
+    """`tree` with every infinity (a pair that did not reach the target) as None: JSON has
+    no infinity."""
+    if isinstance(tree, dict):
+        return {k: _finite_or_none(v) for k, v in tree.items()}
+    if isinstance(tree, list):
+        return [_finite_or_none(v) for v in tree]
+    return None if isinstance(tree, float) and not np.isfinite(tree) else tree
 
 
 def main(argv=None) -> int:
@@ -166,7 +208,8 @@ def main(argv=None) -> int:
     if args.emulate_rounding:
         note += f" jaxstyle's arithmetic rounded as {args.emulate_rounding}."
     with open(os.path.join(args.out, "summary.json"), "w") as fh:
-        json.dump({"rows": rows, "note": note, "pairs": args.pairs.split(",")}, fh, indent=1)
+        json.dump({"rows": _finite_or_none(rows), "note": note,
+                   "pairs": args.pairs.split(",")}, fh, indent=1)
     table = markdown(rows, note)
     with open(os.path.join(args.out, "summary.md"), "w") as fh:
         fh.write(table + "\n")

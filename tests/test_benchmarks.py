@@ -208,6 +208,33 @@ def test_convergence_quick_scores_every_method_at_full_size(tmp_path):
     assert (out / "convergence.png").stat().st_size > 1000
 
 
+def test_convergence_pairs_counts_a_pair_that_never_reached_the_target(tmp_path):
+    """benchmarks/convergence_pairs.py's summary over pairs: a run that never reached
+    PyTorch's loss counts (as infinitely slow) in the median and the range, never dropped,
+    and JSON gets None for it."""
+    pairs = load_script("benchmarks/convergence_pairs.py")
+
+    def report(ratio, at):
+        return {"methods": ["torch-lbfgs", "adam"], "summary": [
+            {"method": "torch-lbfgs", "ratio_to_torch": 1.0, "final_score": 10.0,
+             "score_at_torch_time": 10.0},
+            {"method": "adam", "ratio_to_torch": ratio, "final_score": at,
+             "score_at_torch_time": at}]}
+
+    reports = {(256, 1e7): {"a": report(0.2, 5.0), "b": report(None, 11.0),
+                            "c": report(None, 12.0)}}
+    (_, adam) = pairs.summarize(reports)
+    assert adam["pairs"] == ["a", "b", "c"] and adam["reached"] == 1
+    assert adam["time_ratio"] == {"median": float("inf"), "min": 0.2, "max": float("inf")}
+    assert adam["score_at_equal_time"] == {"median": 1.1, "min": 0.5, "max": 1.2}
+    table = pairs.markdown(pairs.summarize(reports), "note")
+    assert "| adam | not reached (0.20 to not reached) | 1/3 | 1.10 (0.50-1.20) |" in table
+    assert json.loads(json.dumps(pairs._finite_or_none(adam)))["time_ratios"] == [0.2, None,
+                                                                                 None]
+    assert pairs.plot(pairs.summarize(reports), str(tmp_path / "s.png"))
+    assert (tmp_path / "s.png").read_bytes()[:4] == b"\x89PNG"
+
+
 # ----------------------------------------------------- arbitrary_bench.py, sanet_start.py
 
 
