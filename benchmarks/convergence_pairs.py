@@ -6,6 +6,8 @@ and style weight, then the median and range over the pairs of each method's lead
     python benchmarks/convergence_pairs.py --pairs chelsea-hubble,coffee-brick --sizes 256 \\
         --style-weights 1e3 --out DIR            # a subset; rerunning skips what is done
     python benchmarks/convergence_pairs.py --quick --out /tmp/pairs   # 32 px, two pairs
+    python benchmarks/convergence_pairs.py --sizes 256 --style-weights 1e7,1e3 --out DIR \
+        --summary-only      # the summary of the runs already in DIR; runs nothing
 
 Each (pair, size, beta) is one convergence.py run in OUT/<size>-<beta>/<pair>/ (its JSON,
 table and plot; an existing convergence.json is kept, so an interrupted sweep goes on where
@@ -40,6 +42,8 @@ def run_one(out: str, pair: str, size: int, beta: float, args) -> dict | None:
     folder = os.path.join(out, f"{size}-{beta:g}", pair)
     report = os.path.join(folder, "convergence.json")
     if not os.path.exists(report):
+        if args.summary_only:
+            return None
         os.makedirs(folder, exist_ok=True)
         argv = [sys.executable, os.path.join(HERE, "convergence.py"), "--size", str(size),
                 "--pair", pair, "--style-weight", str(beta), "--methods", args.methods,
@@ -189,6 +193,8 @@ def main(argv=None) -> int:
     p.add_argument("--emulate-rounding", choices=("tf32", "bfloat16"))
     p.add_argument("--out", required=True)
     p.add_argument("--quick", action="store_true")
+    p.add_argument("--summary-only", action="store_true",
+                   help="summarize the runs already in --out; run nothing")
     args = p.parse_args(argv)
     if args.quick:
         args.pairs, args.sizes, args.methods = ("chelsea-hubble,astronaut-stripes", "32",
