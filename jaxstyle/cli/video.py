@@ -257,12 +257,19 @@ def _temporal_weight(args) -> float:
     return args.temporal_weight
 
 
+def _flow(args) -> str:
+    """The optical flow the run uses: --flow, else the engine's default."""
+    from jaxstyle.video import DEFAULT_FLOW
+
+    return args.flow or DEFAULT_FLOW[args.engine]
+
+
 def _settings(args, shape, config) -> dict:
     """What the live page lists: the video's own options and the engine's configuration."""
     video = {"engine": args.engine, "input": args.input, "styles": args.styles,
              "output": str(args.output), "size": f"{shape[1]}x{shape[0]}",
              "temporal_weight": _temporal_weight(args),
-             "temporal_frames": list(args.temporal_frames), "flow": args.flow,
+             "temporal_frames": list(args.temporal_frames), "flow": _flow(args),
              "every": args.every, "start": args.start, "duration": args.duration}
     if config is not None:
         video["config"] = config.to_dict()
@@ -282,8 +289,6 @@ def _recoloured(styles, src):
 
 
 def _summary(args, result, device, t_start, jax) -> dict:
-    from jaxstyle.video import DEFAULT_FLOW
-
     num = files.json_number
     return {
         "status": result.stopped or "completed",
@@ -294,7 +299,7 @@ def _summary(args, result, device, t_start, jax) -> dict:
         "frame_rate": str(result.info.rate),
         "temporal_weight": _temporal_weight(args),
         "temporal_frames": list(args.temporal_frames),
-        "flow": args.flow or DEFAULT_FLOW[args.engine],
+        "flow": _flow(args),
         "frame_iterations": args.frame_iterations if args.engine == "gatys" else None,
         "warping_error": None if result.warping_error is None else num(result.warping_error),
         "input_warping_error": (None if result.input_warping_error is None
