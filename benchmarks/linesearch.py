@@ -31,10 +31,10 @@ evaluations, old against new, for E = the budget and a few smaller counts.
 (in another process; targets in float64): the float32 objective carries the content loss's
 rounding floor at every point but the content image, which hides progress there.
 
---trace K: in this process, the first K line searches step by step (optax's own zoom functions
+--trace K: in this process, the first K line searches step by step (jaxstyle.zoom's functions
 driven from Python with the inputs `optim.step` gives them): each trial step, f(x + a d) - f(x)
 in absolute terms, in float32 spacings of f(x) and relative, the slope ratio, the decrease and
-curvature errors and optax's interval and flags.
+curvature errors and the search's interval and flags.
 """
 
 from __future__ import annotations
@@ -231,32 +231,24 @@ def trace(scenario: str, size: int, variant: str, iterations: int, *,
     import jax
     import jax.numpy as jnp
     import optax
-    from optax._src import linesearch as optax_linesearch
 
-    from jaxstyle import linesearch, optim
+    from jaxstyle import linesearch, optim, zoom
 
     weights, spec, targets, lw, opt, state, _ = _problem(
         scenario, size, content_weight, variant, shallow, weights_path)
     params = weights.params
     tx_dir = optax.chain(optax.scale_by_lbfgs(memory_size=opt.memory_size), optax.scale(-1.0))
-    init_ls, _, cond_ls = optax_linesearch.zoom_linesearch(
-        max_linesearch_steps=opt.linesearch_steps)
 
     @jax.jit
     def direction(g, dir_state, p):
         return tx_dir.update(g, dir_state, p)
 
-    @jax.jit
-    def start(d, p, value, grad, guess):
-        return init_ls(d, p, value=value, grad=grad, prev_stepsize=guess,
-                       initial_guess_strategy="keep")
+    start = jax.jit(zoom.start)
 
     @jax.jit
-    def ls_step(ls_state, rtol, params, targets, lw):
-        _, step_ls, _ = optax_linesearch.zoom_linesearch(
-            max_linesearch_steps=opt.linesearch_steps, approx_dec_rtol=rtol)
+    def ls_step(ls_state, rtol, params, targets, lw, p, d):
         f = optim._objective(params, targets, lw, spec)
-        return step_ls(ls_state, value_and_grad_fn=jax.value_and_grad(f), fn_kwargs={})
+        return zoom.trial(ls_state, jax.value_and_grad(f), p, d, rtol, opt.linesearch_steps)
 
     rtol_of = jax.jit(lambda t, lw, v: linesearch.approx_dec_rtol(t, lw, v, opt.noise_floor))
     p = optim._zero_aux(state.image)
@@ -269,7 +261,7 @@ def trace(scenario: str, size: int, variant: str, iterations: int, *,
         guess = optax.tree.get(state.opt_state, "learning_rate") if it == 0 else 1.0
         extra = int(state.evaluations) - 1 if it == 0 else 0
         rtol = rtol_of(targets, lw, state.value)
-        ls = start(d, p, state.value, g_full, jnp.float32(guess))
+        ls = start(d, state.value, g_full, jnp.float32(guess))
         f0 = np.float32(ls.value_init)
         s0 = float(ls.slope_init)
         ulp = float(np.spacing(f0))
@@ -277,8 +269,8 @@ def trace(scenario: str, size: int, variant: str, iterations: int, *,
             f"|d|={float(optax.tree.norm(d)):.4g} initial step={float(guess):.5g}"
             f"{' (probe)' if extra else ''} approx_dec_rtol={float(rtol):.3g}")
         k = 0
-        while bool(cond_ls(ls)):
-            ls = ls_step(ls, rtol, params, targets, lw)
+        while bool(zoom.searching(ls)):
+            ls = ls_step(ls, rtol, params, targets, lw, p, d)
             k += 1
             a, df = float(ls.stepsize), float(np.float32(ls.value)) - float(f0)
             log(f"  {k:2d} a={a:.5g} f(x+ad)-f(x)={df:.4g} ({df / ulp:.1f} spacings, "

@@ -3,7 +3,9 @@
 The named optimizers (`OPTIMIZERS`, one `NAMED` entry each; a new one is one entry here):
     "lbfgs"       optax.lbfgs(): memory 10, zoom line search (20 steps); the default. Its
                   first line search starts at a probed step and its decrease test tolerates
-                  the content loss's float32 floor (`jaxstyle.linesearch`).
+                  the content loss's float32 floor (`jaxstyle.linesearch`); the line search
+                  is optax's, written to evaluate the objective once per trial
+                  (`jaxstyle.zoom`).
     "adam"        optax.adam(learning_rate), learning rate 0.02 unless given.
     "lbfgs-nols"  optax.lbfgs(learning_rate=1, linesearch=None): no line search, like
                   jcjohnson's neural-style; cheap under `jax.vmap` (sweeps).
@@ -23,7 +25,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from jaxstyle import linesearch
+from jaxstyle import linesearch, zoom
 from jaxstyle.files import SettingError
 from jaxstyle.losses import LOSS_NAMES
 
@@ -45,9 +47,7 @@ class Named:
 def _zoom_lbfgs(opt: Optimizer, approx_dec_rtol: Any):
     return optax.lbfgs(
         memory_size=opt.memory_size,
-        linesearch=optax.scale_by_zoom_linesearch(
-            max_linesearch_steps=opt.linesearch_steps, initial_guess_strategy="keep",
-            approx_dec_rtol=approx_dec_rtol))
+        linesearch=zoom.scale_by_zoom_linesearch(opt.linesearch_steps, approx_dec_rtol))
 
 
 def _lbfgs_no_linesearch(opt: Optimizer, approx_dec_rtol: Any):
