@@ -6,6 +6,7 @@ import types
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
 
 from jaxstyle import memory, parallel
@@ -69,8 +70,9 @@ def test_fit_batch_size_from_xla_memory_analysis(monkeypatch):
         compiled.append(1)
         return _compiled(100, 50, 40, 30)
 
-    # Zoom L-BFGS, or one local setting: 1, without compiling anything to find out.
-    assert parallel.fit_batch_size(compile_one, 16, cpu, Optimizer("lbfgs")) == (1, None)
+    # optax's own zoom L-BFGS, or one local setting: 1, without compiling anything to find out.
+    assert parallel.fit_batch_size(compile_one, 16, cpu, Optimizer.of(optax.lbfgs())) == (
+        1, None)
     assert parallel.fit_batch_size(compile_one, 1, cpu, ADAM) == (1, None)
     assert compiled == []
     # Budget 200: fixed 100 + 50 - 40 = 110, then 30 per setting in flight: 3.
@@ -78,6 +80,8 @@ def test_fit_batch_size_from_xla_memory_analysis(monkeypatch):
     batch, program = parallel.fit_batch_size(compile_one, 8, cpu, ADAM)
     assert batch == 3 and program.memory_analysis().temp_size_in_bytes == 30
     assert parallel.fit_batch_size(compile_one, 2, cpu, Optimizer("lbfgs-nols"))[0] == 2
+    # The named zoom L-BFGS batches too: its line search evaluates once per vmapped trial.
+    assert parallel.fit_batch_size(compile_one, 8, cpu, Optimizer("lbfgs"))[0] == 3
     monkeypatch.setattr(memory, "limit_bytes", lambda device: 1)
     assert parallel.fit_batch_size(compile_one, 8, cpu, ADAM)[0] == 1  # at least 1
     monkeypatch.setattr(memory, "limit_bytes", lambda device: None)
