@@ -16,8 +16,15 @@ still run; --parts and the size options pick a subset so a rerun fits the time l
 - stylize:   `jaxstyle.stylize` with the default optimizer, --stylize-iterations steps, per
              --stylize-sizes: per-iteration time, then a second process with the persistent
              compilation cache warm: seconds from its start to its first step.
-- sweep:     --sweep-k (8) settings in one `jaxstyle.sweep` against one `stylize` run, at
-             --sweep-size, Adam and L-BFGS (both second calls: compiled).
+- sweep:     --sweep-k (8) settings in one `jaxstyle.sweep` against one `stylize` run, per
+             --sweep-sizes, Adam and L-BFGS (both second calls: compiled), with the batch
+             the sweep chose (the GPU issue's target: at most 3x one run at 256 px).
+- evaluations: L-BFGS's objective evaluations per iteration in long runs
+             (benchmarks/evaluations.py, a process per run): per --evaluation-sizes,
+             --evaluation-roundings ("none" is the device's own float32: TF32 convolutions
+             on an NVIDIA GPU; "bf16-compute" the network in bfloat16; "tf32"/"bfloat16"
+             emulate that rounding anywhere) and beta 1e7 and 1e3, --evaluation-iterations
+             iterations (the target: at most 1.3 per iteration after the first).
 - arbitrary: SANet and AdaIN (`jaxstyle.arbitrary`, random weights of the real networks) per
              --arbitrary-sizes: seconds per image with the style encoded in the call and
              encoded once, and per image in batches of --arbitrary-batch
@@ -55,9 +62,11 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 REFERENCES = os.path.join(HERE, "..", "tests", "references")
 sys.path.insert(0, HERE)  # bench.py (FLOP count) beside this file
 
-PARTS = ("torch", "objective", "stylize", "sweep", "arbitrary", "train", "video")
+PARTS = ("torch", "objective", "stylize", "sweep", "evaluations", "arbitrary", "train", "video")
 QUICK = dict(sizes=[32], torch_sizes=[32], stylize_sizes=[32], stylize_iterations=2,
-             sweep_size=32, sweep_iterations=1, sweep_k=2, steps=1, arbitrary_sizes=[32],
+             sweep_sizes=[32], sweep_iterations=1, sweep_k=2, steps=1, arbitrary_sizes=[32],
+             evaluation_sizes=[32], evaluation_roundings=["bfloat16"],
+             evaluation_style_weights=[1e7], evaluation_iterations=3,
              arbitrary_batch=2, arbitrary_repeats=1, train_size=32, train_batch=2,
              train_steps=1, models=["adain"], train_dtypes=["float32"], video_size=64,
              video_frames=12,
@@ -237,31 +246,53 @@ def part_sweep(args, weights_npz: str) -> list[dict]:
     import jaxstyle
 
     weights = _weights(weights_npz)
-    content, style = _images(args.sweep_size)
     rows = []
-    for optimizer in ("adam", "lbfgs"):
-        k = args.sweep_k
-        row = {"size": args.sweep_size, "optimizer": optimizer, "k": k,
-               "iterations": args.sweep_iterations}
-        try:
-            config = jaxstyle.StyleConfig(optimizer=optimizer, iterations=args.sweep_iterations,
-                                          **_layers(args))
-            lw = jaxstyle.LossWeights.of(np.ones(k), np.geomspace(1e2, 1e4, k), np.zeros(k))
-            runs = {"one_s": dict(), "sweep_s": dict(loss_weights=lw)}
-            for name, extra in runs.items():
-                call = jaxstyle.sweep if extra else jaxstyle.stylize
-                call(content, style, weights=weights, config=config, **extra)  # compiles
-                t0 = time.perf_counter()
-                result = call(content, style, weights=weights, config=config, **extra)
-                row[name] = time.perf_counter() - t0
-            row["batch_size"] = result.batch_size
-            row["sweep_over_one"] = row["sweep_s"] / row["one_s"]
-        except Exception as err:  # noqa: BLE001
-            row["error"] = f"{type(err).__name__}: {err}"[:2000]
-        rows.append(row)
-        print(f"sweep {optimizer}: {row.get('sweep_over_one', row.get('error'))}",
-              file=sys.stderr, flush=True)
+    for size in args.sweep_sizes:
+        content, style = _images(size)
+        for optimizer in ("adam", "lbfgs"):
+            k = args.sweep_k
+            row = {"size": size, "optimizer": optimizer, "k": k,
+                   "iterations": args.sweep_iterations}
+            try:
+                config = jaxstyle.StyleConfig(optimizer=optimizer,
+                                              iterations=args.sweep_iterations, **_layers(args))
+                lw = jaxstyle.LossWeights.of(np.ones(k), np.geomspace(1e2, 1e4, k),
+                                             np.zeros(k))
+                runs = {"one_s": dict(), "sweep_s": dict(loss_weights=lw)}
+                for name, extra in runs.items():
+                    call = jaxstyle.sweep if extra else jaxstyle.stylize
+                    call(content, style, weights=weights, config=config, **extra)  # compiles
+                    t0 = time.perf_counter()
+                    result = call(content, style, weights=weights, config=config, **extra)
+                    row[name] = time.perf_counter() - t0
+                row["batch_size"] = result.batch_size
+                row["sweep_over_one"] = row["sweep_s"] / row["one_s"]
+            except Exception as err:  # noqa: BLE001
+                row["error"] = f"{type(err).__name__}: {err}"[:2000]
+            rows.append(row)
+            print(f"sweep {optimizer} {size} px: {row.get('sweep_over_one', row.get('error'))}",
+                  file=sys.stderr, flush=True)
     return rows
+
+
+def part_evaluations(args, weights_npz: str) -> list[dict]:
+    out = os.path.join(args.work, "evaluations.json")
+    layers = _layers(args)
+    cmd = [sys.executable, os.path.join(HERE, "evaluations.py"),
+           "--sizes", ",".join(map(str, args.evaluation_sizes)),
+           "--roundings", ",".join(args.evaluation_roundings),
+           "--style-weights", ",".join(f"{b:g}" for b in args.evaluation_style_weights),
+           "--iterations", str(args.evaluation_iterations), "--json", out]
+    if layers:
+        cmd += ["--style-layers", ",".join(layers["style_layers"]),
+                "--content-layers", ",".join(layers["content_layers"])]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=args.timeout)
+    print(proc.stdout[-3000:], file=sys.stderr, flush=True)
+    if not os.path.exists(out):
+        return [{"error": f"evaluations.py exit {proc.returncode}: {proc.stderr[-1500:]}"}]
+    with open(out) as fh:
+        return [{**row, "error": str(row["error"])[:2000]} if "error" in row else row
+                for row in json.load(fh)["rows"]]
 
 
 def part_arbitrary(args, weights_npz: str) -> list[dict]:
@@ -398,6 +429,13 @@ def markdown(report: dict) -> str:
                      + (f"error {r['error'][:80]}" if "error" in r else
                         f"{r['sweep_s']:.2f} s against one run {r['one_s']:.2f} s "
                         f"({r['sweep_over_one']:.2f}x, batch {r['batch_size']})"))
+    for r in report.get("evaluations", []):
+        lines.append(f"L-BFGS {r.get('size')} px, {r.get('rounding')}, beta "
+                     f"{r.get('style_weight', 0):g}: " + (
+                         f"error {r['error'][:80]}" if "error" in r else
+                         f"{r['per_iteration_after_first']:.2f} evaluations per iteration "
+                         f"after the first ({r['first_iteration_evaluations']}) over "
+                         f"{r['iterations']}"))
     for r in report.get("arbitrary", []):
         lines.append(f"{r.get('kind')} {r.get('size')} px: " + (
             f"error {r['error'][:80]}" if "error" in r else
@@ -430,10 +468,16 @@ def main(argv=None) -> int:
     p.add_argument("--torch-sizes", type=_ints, default=[512, 1024])
     p.add_argument("--stylize-sizes", type=_ints, default=[512, 1024])
     p.add_argument("--stylize-iterations", type=int, default=50)
-    p.add_argument("--sweep-size", type=int, default=512)
+    p.add_argument("--sweep-sizes", type=_ints, default=[256, 512])
     p.add_argument("--sweep-iterations", type=int, default=20)
     p.add_argument("--sweep-k", type=int, default=8, help="settings in the sweep")
     p.add_argument("--steps", type=int, default=10, help="timed objective steps per size")
+    p.add_argument("--evaluation-sizes", type=_ints, default=[512, 1024])
+    p.add_argument("--evaluation-roundings", type=lambda t: t.split(","),
+                   default=["none", "bf16-compute"])
+    p.add_argument("--evaluation-style-weights", type=lambda t: [float(v) for v in t.split(",")],
+                   default=[1e7, 1e3])
+    p.add_argument("--evaluation-iterations", type=int, default=500)
     p.add_argument("--arbitrary-sizes", type=_ints, default=[512, 1024])
     p.add_argument("--arbitrary-batch", type=int, default=8, help="contents per batched call")
     p.add_argument("--arbitrary-repeats", type=int, default=5, help="timed calls per row")

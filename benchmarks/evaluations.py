@@ -35,7 +35,7 @@ VARIANTS = ("current", "plain")
 
 
 def worker(size: int, rounding: str, style_weight: float, iterations: int,
-           variant: str) -> dict:
+           variant: str, layers: dict | None = None) -> dict:
     import dataclasses
 
     from jaxstyle import runtime
@@ -51,7 +51,7 @@ def worker(size: int, rounding: str, style_weight: float, iterations: int,
     content = jaxstyle.load_image(os.path.join(ROOT, "examples", "chelsea.jpg"))
     style = jaxstyle.load_image(os.path.join(ROOT, "examples", "hubble_deep_field.jpg"))
     fields = dict(image_size=size, scales=None, iterations=iterations,
-                  style_weight=style_weight)
+                  style_weight=style_weight, **(layers or {}))
     if rounding == "bf16-compute":
         fields["compute_dtype"] = "bfloat16"
     elif rounding != "none":
@@ -85,12 +85,18 @@ def main(argv=None) -> int:
     p.add_argument("--variants", default="current")
     p.add_argument("--json", metavar="PATH")
     p.add_argument("--quick", action="store_true")
-    p.add_argument("--worker", nargs=5, help=argparse.SUPPRESS)
+    p.add_argument("--style-layers", help="the objective's style layers (default: the "
+                   "network's), comma-separated")
+    p.add_argument("--content-layers", help="its content layers (default: the network's)")
+    p.add_argument("--worker", nargs=6, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.worker:
-        size, rounding, beta, iterations, variant = args.worker
-        print(json.dumps(worker(int(size), rounding, float(beta), int(iterations), variant)))
+        size, rounding, beta, iterations, variant, layers = args.worker
+        print(json.dumps(worker(int(size), rounding, float(beta), int(iterations), variant,
+                                json.loads(layers))))
         return 0
+    layers = {f"{kind}_layers": tuple(getattr(args, f"{kind}_layers").split(","))
+              for kind in ("style", "content") if getattr(args, f"{kind}_layers")}
     if args.quick:
         args.sizes, args.roundings, args.style_weights, args.iterations = \
             "48", "none,bfloat16", "1e7", 20
@@ -101,7 +107,8 @@ def main(argv=None) -> int:
             for rounding in args.roundings.split(","):
                 for variant in args.variants.split(","):
                     out = subprocess.run([sys.executable, __file__, "--worker", str(size),
-                                          rounding, str(beta), str(args.iterations), variant],
+                                          rounding, str(beta), str(args.iterations), variant,
+                                          json.dumps(layers)],
                                          env=env, capture_output=True, text=True)
                     if out.returncode:
                         rows.append({"size": size, "rounding": rounding, "style_weight": beta,
@@ -117,8 +124,8 @@ def main(argv=None) -> int:
                           f"{row['best_loss']:.4g}; {row['seconds']:.0f} s", flush=True)
                     if args.json:
                         with open(args.json, "w") as fh:
-                            json.dump({"rows": rows, "iterations": args.iterations}, fh,
-                                      indent=2)
+                            json.dump({"rows": rows, "iterations": args.iterations,
+                                       "layers": layers or "default"}, fh, indent=2)
     return 1 if any("error" in r for r in rows) else 0
 
 

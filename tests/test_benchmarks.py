@@ -366,8 +366,15 @@ def test_device_check_quick_runs_every_part(tmp_path):
         assert torch_row["size"] == 32 and torch_row["step_s"] > 0
     (stylize,) = report["stylize"]
     assert stylize["iteration_s"] > 0 and stylize["first_step_s"] > 0
-    assert [r["optimizer"] for r in report["sweep"]] == ["adam", "lbfgs"]
-    assert all(r["sweep_s"] > 0 and r["one_s"] > 0 for r in report["sweep"])
+    assert [(r["optimizer"], r["size"]) for r in report["sweep"]] == [("adam", 32),
+                                                                       ("lbfgs", 32)]
+    assert all(r["sweep_s"] > 0 and r["one_s"] > 0 and r["batch_size"] == 2
+               for r in report["sweep"])
+    # L-BFGS's evaluations per iteration under emulated bfloat16 (evaluations.py, a process).
+    (evaluations,) = report["evaluations"]
+    assert evaluations["rounding"] == "bfloat16" and evaluations["iterations"] == 3
+    assert evaluations["first_iteration_evaluations"] >= 1
+    assert evaluations["per_iteration_after_first"] >= 1
     # --quick: one model (AdaIN) and float32 for the feed-forward parts, to keep the suite
     # short; SANet goes through the same workers with another kind (the GPU run does both).
     assert [(r["kind"], r["size"]) for r in report["arbitrary"]] == [("adain", 32)]
