@@ -16,6 +16,9 @@ Methods (all from the content image, StyleConfig's defaults: alpha 1, no TV; bet
     auto-lbfgs   zoom L-BFGS (fixed) on the same ladder, restarted at each stage; StyleConfig's
                  default since 2026-11-30 (which runs `iterations` steps at every size);
                  auto-lbfgs-S / auto-adam-S: S steps a stage (2 S at the first)
+    ...-plain    an L-BFGS method without the decrease test's rounding tolerance
+                 (`Optimizer(rounding_tolerance=0)`: as before the GPU-rounding fix; the
+                 before of --emulate-rounding's before/after), e.g. auto-lbfgs-25-plain
     torch-lbfgs  torch.optim.LBFGS(lr=1, line_search_fn="strong_wolfe", history_size=100,
                  PyTorch's default) on tests/references/torch_gatys.py's objective (the same
                  formulas, weights and images), one `step()` per iteration; an evaluation the
@@ -128,10 +131,12 @@ def pair_images(pair: str, size: int) -> tuple[np.ndarray, np.ndarray]:
 def _config(method: str, size: int, shallow: bool, stage_iterations: int, auto_start: int,
             max_steps: int, style_weight: float, emulate_rounding: str | None = None):
     """The StyleConfig of a method; "auto-lbfgs-25" is the ladder with 25 steps a stage (2 x
-    25 at the first), "auto-lbfgs" with --stage-iterations."""
+    25 at the first), "auto-lbfgs" with --stage-iterations; a "-plain" suffix changes the
+    optimizer only (`_optim_variant`)."""
     import jaxstyle
     from jaxstyle.config import auto_scales
 
+    method = method.removesuffix("-plain")
     layers = dict(SHALLOW if shallow else {}, style_weight=style_weight,
                   emulate_rounding=emulate_rounding)
     name = "adam" if "adam" in method else "lbfgs"
@@ -147,19 +152,24 @@ def _config(method: str, size: int, shallow: bool, stage_iterations: int, auto_s
 
 @contextlib.contextmanager
 def _optim_variant(method: str):
-    """lbfgs-old: `stylize` builds its Optimizer from the config, which has no line-search
-    options; here the old line search is swapped in for the run (and put back after)."""
+    """lbfgs-old and the -plain methods: `stylize` builds its Optimizer from the config, which
+    has no line-search options; here the old line search (lbfgs-old: no probe, no noise
+    floor; -plain: no rounding tolerance) is swapped in for the run (and put back after)."""
     import dataclasses
 
     from jaxstyle.config import StyleConfig
 
-    if method != "lbfgs-old":
+    if method == "lbfgs-old":
+        changes = dict(probe_first_step=False, noise_floor=0.0)
+    elif method.endswith("-plain"):
+        changes = dict(rounding_tolerance=0.0)
+    else:
         yield
         return
     original = StyleConfig.optimizer_spec
 
     def old(config):
-        return dataclasses.replace(original(config), probe_first_step=False, noise_floor=0.0)
+        return dataclasses.replace(original(config), **changes)
 
     StyleConfig.optimizer_spec = old
     try:
@@ -534,8 +544,15 @@ def main(argv=None) -> int:
         args.max_steps, args.stage_iterations, args.auto_start = 6, 2, 23
         args.seconds = args.seconds or 60.0
     methods = [m for m in args.methods.split(",") if m]
-    unknown = {m for m in methods if m not in METHODS and not (
-        m.startswith(("auto-lbfgs-", "auto-adam-")) and m.rsplit("-", 1)[-1].isdigit())}
+    def known(method: str) -> bool:
+        if method.endswith("-plain"):  # an L-BFGS method without the rounding tolerance
+            method = method.removesuffix("-plain")
+            if "lbfgs" not in method or method in ("lbfgs-old", "torch-lbfgs"):
+                return False
+        return method in METHODS or (method.startswith(("auto-lbfgs-", "auto-adam-"))
+                                     and method.rsplit("-", 1)[-1].isdigit())
+
+    unknown = {m for m in methods if not known(m)}
     if unknown:
         raise SystemExit(f"unknown methods {sorted(unknown)}; choose from {METHODS}")
     os.makedirs(args.out, exist_ok=True)

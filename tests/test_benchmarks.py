@@ -208,6 +208,21 @@ def test_convergence_quick_scores_every_method_at_full_size(tmp_path):
     assert (out / "convergence.png").stat().st_size > 1000
 
 
+def test_convergence_plain_methods_drop_only_the_rounding_tolerance(tmp_path):
+    """"-plain": the same method with `rounding_tolerance=0` for its run only (the before of
+    the GPU-rounding fix); not a name for Adam or PyTorch."""
+    convergence = load_script("benchmarks/convergence.py")
+    plain = convergence._config("auto-lbfgs-25-plain", 256, True, 100, 128, 10, 1e7)
+    assert plain == convergence._config("auto-lbfgs-25", 256, True, 100, 128, 10, 1e7)
+    assert plain.scale_iterations[:2] == (50, 25)
+    with convergence._optim_variant("auto-lbfgs-25-plain"):
+        assert plain.optimizer_spec().rounding_tolerance == 0.0
+    assert plain.optimizer_spec().rounding_tolerance == 1.0  # put back
+    for bad in ("adam-plain", "torch-lbfgs-plain"):
+        with pytest.raises(SystemExit, match="unknown methods"):
+            convergence.main(["--out", str(tmp_path), "--methods", bad])
+
+
 def test_convergence_pairs_counts_a_pair_that_never_reached_the_target(tmp_path):
     """benchmarks/convergence_pairs.py's summary over pairs: a run that never reached
     PyTorch's loss counts (as infinitely slow) in the median and the range, never dropped,
