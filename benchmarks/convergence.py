@@ -425,21 +425,29 @@ def markdown(report: dict) -> str:
     return "\n".join(lines)
 
 
-def plot(report: dict, path: str) -> str:
-    """Log score against seconds and against evaluations, one line per method; matplotlib
-    if installed, else a plainer Pillow drawing of the first panel."""
+def _series(report: dict) -> dict[str, list[tuple[float, int, float]]]:
+    """Per method, (seconds, evaluations, score) at each scored step, the start first."""
     series = {}
     for run in report["runs"]:
         if "error" in run:
             continue
         by_step = {r["step"]: r for r in run["records"]}
-        scores = report["scores"].get(run["method"], {})
+        # JSON turns the steps (keys) into strings: plotting a saved report reads them back.
+        scores = {int(k): v for k, v in report["scores"].get(run["method"], {}).items()}
         pts = [(by_step[s]["seconds"], by_step[s]["evaluations"], v)
                for s, v in sorted(scores.items()) if s in by_step]
         if report.get("start_score") is not None:  # the content image, before any step
             pts.insert(0, (0.0, 0, report["start_score"]))
         if pts:
             series[run["method"]] = pts
+    return series
+
+
+def plot(report: dict, path: str) -> str:
+    """Log score against seconds and against evaluations, one line per method; matplotlib
+    if installed, else a plainer Pillow drawing of the first panel. `report` as built or as
+    read back from convergence.json."""
+    series = _series(report)
     try:
         import matplotlib
 
@@ -462,8 +470,10 @@ def plot(report: dict, path: str) -> str:
         ax.grid(True, which="both", alpha=0.3)
     if series:
         axes[0].legend()
-    fig.suptitle(f"{report['size']} px, {report['weights_note']}; dashed: PyTorch L-BFGS "
-                 f"after {report['torch_iterations']} iterations")
+    rounding = (f", jaxstyle in emulated {report['emulate_rounding']}"
+                if report.get("emulate_rounding") else "")
+    fig.suptitle(f"{report['size']} px, {report['weights_note']}{rounding}; dashed: PyTorch "
+                 f"L-BFGS after {report['torch_iterations']} iterations", fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)

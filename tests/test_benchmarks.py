@@ -206,6 +206,10 @@ def test_convergence_quick_scores_every_method_at_full_size(tmp_path):
     assert rows["lbfgs"]["to_target"] is not None  # 6 steps reach 4 of PyTorch's
     assert "| lbfgs |" in (out / "convergence.md").read_text()
     assert (out / "convergence.png").stat().st_size > 1000
+    # The saved report (its steps come back as strings) plots every scored step.
+    series = convergence._series(report)
+    assert {m: len(points) for m, points in series.items()} == {
+        m: 1 + len(scores[m]) for m in runs}
 
 
 def test_convergence_plain_methods_drop_only_the_rounding_tolerance(tmp_path):
