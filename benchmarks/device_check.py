@@ -12,7 +12,9 @@ still run; --parts and the size options pick a subset so a rerun fits the time l
 - objective: value and gradient of the Gatys objective (jaxstyle.losses.total_loss) per
              --sizes and per compute dtype (float32, bfloat16): median step time, achieved
              FLOP/s (bench.objective_flops), XLA's memory plan of the compiled step, the
-             device's peak memory so far, the loss (bf16 against float32).
+             device's peak memory so far, the loss (bf16 against float32), and whether two
+             calls at the same point give the same value and gradient (repeat_*: 0 when
+             the device's kernels are deterministic).
 - stylize:   `jaxstyle.stylize` with the default optimizer, --stylize-iterations steps, per
              --stylize-sizes: per-iteration time, then a second process with the persistent
              compilation cache warm: seconds from its start to its first step.
@@ -161,14 +163,20 @@ def part_objective(args, weights_npz: str) -> list[dict]:
                                                + mem.output_size_in_bytes
                                                - mem.alias_size_in_bytes
                                                + mem.temp_size_in_bytes)
-                (loss, _), _ = jax.block_until_ready(
+                (loss, _), grad = first = jax.block_until_ready(
                     compiled(weights.params, targets, config.loss_weights, x))
                 times = []
                 for _ in range(args.steps):
                     t0 = time.perf_counter()
-                    jax.block_until_ready(compiled(weights.params, targets,
-                                                   config.loss_weights, x))
+                    again = jax.block_until_ready(compiled(weights.params, targets,
+                                                           config.loss_weights, x))
                     times.append(time.perf_counter() - t0)
+                # The same program at the same point twice: a GPU whose kernels sum in
+                # another order per call gives two values, which no line search survives.
+                (loss_again, _), grad_again = again if args.steps else first
+                row["repeat_loss_rel_diff"] = abs(float(loss_again) / float(loss) - 1)
+                row["repeat_grad_max_abs_diff"] = float(jax.numpy.max(jax.numpy.abs(
+                    grad_again - grad)))
                 row["step_times_s"] = times
                 row["step_s"] = statistics.median(times)
                 row["loss"] = losses[dtype] = float(loss)
@@ -405,11 +413,11 @@ def markdown(report: dict) -> str:
     lines = [f"device: {report['device']}, jax {report['jax']}, {report['date']}; random "
              "VGG19 weights", ""]
     torch_by_size = {r["size"]: r for r in report.get("torch", []) if "error" not in r}
-    lines += ["| size | dtype | step | GFLOP/s | XLA memory | PyTorch step | loss vs f32 |",
-              "|---|---|---|---|---|---|---|"]
+    lines += ["| size | dtype | step | GFLOP/s | XLA memory | PyTorch step | loss vs f32 "
+              "| same point twice: loss rel. diff |", "|---|---|---|---|---|---|---|---|"]
     for r in report.get("objective", []):
         if "error" in r:
-            lines.append(f"| {r['size']} | {r['dtype']} | error: {r['error'][:80]} | | | | |")
+            lines.append(f"| {r['size']} | {r['dtype']} | error: {r['error'][:80]} | | | | | |")
             continue
         pt = torch_by_size.get(r["size"], {}) if r["dtype"] == "float32" else {}
         lines.append(f"| {r['size']} | {r['dtype']} | {r['step_s'] * 1e3:.1f} ms "
@@ -419,6 +427,7 @@ def markdown(report: dict) -> str:
                      f"| {r['gflop_per_s']:.0f} | {r.get('xla_memory_bytes', 0) / 2**30:.2f} GiB "
                      "| - |")
         lines[-1] += (f" {r['loss_vs_float32']:+.2%} |" if "loss_vs_float32" in r else " - |")
+        lines[-1] += f" {r.get('repeat_loss_rel_diff', float('nan')):.1e} |"
     for r in report.get("stylize", []):
         lines.append(f"\nstylize {r['size']} px ({r['optimizer']}, {r['iterations']} steps): "
                      + (f"error {r['error'][:80]}" if "error" in r else

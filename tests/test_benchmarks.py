@@ -376,6 +376,8 @@ def test_device_check_quick_runs_every_part(tmp_path):
     assert f32["dtype"] == "float32" and bf16["dtype"] == "bfloat16"
     assert f32["step_s"] > 0 and f32["xla_memory_bytes"] > 0
     assert abs(bf16["loss_vs_float32"]) < 0.05
+    # The same point twice: XLA's CPU kernels are deterministic.
+    assert f32["repeat_loss_rel_diff"] == 0.0 and f32["repeat_grad_max_abs_diff"] == 0.0
     (torch_row,) = report["torch"]
     try:
         import torch  # noqa: F401
@@ -406,3 +408,4 @@ def test_device_check_quick_runs_every_part(tmp_path):
     assert video["kind"] == "adain" and video["frames"] == 12 and video["frames_per_s"] > 0
     log = (tmp_path / "device_check.log").read_text()
     assert log.count("| 32 | float32 |") == 1 and log.count("| 32 | bfloat16 |") == 1
+    assert "| 0.0e+00 |" in log  # the repeat column
