@@ -136,7 +136,7 @@ def _config(method: str, size: int, shallow: bool, stage_iterations: int, auto_s
     import jaxstyle
     from jaxstyle.config import auto_scales
 
-    method = method.removesuffix("-plain")
+    method, _ = _split_plain(method)
     layers = dict(SHALLOW if shallow else {}, style_weight=style_weight,
                   emulate_rounding=emulate_rounding)
     name = "adam" if "adam" in method else "lbfgs"
@@ -150,6 +150,12 @@ def _config(method: str, size: int, shallow: bool, stage_iterations: int, auto_s
     return jaxstyle.StyleConfig(optimizer=name, scales=scales, scale_iterations=iters, **layers)
 
 
+def _split_plain(method: str) -> tuple[str, bool]:
+    """("auto-lbfgs-25", True) for "auto-lbfgs-25-plain": the method and whether it runs
+    without the rounding tolerance."""
+    return method.removesuffix("-plain"), method.endswith("-plain")
+
+
 @contextlib.contextmanager
 def _optim_variant(method: str):
     """lbfgs-old and the -plain methods: `stylize` builds its Optimizer from the config, which
@@ -161,7 +167,7 @@ def _optim_variant(method: str):
 
     if method == "lbfgs-old":
         changes = dict(probe_first_step=False, noise_floor=0.0)
-    elif method.endswith("-plain"):
+    elif _split_plain(method)[1]:
         changes = dict(rounding_tolerance=0.0)
     else:
         yield
@@ -543,6 +549,16 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _known(method: str) -> bool:
+    """A name in METHODS, a ladder with its steps a stage (auto-lbfgs-25), or a jaxstyle
+    L-BFGS one of those with "-plain"."""
+    method, plain = _split_plain(method)
+    if plain and ("lbfgs" not in method or method in ("lbfgs-old", "torch-lbfgs")):
+        return False
+    return method in METHODS or (method.startswith(("auto-lbfgs-", "auto-adam-"))
+                                 and method.rsplit("-", 1)[-1].isdigit())
+
+
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     if args.worker:
@@ -554,15 +570,7 @@ def main(argv=None) -> int:
         args.max_steps, args.stage_iterations, args.auto_start = 6, 2, 23
         args.seconds = args.seconds or 60.0
     methods = [m for m in args.methods.split(",") if m]
-    def known(method: str) -> bool:
-        if method.endswith("-plain"):  # an L-BFGS method without the rounding tolerance
-            method = method.removesuffix("-plain")
-            if "lbfgs" not in method or method in ("lbfgs-old", "torch-lbfgs"):
-                return False
-        return method in METHODS or (method.startswith(("auto-lbfgs-", "auto-adam-"))
-                                     and method.rsplit("-", 1)[-1].isdigit())
-
-    unknown = {m for m in methods if not known(m)}
+    unknown = {m for m in methods if not _known(m)}
     if unknown:
         raise SystemExit(f"unknown methods {sorted(unknown)}; choose from {METHODS}")
     os.makedirs(args.out, exist_ok=True)

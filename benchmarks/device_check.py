@@ -163,7 +163,7 @@ def part_objective(args, weights_npz: str) -> list[dict]:
                                                + mem.output_size_in_bytes
                                                - mem.alias_size_in_bytes
                                                + mem.temp_size_in_bytes)
-                (loss, _), grad = first = jax.block_until_ready(
+                (loss, _), grad = jax.block_until_ready(
                     compiled(weights.params, targets, config.loss_weights, x))
                 times = []
                 for _ in range(args.steps):
@@ -173,10 +173,11 @@ def part_objective(args, weights_npz: str) -> list[dict]:
                     times.append(time.perf_counter() - t0)
                 # The same program at the same point twice: a GPU whose kernels sum in
                 # another order per call gives two values, which no line search survives.
-                (loss_again, _), grad_again = again if args.steps else first
-                row["repeat_loss_rel_diff"] = abs(float(loss_again) / float(loss) - 1)
-                row["repeat_grad_max_abs_diff"] = float(jax.numpy.max(jax.numpy.abs(
-                    grad_again - grad)))
+                if args.steps:
+                    (loss_again, _), grad_again = again
+                    row["repeat_loss_rel_diff"] = abs(float(loss_again) / float(loss) - 1)
+                    row["repeat_grad_max_abs_diff"] = float(jax.numpy.max(jax.numpy.abs(
+                        grad_again - grad)))
                 row["step_times_s"] = times
                 row["step_s"] = statistics.median(times)
                 row["loss"] = losses[dtype] = float(loss)
@@ -294,13 +295,21 @@ def part_evaluations(args, weights_npz: str) -> list[dict]:
     if layers:
         cmd += ["--style-layers", ",".join(layers["style_layers"]),
                 "--content-layers", ",".join(layers["content_layers"])]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=args.timeout)
-    print(proc.stdout[-3000:], file=sys.stderr, flush=True)
-    if not os.path.exists(out):
-        return [{"error": f"evaluations.py exit {proc.returncode}: {proc.stderr[-1500:]}"}]
-    with open(out) as fh:
-        return [{**row, "error": str(row["error"])[:2000]} if "error" in row else row
-                for row in json.load(fh)["rows"]]
+    # evaluations.py writes its JSON after every run: a timeout keeps the runs it finished.
+    try:
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=args.timeout)
+        print(proc.stdout[-3000:], file=sys.stderr, flush=True)
+        failure = f"evaluations.py exit {proc.returncode}: {proc.stderr[-1500:]}"
+    except subprocess.TimeoutExpired:
+        failure = f"evaluations.py timed out after {args.timeout:g} s (--timeout)"
+    rows = []
+    if os.path.exists(out):
+        with open(out) as fh:
+            rows = [{**row, "error": str(row["error"])[:2000]} if "error" in row else row
+                    for row in json.load(fh)["rows"]]
+    expected = (len(args.evaluation_sizes) * len(args.evaluation_roundings)
+                * len(args.evaluation_style_weights))
+    return rows if len(rows) == expected else [*rows, {"error": failure}]
 
 
 def part_arbitrary(args, weights_npz: str) -> list[dict]:

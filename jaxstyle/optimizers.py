@@ -149,6 +149,14 @@ class Optimizer:
                    for key in ("value", "grad", "num_linesearch_steps"))
 
     @property
+    def batches(self) -> bool:
+        """Whether a sweep may vmap several settings of this optimizer: every named one
+        (`jaxstyle.zoom` evaluates f once per vmapped trial); not a custom optax line search,
+        whose two cond branches both evaluate f once vmapped (it runs one setting at a
+        time)."""
+        return self.name != "custom" or not self.uses_linesearch
+
+    @property
     def clip(self) -> bool:
         """Project the image onto [0, 1] after each step: every optimizer without a line
         search."""

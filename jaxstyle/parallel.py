@@ -13,10 +13,8 @@ B (the batch size) is how many settings a device computes at once: B = 1 runs th
 another inside the program, B >= K/D is one `jax.vmap`. K is padded to a multiple of D by
 repeating the last setting. B defaults to as many settings as fit in memory, measured by XLA's
 own `memory_analysis()` of the compiled one-setting program (`fit_batch_size`), for every
-named optimizer: the zoom line search of "lbfgs" (`jaxstyle.zoom`) evaluates f once per trial
-under vmap, and its batch waits for its slowest member's trials. A custom optax L-BFGS (optax's
-own line search, two evaluations per vmapped trial) runs one setting at a time. Measurements:
-docs/benchmarks.md.
+optimizer that batches (`Optimizer.batches`); a zoom L-BFGS batch waits for its slowest
+member's line search. Measurements: docs/benchmarks.md.
 
 Several processes (multi-host): every process runs the same call with a mesh over
 `jax.devices()`; `runtime.put` gives each process its own shards and `runtime.fetch` gathers
@@ -196,13 +194,13 @@ def fit_batch_size(compile_one: Callable[[], Any], k_local: int, device: jax.Dev
     """(B, the compiled one-setting program or None): how many settings a device computes
     at once when the caller does not say.
 
-    One local setting, or a custom optax line search (vmapped, its conds run both branches,
-    each evaluating f): 1. Otherwise the largest B <= k_local with
+    One local setting, or an optimizer that does not batch (`Optimizer.batches`): 1.
+    Otherwise the largest B <= k_local with
         arguments + outputs - aliased + B * temp  <=  memory.limit_bytes(device),
     where the sizes come from XLA's `memory_analysis()` of `compile_one()` (the chunk program
     compiled for B = 1; returned so the caller can run it when B is 1).
     """
-    if k_local == 1 or (optimizer.uses_linesearch and optimizer.name == "custom"):
+    if k_local == 1 or not optimizer.batches:
         return 1, None
     compiled = compile_one()
     budget = memory.limit_bytes(device)

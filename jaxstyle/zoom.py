@@ -14,9 +14,10 @@ holding an acceptable step is found, then zooms into it by cubic, quadratic or b
 interpolation; after `max_linesearch_steps` trials it takes the best step that decreased f.
 
 Why our own: optax writes the two phases as the two branches of a `lax.cond`, and each
-branch evaluates f and its gradient. XLA compiles both, so every L-BFGS program held the VGG
-forward and backward pass twice (twice the compile time of Adam's), and under `jax.vmap` a
-cond becomes a select that runs both branches: two evaluations per trial. Here each trial
+branch evaluates f and its gradient. XLA compiles both (every L-BFGS step program held the
+VGG pass twice; the compile time hardly depended on it, measured in docs/benchmarks.md,
+"Sweeps"), and under `jax.vmap` a cond becomes a select that runs both branches: two
+evaluations per trial, which kept L-BFGS sweeps from batching. Here each trial
 chooses its step (a scalar cond), evaluates f once, then updates the phase's bookkeeping
 (a cond without f). The state is optax's (`optax.ScaleByZoomLinesearchState`), so the
 step loop reads value, gradient and counts as before.
@@ -38,7 +39,8 @@ STEPSIZE_PRECISION = 1e-5  # an interval narrower than this ends the zoom (if a 
 
 
 class Search(NamedTuple):
-    """One line search's state along `updates` (d) from `params` (x); scalars float32.
+    """One line search's state along `updates` (d) from `params` (x): float32 scalars,
+    int32 count, bool flags, gradients shaped like params.
 
     stepsize, value, grad, slope: the latest trial a, f(x + a d), its gradient, f'(a).
     low/high (with their values and slopes): the interval the zoom narrows; cubic_ref: the

@@ -2,6 +2,7 @@
 their analytic FLOP counts; the PyTorch baselines (tests/references/torch_gatys.py) compute
 exactly jaxstyle's objective, or their timings would compare different work."""
 
+import argparse
 import json
 import os
 import subprocess
@@ -359,6 +360,17 @@ def test_train_pieces_inputs_follow_the_recipe_shapes():
 
 
 # --------------------------------------------------------------------------- device_check.sh
+
+
+def test_device_check_evaluations_part_reports_a_timeout(tmp_path):
+    """A subprocess past --timeout: the part ends with an error row naming the option (it
+    used to raise, losing the rows evaluations.py had written)."""
+    device_check = load_script("benchmarks/device_check.py")
+    args = argparse.Namespace(work=str(tmp_path), layers={}, timeout=0.5,
+                              evaluation_sizes=[32], evaluation_roundings=["bfloat16"],
+                              evaluation_style_weights=[1e7], evaluation_iterations=3)
+    (row,) = device_check.part_evaluations(args, "unused.npz")
+    assert "timed out after 0.5 s (--timeout)" in row["error"]
 
 
 def test_device_check_quick_runs_every_part(tmp_path):

@@ -70,6 +70,7 @@ def test_fit_batch_size_from_xla_memory_analysis(monkeypatch):
         compiled.append(1)
         return _compiled(100, 50, 40, 30)
 
+    assert not Optimizer.of(optax.lbfgs()).batches and Optimizer.of(optax.adamw(1e-2)).batches
     # optax's own zoom L-BFGS, or one local setting: 1, without compiling anything to find out.
     assert parallel.fit_batch_size(compile_one, 16, cpu, Optimizer.of(optax.lbfgs())) == (
         1, None)
