@@ -24,23 +24,24 @@ import jaxstyle  # noqa: E402
 from jaxstyle import download, runtime  # noqa: E402
 
 # The XLA CPU flags of every in-process test: the ones `jaxstyle` itself runs the objective
-# with (runtime.CPU_FLAGS), LLVM's optimization level 1 (TEST_COMPILE), plus whatever
-# XLA_FLAGS the caller set (those win; e.g. --xla_cpu_max_isa=AVX2 to run the suite as on an
-# older CPU). XLA reads them once, when the first test starts a backend: set here, before
-# any, so that no test's order decides them.
-# Level 1 instead of XLA's default 2: on this CPU it compiled the 32 px stylize programs
-# 20-25% faster at the same run time (the convolutions and dots are library calls either
-# way), and the suite took 398 s instead of 472 s with `-n 2`, every test passing.
-TEST_COMPILE = "--xla_backend_optimization_level=1"
+# with (runtime.CPU_FLAGS), LLVM's optimizations off (TEST_COMPILE), plus whatever XLA_FLAGS
+# the caller set (those win; e.g. --xla_cpu_max_isa=AVX2 to run the suite as on an older
+# CPU). XLA reads them once, when the first test starts a backend: set here, before any, so
+# that no test's order decides them.
+# Level 0 instead of XLA's default 2: the tests' programs run a few steps on small images, so
+# compile time is most of their time (the convolutions and dots are library calls at every
+# level). On this CPU the suite took 472 s at level 2, 398-425 s at level 1 and 356 s at
+# level 0 with `-n 2`. A program that runs long passes OPTIMIZED_COMPILE to its jit.
+TEST_COMPILE = "--xla_backend_optimization_level=0"
+OPTIMIZED_COMPILE = {"xla_backend_optimization_level": 1}
 runtime.set_xla_cpu_flags((*runtime.CPU_FLAGS, TEST_COMPILE))
 jax.config.update("jax_numpy_rank_promotion", "raise")
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = ROOT / "examples"
-# Subprocesses compile with LLVM's optimizations off: a third of the compile time on this
-# CPU for programs that then run a few steps on small images (XLA takes the last value of a
-# flag given twice, so appending it to the inherited XLA_FLAGS overrides TEST_COMPILE).
-FAST_COMPILE = "--xla_backend_optimization_level=0"
+# Subprocesses compile with LLVM's optimizations off too (XLA takes the last value of a flag
+# given twice: appended to a caller's XLA_FLAGS it wins).
+FAST_COMPILE = TEST_COMPILE
 
 
 def with_fast_compile(flags: str | None = None) -> str:

@@ -15,7 +15,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from conftest import smooth_image
+from conftest import OPTIMIZED_COMPILE, smooth_image
 from references import numpy_arbitrary as ref
 from references.numpy_arbitrary import LAYERS, numpy_adain_loss, numpy_sanet_loss
 
@@ -25,10 +25,8 @@ from jaxstyle.arbitrary.released import layout
 TOL = 1e-4  # float32 values against float64
 TOL64 = 1e-6  # float64 values
 GRAD_TOL64 = 1e-5  # float64 gradients against torch (measured 5e-7: a float32 step in there)
-# LLVM's optimizations off for the one-off float32/bfloat16 forward programs: 40% less compile
-# time on this CPU (the option is those jits' only). Not for the float64 value_and_grad, which
-# then ran 5x longer than it compiled faster.
-FAST = {"xla_backend_optimization_level": 0}
+# The float64 value_and_grad runs long enough that LLVM's optimizations pay for their compile
+# time: the suite's level 0 (conftest) ran it in 72 s, level 1 in 20 s on this CPU.
 SIDE = 32  # SANet's smallest training side: relu5_1 is 2 x 2
 CONTENT = smooth_image(40, SIDE, SIDE)[None]  # batches of one: the references are slow
 STYLE = smooth_image(50, SIDE, SIDE)[None]
@@ -55,7 +53,8 @@ def _value_and_grad64(loss, params, pairs):
     program: the calls share the x64 trace context)."""
     with jax.enable_x64(True):
         fn = jax.jit(jax.value_and_grad(
-            lambda p, c, s: loss(p, c, s, compute_dtype=jnp.float64), has_aux=True))
+            lambda p, c, s: loss(p, c, s, compute_dtype=jnp.float64), has_aux=True),
+            compiler_options=OPTIMIZED_COMPILE)
         params = _wide(params)
         return [jax.tree.map(np.asarray, fn(params, c.astype(np.float64),
                                             s.astype(np.float64))) for c, s in pairs]
@@ -113,7 +112,7 @@ def test_adain_loss_matches_numpy(adain_result, numpy_adain):
 def test_float32_values_match_numpy(sanet_params, numpy_sanet):
     """The training dtype: float32 arithmetic throughout, the same terms within 1e-4 (AdaIN's
     float32 loss is checked through the train step, tests/test_arbitrary_train_step.py)."""
-    total, parts = jax.jit(sanet_loss, compiler_options=FAST)(sanet_params, CONTENT, STYLE)
+    total, parts = jax.jit(sanet_loss)(sanet_params, CONTENT, STYLE)
     assert total.dtype == jnp.float32
     _check(parts, total, numpy_sanet, SANET_W, TOL)
 
@@ -205,8 +204,8 @@ def test_bad_inputs():
 def test_bfloat16_arithmetic(adain_params, numpy_adain):
     """--bf16: the networks in bfloat16 (8 bits of mantissa), the statistics and losses in
     float32: float32 results within a few percent."""
-    total, parts = jax.jit(lambda p, c, s: adain_loss(p, c, s, compute_dtype=jnp.bfloat16),
-                           compiler_options=FAST)(adain_params, CONTENT, STYLE)
+    total, parts = jax.jit(lambda p, c, s: adain_loss(p, c, s, compute_dtype=jnp.bfloat16))(
+        adain_params, CONTENT, STYLE)
     assert total.dtype == jnp.float32 and all(v.dtype == jnp.float32 for v in parts.values())
     for name, value in numpy_adain.items():
         assert float(parts[name]) == pytest.approx(value, rel=0.05), name
