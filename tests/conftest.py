@@ -28,20 +28,22 @@ from jaxstyle import download, runtime  # noqa: E402
 # the caller set (those win; e.g. --xla_cpu_max_isa=AVX2 to run the suite as on an older
 # CPU). XLA reads them once, when the first test starts a backend: set here, before any, so
 # that no test's order decides them.
-# Level 0 instead of XLA's default 2: the tests' programs run a few steps on small images, so
-# compile time is most of their time (the convolutions and dots are library calls at every
-# level). On this CPU the suite took 472 s at level 2, 398-425 s at level 1 and 356 s at
-# level 0 with `-n 2`. A program that runs long passes OPTIMIZED_COMPILE to its jit.
-TEST_COMPILE = "--xla_backend_optimization_level=0"
+# Level 0 instead of XLA's default 2, and XLA's older elemental emitters instead of its MLIR
+# fusion emitters: the tests' programs run a few steps on small images, so compile time is
+# most of their time (the convolutions and dots are library calls either way). On this CPU
+# LLVM level 0 took the suite from 398-425 s (level 1) to 356 s with `-n 2`, and the older
+# emitters compiled the 32 px stylize programs in 1.2 s instead of 3.4 s. A program that
+# runs long passes OPTIMIZED_COMPILE to its jit.
+TEST_COMPILE = ("--xla_backend_optimization_level=0", "--xla_cpu_use_fusion_emitters=false")
 OPTIMIZED_COMPILE = {"xla_backend_optimization_level": 1}
-runtime.set_xla_cpu_flags((*runtime.CPU_FLAGS, TEST_COMPILE))
+runtime.set_xla_cpu_flags((*runtime.CPU_FLAGS, *TEST_COMPILE))
 jax.config.update("jax_numpy_rank_promotion", "raise")
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = ROOT / "examples"
-# Subprocesses compile with LLVM's optimizations off too (XLA takes the last value of a flag
-# given twice: appended to a caller's XLA_FLAGS it wins).
-FAST_COMPILE = TEST_COMPILE
+# Subprocesses compile as this process does (XLA takes the last value of a flag given twice:
+# appended to a caller's XLA_FLAGS they win).
+FAST_COMPILE = " ".join(TEST_COMPILE)
 
 
 def with_fast_compile(flags: str | None = None) -> str:

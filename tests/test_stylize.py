@@ -11,7 +11,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from conftest import SHALLOW, smooth_image
+from conftest import SHALLOW, assert_adam_runs_close, smooth_image
 
 import jaxstyle
 from jaxstyle import color, optim, optimizers, parallel
@@ -224,7 +224,10 @@ def test_vmap_over_loss_weights_equals_single_runs(weights, images):
     states, hists = jax.jit(jax.vmap(one, in_axes=(None, None, 0, None)))(
         weights.params, targets, batch, x0)
     for k, (state, hist) in enumerate(singles):
-        np.testing.assert_allclose(np.asarray(states.image[k]), state.image, atol=1e-5)
+        # Adam: a gradient near 0 turns the vmapped sums' other rounding into whole steps
+        # (0.7% of the pixels moved by up to 5e-3 under the suite's compile flags).
+        assert_adam_runs_close(states.image[k], state.image, learning_rate=opt.learning_rate,
+                               steps=4)
         np.testing.assert_allclose(np.asarray(hists[k, :4]), hist[:4], rtol=1e-4)
 
 
