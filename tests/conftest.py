@@ -31,9 +31,9 @@ from jaxstyle import download, runtime  # noqa: E402
 # Level 0 instead of XLA's default 2, and XLA's older elemental emitters instead of its MLIR
 # fusion emitters: the tests' programs run a few steps on small images, so compile time is
 # most of their time (the convolutions and dots are library calls either way). On this CPU
-# LLVM level 0 took the suite from 398-425 s (level 1) to 356 s with `-n 2`, and the older
-# emitters compiled the 32 px stylize programs in 1.2 s instead of 3.4 s. A program that
-# runs long passes OPTIMIZED_COMPILE to its jit.
+# LLVM level 0 took the suite from 398-425 s (level 1) to 356 s on 2 workers, and the older
+# emitters compiled the 32 px stylize programs in 1.2 s instead of 3.4 s (the suite: 231 s).
+# A program that runs long passes OPTIMIZED_COMPILE to its jit.
 TEST_COMPILE = ("--xla_backend_optimization_level=0", "--xla_cpu_use_fusion_emitters=false")
 OPTIMIZED_COMPILE = {"xla_backend_optimization_level": 1}
 runtime.set_xla_cpu_flags((*runtime.CPU_FLAGS, *TEST_COMPILE))
