@@ -134,6 +134,9 @@ def plot(rows: list[dict], path: str) -> str | None:
         return None
     fig, axes = plt.subplots(2, len(groups), figsize=(4.8 * len(groups), 7.2), squeeze=False)
     ceiling = 1.6  # where "not reached" is drawn
+    # One colour per method in every panel (a size may run fewer methods).
+    colour = {m: f"C{k}" for k, m in enumerate(dict.fromkeys(
+        r["method"] for r in rows if r["method"] != "torch-lbfgs"))}
     for col, (size, beta) in enumerate(groups):
         methods = [r for r in rows if (r["size"], r["style_weight"]) == (size, beta)
                    and r["method"] != "torch-lbfgs"]
@@ -141,16 +144,17 @@ def plot(rows: list[dict], path: str) -> str | None:
         for i, r in enumerate(methods):
             reached = [v for v in r["time_ratios"] if np.isfinite(v)]
             missed = len(r["time_ratios"]) - len(reached)
-            top.scatter([i] * len(reached), reached, s=18, color=f"C{i}")
+            top.scatter([i] * len(reached), reached, s=18, color=colour[r["method"]])
             top.scatter([i + 0.1 * (k - (missed - 1) / 2) for k in range(missed)],
-                        [ceiling] * missed, s=40, facecolors="none", edgecolors=f"C{i}",
+                        [ceiling] * missed, s=40, facecolors="none",
+                        edgecolors=colour[r["method"]],
                         linewidths=1.5, zorder=3)
             median = r["time_ratio"]["median"] if r["time_ratio"] else None
             if median is not None:
                 top.plot([i - 0.3, i + 0.3], [min(median, ceiling)] * 2, color="black",
                          ls="-" if np.isfinite(median) else ":", zorder=2)
             scores = [v for v in r["scores_at_equal_time"] if v is not None]
-            bottom.scatter([i] * len(scores), scores, s=18, color=f"C{i}")
+            bottom.scatter([i] * len(scores), scores, s=18, color=colour[r["method"]])
             if r["score_at_equal_time"]:
                 bottom.plot([i - 0.3, i + 0.3], [r["score_at_equal_time"]["median"]] * 2,
                             color="black")
