@@ -68,7 +68,6 @@ def test_gatys_bench_quick(tmp_path, monkeypatch):
     cold, warm = row["cold"], row["warm"]
     assert "error" not in cold and "error" not in warm, (cold, warm)
     assert row["size"] == 32 and cold["cache_hits"] == 0 and warm["cache_hits"] >= 1
-    assert warm["compile_s"] >= 0 and cold["compile_s"] > 0
     assert cold["loss"] == warm["loss"] > 0
     assert len(cold["step_times_s"]) == 2 and row["step_s"] > 0
     assert row["flops_per_s"] == pytest.approx(row["flops"]["total"] / row["step_s"])
