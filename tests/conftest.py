@@ -36,21 +36,26 @@ from jaxstyle import download, runtime  # noqa: E402
 # A program that runs long passes OPTIMIZED_COMPILE to its jit.
 TEST_COMPILE = ("--xla_backend_optimization_level=0", "--xla_cpu_use_fusion_emitters=false")
 OPTIMIZED_COMPILE = {"xla_backend_optimization_level": 1}
+_CALLER_XLA_FLAGS = os.environ.get("XLA_FLAGS", "")
 runtime.set_xla_cpu_flags((*runtime.CPU_FLAGS, *TEST_COMPILE))
 jax.config.update("jax_numpy_rank_promotion", "raise")
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = ROOT / "examples"
-# Subprocesses compile as this process does (XLA takes the last value of a flag given twice:
-# appended to a caller's XLA_FLAGS they win).
-FAST_COMPILE = " ".join(TEST_COMPILE)
 
 
-def with_fast_compile(flags: str | None = None) -> str:
-    """`flags` (default: this process's XLA_FLAGS) with FAST_COMPILE appended: the XLA_FLAGS
-    of a subprocess that runs a few steps on small images."""
-    flags = os.environ.get("XLA_FLAGS", "") if flags is None else flags
-    return f"{flags} {FAST_COMPILE}".strip()
+def subprocess_xla_flags(*extra: str, library_flags: bool = True) -> str:
+    """The XLA_FLAGS of a test's subprocess, with `extra` flags added.
+
+    A subprocess inherits this process's XLA_FLAGS (the caller's, runtime.CPU_FLAGS and
+    TEST_COMPILE) anyway: call this only to add a flag (e.g. more host devices), or with
+    library_flags=False for a process that sets its own library flags (training's
+    runtime.CPU_TRAIN_FLAGS, which lose to flags of the same name already set). The caller's
+    flags are kept either way: a suite run under --xla_cpu_max_isa=AVX2 runs its
+    subprocesses so too."""
+    base = os.environ.get("XLA_FLAGS", "") if library_flags else " ".join(
+        [_CALLER_XLA_FLAGS, *TEST_COMPILE])
+    return " ".join([base, *extra]).strip()
 
 
 # The first two VGG blocks only, for tests of the run's plumbing (stages, sweeps, callbacks,

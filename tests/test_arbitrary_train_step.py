@@ -8,7 +8,7 @@ import textwrap
 import jax
 import numpy as np
 import pytest
-from conftest import FAST_COMPILE, assert_adam_runs_close, finish, run_python, smooth_image
+from conftest import assert_adam_runs_close, finish, run_python, smooth_image, subprocess_xla_flags
 from references import numpy_arbitrary as ref
 from references.numpy_arbitrary import numpy_adain_loss
 
@@ -124,7 +124,7 @@ def test_four_devices_equal_one(tmp_path):
     """Data parallel: the batch of 4 split over 4 devices (one image each), the gradients
     summed by an all-reduce, gives the one-device losses and weights for 3 steps."""
     out = finish(run_python(SHARDED, tmp_path / "p", env={
-        "XLA_FLAGS": "--xla_force_host_platform_device_count=4 " + FAST_COMPILE}))
+        "XLA_FLAGS": subprocess_xla_flags("--xla_force_host_platform_device_count=4")}))
     got = json.loads(out.strip().splitlines()[-1])
     one, four = got["1"], got["4"]
     assert one["devices"] == 1 and four["devices"] == 4

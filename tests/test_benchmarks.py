@@ -12,7 +12,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from conftest import FAST_COMPILE, ROOT, load_script, with_fast_compile
+from conftest import ROOT, load_script, subprocess_xla_flags
 
 import jaxstyle
 from jaxstyle.losses import Targets, total_loss
@@ -57,9 +57,8 @@ def test_gatys_flops_match_xla_cost_analysis(weights):
     assert analytic <= xla <= 1.01 * analytic
 
 
-def test_gatys_bench_quick(tmp_path, monkeypatch):
+def test_gatys_bench_quick(tmp_path):
     """The real CLI at 32 px: cold compile, a warm second process that hits the cache."""
-    monkeypatch.setenv("XLA_FLAGS", with_fast_compile())  # the CLI processes' flags
     out = tmp_path / "gatys_bench.json"
     assert gatys_bench.main(["--quick", "--optimizers", "adam", "--sweep-ks", "", "--no-torch",
                        "--silent", "--json", str(out)]) == 0
@@ -313,9 +312,10 @@ def test_sanet_start_quick(tmp_path):
 
 
 def test_train_bench_quick(tmp_path, monkeypatch):
-    # The workers are subprocesses: this checkout first on their path, quick compiles.
+    # The workers are subprocesses: this checkout first on their path, quick compiles, and
+    # training's own library flags (runtime.CPU_TRAIN_FLAGS, which the worker sets).
     monkeypatch.setenv("PYTHONPATH", str(ROOT))
-    monkeypatch.setenv("XLA_FLAGS", FAST_COMPILE)
+    monkeypatch.setenv("XLA_FLAGS", subprocess_xla_flags(library_flags=False))
     out = tmp_path / "train_bench.json"
     assert train_bench.main(["--quick", "--models", "adain", "--silent", "--json", str(out)]) == 0
     report = json.loads(out.read_text())
@@ -374,10 +374,9 @@ def test_device_check_evaluations_part_reports_a_timeout(tmp_path):
 
 
 def test_device_check_quick_runs_every_part(tmp_path):
-    # LLVM's optimizations off in every process of the check (FAST_COMPILE): at 32 px its
-    # parts are compile time, 79 -> 54 CPU seconds on this CPU.
-    env = dict(os.environ, PYTHON=sys.executable, JAX_PLATFORMS="cpu",
-               XLA_FLAGS=with_fast_compile())
+    # Every process of the check inherits the tests' compile flags (LLVM's optimizations off):
+    # at 32 px its parts are compile time, 79 -> 54 CPU seconds on this CPU.
+    env = dict(os.environ, PYTHON=sys.executable, JAX_PLATFORMS="cpu")
     env.pop("JAXSTYLE_NO_COMPILE_CACHE", None)  # the second-process part needs the cache
     out = subprocess.run(["bash", str(ROOT / "benchmarks" / "device_check.sh"), "--quick",
                           str(tmp_path)], env=env, capture_output=True, text=True, timeout=600)

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import SHALLOW, one_line_error, with_fast_compile
+from conftest import SHALLOW, one_line_error
 from PIL import Image
 from references.weight_files import write_keras_h5
 
@@ -573,8 +573,7 @@ def test_progress_bar_on_a_terminal_and_lines_otherwise(monkeypatch):
 
 
 def _cli(argv, home, **popen):
-    env = dict(os.environ, JAXSTYLE_HOME=str(home), JAX_PLATFORMS="cpu",
-               XLA_FLAGS=with_fast_compile())
+    env = dict(os.environ, JAXSTYLE_HOME=str(home), JAX_PLATFORMS="cpu")
     env.pop("JAXSTYLE_NO_COMPILE_CACHE", None)  # the real, cached runs
     return subprocess.Popen([sys.executable, str(REPO / "cli.py"), *argv], env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **popen)

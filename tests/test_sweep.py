@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import ROOT, SHALLOW, assert_adam_runs_close, smooth_image, with_fast_compile
+from conftest import ROOT, SHALLOW, assert_adam_runs_close, smooth_image, subprocess_xla_flags
 
 import jaxstyle
 from jaxstyle import LossWeights, StyleConfig
@@ -252,13 +252,10 @@ SHARDED = textwrap.dedent("""
 def _run_script(tmp_path, script, *args, env=None, timeout=300):
     path = tmp_path / "script.py"
     path.write_text(script)
-    # This checkout first on the path (the venv's jaxstyle may be another checkout); LLVM's
-    # optimizations off (FAST_COMPILE) besides the caller's flags.
-    env = dict(env or {})
-    env["XLA_FLAGS"] = with_fast_compile(env.get("XLA_FLAGS", ""))
+    # This checkout first on the path (the venv's jaxstyle may be another checkout).
     return subprocess.Popen([sys.executable, str(path), str(Path(__file__).parent), *args],
                             env=dict(os.environ, JAX_PLATFORMS="cpu", PYTHONPATH=str(ROOT),
-                                     **env),
+                                     **(env or {})),
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
@@ -281,7 +278,8 @@ def _same_as(adam_sweep, npz):
 def test_sharded_sweep_subprocess(tmp_path, adam_sweep):
     results = tmp_path / "sharded.npz"
     got = _finish(_run_script(tmp_path, SHARDED, str(results),
-                              env={"XLA_FLAGS": "--xla_force_host_platform_device_count=4"}))
+                              env={"XLA_FLAGS": subprocess_xla_flags(
+                                  "--xla_force_host_platform_device_count=4")}))
     # K = 6 padded to 8 over 4 devices: 2 settings per device; padding dropped.
     assert got["devices"] == 4 and got["n"] == 6 and got["batch"] == 2
     assert got["labels"] == list(GRID.labels)

@@ -8,7 +8,7 @@ import time
 import av
 import numpy as np
 import pytest
-from conftest import EXAMPLES, FAST_COMPILE, one_line_error, run_python
+from conftest import EXAMPLES, one_line_error, run_python
 from references.video_files import audio_packets, panning_frames, write_video
 
 import jaxstyle
@@ -91,7 +91,7 @@ def test_ctrl_c_writes_a_playable_video_and_exits_130(vgg, tmp_path):
                    "video", clip, STYLE, "-o", out, "--weights", vgg, "--image-size", "32",
                    "--iterations", "2", "--frame-iterations", "2", "--scales", "none",
                    "--content-layers", "relu2_1", "--style-layers", "relu1_1,relu2_1",
-                   "--optimizer", "adam", "--json", summary, env={"XLA_FLAGS": FAST_COMPILE})
+                   "--optimizer", "adam", "--json", summary)
     line = ""
     while not line.startswith("frame 10/"):  # progress lines: every 10 frames
         line = p.stderr.readline()

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import FAST_COMPILE, ROOT, smooth_image
+from conftest import ROOT, smooth_image
 from PIL import Image
 
 import jaxstyle
@@ -81,7 +81,7 @@ def start(args, cwd) -> tuple[subprocess.Popen, str]:
     process = subprocess.Popen(
         [sys.executable, str(ROOT / "cli.py"), *map(str, args)], cwd=cwd,
         env=dict(os.environ, JAX_PLATFORMS="cpu", JAXSTYLE_NO_COMPILE_CACHE="1",
-                 XLA_FLAGS=FAST_COMPILE, PYTHONPATH=str(ROOT)),
+                 PYTHONPATH=str(ROOT)),
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 60
     while True:
