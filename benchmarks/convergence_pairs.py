@@ -6,12 +6,13 @@ and style weight, then the median and range over the pairs of each method's lead
     python benchmarks/convergence_pairs.py --pairs chelsea-hubble,coffee-brick --sizes 256 \\
         --style-weights 1e3 --out DIR            # a subset; rerunning skips what is done
     python benchmarks/convergence_pairs.py --quick --out /tmp/pairs   # 32 px, two pairs
-    python benchmarks/convergence_pairs.py --sizes 256 --style-weights 1e7,1e3 --out DIR \
-        --summary-only      # the summary of the runs already in DIR; runs nothing
+    python benchmarks/convergence_pairs.py --out DIR --summary-only
+                            # the summary of the runs already in DIR; runs nothing
 
 Each (pair, size, beta) is one convergence.py run in OUT/<size>-<beta>/<pair>/ (its JSON,
 table and plot; an existing convergence.json is kept, so an interrupted sweep goes on where
-it stopped). The summary, per (size, beta) and method, over the pairs:
+it stopped). The summary covers every run in OUT, whichever command made it; per (size,
+beta) and method, over the pairs:
 - time to target: seconds until the method's image first scores at or below what PyTorch's
   L-BFGS reaches in its 100 iterations, as a multiple of PyTorch's time (median, range, and
   how many pairs reached it within the time given);
@@ -24,6 +25,7 @@ one dot per pair). Synthetic VGG19 weights unless --weights: say so next to ever
 from __future__ import annotations
 
 import argparse
+import glob
 import json
 import os
 import subprocess
@@ -38,28 +40,38 @@ from convergence import PAIRS  # noqa: E402
 METHODS = "torch-lbfgs,lbfgs,adam,auto-lbfgs-25,auto-lbfgs-50,auto-adam-50"
 
 
-def run_one(out: str, pair: str, size: int, beta: float, args) -> dict | None:
+def run_one(out: str, pair: str, size: int, beta: float, args) -> bool:
+    """Run convergence.py for one (pair, size, beta) into OUT unless its report is there;
+    whether the report is there now."""
     folder = os.path.join(out, f"{size}-{beta:g}", pair)
-    report = os.path.join(folder, "convergence.json")
-    if not os.path.exists(report):
-        if args.summary_only:
-            return None
-        os.makedirs(folder, exist_ok=True)
-        argv = [sys.executable, os.path.join(HERE, "convergence.py"), "--size", str(size),
-                "--pair", pair, "--style-weight", str(beta), "--methods", args.methods,
-                "--seconds-ratio", str(args.seconds_ratio), "--out", folder]
-        if args.quick:
-            argv += ["--quick"]
-        if args.weights:
-            argv += ["--weights", args.weights]
-        if args.emulate_rounding:
-            argv += ["--emulate-rounding", args.emulate_rounding]
-        done = subprocess.run(argv, capture_output=True, text=True)
-        if done.returncode:
-            print(f"{pair} {size} {beta:g}: failed: {done.stderr[-500:]}", flush=True)
-            return None
-    with open(report) as fh:
-        return json.load(fh)
+    if os.path.exists(os.path.join(folder, "convergence.json")):
+        return True
+    os.makedirs(folder, exist_ok=True)
+    argv = [sys.executable, os.path.join(HERE, "convergence.py"), "--size", str(size),
+            "--pair", pair, "--style-weight", str(beta), "--methods", args.methods,
+            "--seconds-ratio", str(args.seconds_ratio), "--out", folder]
+    if args.quick:
+        argv += ["--quick"]
+    if args.weights:
+        argv += ["--weights", args.weights]
+    if args.emulate_rounding:
+        argv += ["--emulate-rounding", args.emulate_rounding]
+    done = subprocess.run(argv, capture_output=True, text=True)
+    if done.returncode:
+        print(f"{pair} {size} {beta:g}: failed: {done.stderr[-500:]}", flush=True)
+        return False
+    return True
+
+
+def reports_in(out: str) -> dict:
+    """Every convergence.json in OUT/<size>-<beta>/<pair>/: {(size, beta): {pair: report}}."""
+    reports: dict = {}
+    for path in sorted(glob.glob(os.path.join(out, "*-*", "*", "convergence.json"))):
+        folder, pair = os.path.split(os.path.dirname(path))
+        size, beta = os.path.basename(folder).split("-", 1)
+        with open(path) as fh:
+            reports.setdefault((int(size), float(beta)), {})[pair] = json.load(fh)
+    return reports
 
 
 def summarize(reports: dict) -> list[dict]:
@@ -198,28 +210,27 @@ def main(argv=None) -> int:
     p.add_argument("--out", required=True)
     p.add_argument("--quick", action="store_true")
     p.add_argument("--summary-only", action="store_true",
-                   help="summarize the runs already in --out; run nothing")
+                   help="summarize the runs already in --out (all of them); run nothing")
     args = p.parse_args(argv)
     if args.quick:
         args.pairs, args.sizes, args.methods = ("chelsea-hubble,astronaut-stripes", "32",
                                                 "torch-lbfgs,lbfgs,auto-adam-2")
-    reports: dict = {}
-    for size in (int(s) for s in args.sizes.split(",")):
-        for beta in (float(b) for b in args.style_weights.split(",")):
-            for pair in args.pairs.split(","):
-                report = run_one(args.out, pair, size, beta, args)
-                if report is not None:
-                    reports.setdefault((size, beta), {})[pair] = report
-                    print(f"{pair} {size} px beta {beta:g}: done", flush=True)
+    if not args.summary_only:
+        for size in (int(s) for s in args.sizes.split(",")):
+            for beta in (float(b) for b in args.style_weights.split(",")):
+                for pair in args.pairs.split(","):
+                    if run_one(args.out, pair, size, beta, args):
+                        print(f"{pair} {size} px beta {beta:g}: done", flush=True)
+    reports = reports_in(args.out)
     rows = summarize(reports)
     note = ("Synthetic VGG19 weights (random_weights(0)): how fast each method lowers this "
             "objective, not how an image looks." if not args.weights else
             f"Weights {args.weights}.")
     if args.emulate_rounding:
         note += f" jaxstyle's arithmetic rounded as {args.emulate_rounding}."
+    pairs = sorted({pair for by_pair in reports.values() for pair in by_pair})
     with open(os.path.join(args.out, "summary.json"), "w") as fh:
-        json.dump({"rows": _finite_or_none(rows), "note": note,
-                   "pairs": args.pairs.split(",")}, fh, indent=1)
+        json.dump({"rows": _finite_or_none(rows), "note": note, "pairs": pairs}, fh, indent=1)
     table = markdown(rows, note)
     with open(os.path.join(args.out, "summary.md"), "w") as fh:
         fh.write(table + "\n")

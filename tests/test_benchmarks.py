@@ -254,6 +254,23 @@ def test_convergence_pairs_counts_a_pair_that_never_reached_the_target(tmp_path)
     assert (tmp_path / "s.png").read_bytes()[:4] == b"\x89PNG"
 
 
+def test_convergence_pairs_summary_covers_every_run_in_out(tmp_path):
+    """The summary is of every run in OUT, whatever --sizes and --style-weights say: a
+    summary-only call with the defaults (256/512/1024 px, beta 1e7) keeps a 512 px beta 1e3
+    run made by another command."""
+    pairs = load_script("benchmarks/convergence_pairs.py")
+    report = {"methods": ["torch-lbfgs"], "summary": [
+        {"method": "torch-lbfgs", "ratio_to_torch": 1.0, "final_score": 10.0,
+         "score_at_torch_time": 10.0}]}
+    for folder in ("512-1000/chelsea-hubble", "256-1e+07/coffee-brick"):
+        (tmp_path / folder).mkdir(parents=True)
+        (tmp_path / folder / "convergence.json").write_text(json.dumps(report))
+    assert pairs.main(["--out", str(tmp_path), "--summary-only"]) == 0
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert [(r["size"], r["style_weight"]) for r in summary["rows"]] == [(256, 1e7), (512, 1e3)]
+    assert summary["pairs"] == ["chelsea-hubble", "coffee-brick"]
+
+
 # ----------------------------------------------------- arbitrary_bench.py, sanet_start.py
 
 
