@@ -16,6 +16,8 @@ Methods (all from the content image, StyleConfig's defaults: alpha 1, no TV; bet
     auto-lbfgs   zoom L-BFGS (fixed) on the same ladder, restarted at each stage; StyleConfig's
                  default since 2026-11-30 (which runs `iterations` steps at every size);
                  auto-lbfgs-S / auto-adam-S: S steps a stage (2 S at the first)
+    ...-fromN    a ladder that starts at N px instead of --auto-start (128), e.g.
+                 auto-lbfgs-25-from256
     ...-plain    an L-BFGS method without the decrease test's rounding tolerance
                  (`Optimizer(rounding_tolerance=0)`: as before the GPU-rounding fix; the
                  before of --emulate-rounding's before/after), e.g. auto-lbfgs-25-plain
@@ -58,7 +60,9 @@ target within that 10% resolution).
 Writes OUT/convergence.json (every record and score), OUT/convergence.png (log loss against
 seconds and against evaluations, one line per method) and OUT/convergence.md (the table). The
 weights, inputs and kept images (hundreds of MB at 512 px) go to a scratch folder removed at
-the end, or to OUT/work with --keep-work.
+the end, or to OUT/work with --keep-work. --add adds methods to a report already in OUT (of
+the same pair, size and beta): PyTorch is not rerun, the new methods get the report's time
+budget and are scored against its target, and the report lists what was added when.
 """
 
 from __future__ import annotations
@@ -68,11 +72,13 @@ import contextlib
 import json
 import os
 import platform
+import re
 import shutil
 import subprocess
 import sys
 import tempfile
 import time
+from typing import NamedTuple
 
 import numpy as np
 
@@ -130,30 +136,56 @@ def pair_images(pair: str, size: int) -> tuple[np.ndarray, np.ndarray]:
 
 def _config(method: str, size: int, shallow: bool, stage_iterations: int, auto_start: int,
             max_steps: int, style_weight: float, emulate_rounding: str | None = None):
-    """The StyleConfig of a method; "auto-lbfgs-25" is the ladder with 25 steps a stage (2 x
-    25 at the first), "auto-lbfgs" with --stage-iterations; a "-plain" suffix changes the
-    optimizer only (`_optim_variant`)."""
+    """The StyleConfig of a method (`parse_method`): "auto-lbfgs-25" is the ladder with 25
+    steps a stage (2 x 25 at the first), "auto-lbfgs" with --stage-iterations, both from
+    --auto-start; "auto-lbfgs-25-from256" starts the ladder at 256 px; a "-plain" suffix
+    changes the optimizer only (`_optim_variant`)."""
     import jaxstyle
     from jaxstyle.config import auto_scales
 
-    method, _ = _split_plain(method)
+    parts = parse_method(method)
     layers = dict(SHALLOW if shallow else {}, style_weight=style_weight,
                   emulate_rounding=emulate_rounding)
-    name = "adam" if "adam" in method else "lbfgs"
-    if not method.startswith("auto-"):
+    name = "adam" if "adam" in parts.base else "lbfgs"
+    if not parts.base.startswith("auto-"):
         return jaxstyle.StyleConfig(optimizer=name, iterations=max_steps, scales=None, **layers)
-    tail = method.rsplit("-", 1)[-1]
-    if tail.isdigit():
-        stage_iterations = int(tail)
-    scales = auto_scales(size, auto_start)
+    stage_iterations = parts.stage_iterations or stage_iterations
+    scales = auto_scales(size, parts.start or auto_start)
     iters = tuple([2 * stage_iterations] + [stage_iterations] * (len(scales) - 1))
     return jaxstyle.StyleConfig(optimizer=name, scales=scales, scale_iterations=iters, **layers)
 
 
-def _split_plain(method: str) -> tuple[str, bool]:
-    """("auto-lbfgs-25", True) for "auto-lbfgs-25-plain": the method and whether it runs
-    without the rounding tolerance."""
-    return method.removesuffix("-plain"), method.endswith("-plain")
+class MethodName(NamedTuple):
+    """A method's name taken apart: `base` (a name in METHODS), the ladder's steps a stage
+    and first size when the name gives them, and whether it ends in "-plain"."""
+
+    base: str
+    stage_iterations: int | None
+    start: int | None
+    plain: bool
+
+
+_LADDER = re.compile(r"(auto-(?:lbfgs|adam))-(\d+)(?:-from(\d+))?")
+
+
+def parse_method(method: str) -> MethodName | None:
+    """`method` taken apart, or None when it names no method. The names: one in METHODS;
+    auto-lbfgs-S or auto-adam-S (S steps a stage), optionally -fromN (the ladder starts at N
+    px instead of --auto-start); any jaxstyle L-BFGS one of those with a trailing -plain."""
+    plain = method.endswith("-plain")
+    name = method.removesuffix("-plain")
+    if name in METHODS:
+        parts = MethodName(name, None, None, plain)
+    elif match := _LADDER.fullmatch(name):
+        steps, start = int(match.group(2)), match.group(3)
+        if steps < 1 or (start is not None and int(start) < 1):
+            return None
+        parts = MethodName(match.group(1), steps, None if start is None else int(start), plain)
+    else:
+        return None
+    if plain and ("lbfgs" not in parts.base or parts.base in ("lbfgs-old", "torch-lbfgs")):
+        return None
+    return parts
 
 
 @contextlib.contextmanager
@@ -167,7 +199,7 @@ def _optim_variant(method: str):
 
     if method == "lbfgs-old":
         changes = dict(probe_first_step=False, noise_floor=0.0)
-    elif _split_plain(method)[1]:
+    elif parse_method(method).plain:
         changes = dict(rounding_tolerance=0.0)
     else:
         yield
@@ -541,22 +573,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quick", action="store_true",
                    help="32 px, shallow, 4 PyTorch iterations, 6 steps, ladder 23, 32 px")
     p.add_argument("--in-process", action="store_true", help="no subprocess per method")
+    p.add_argument("--add", action="store_true",
+                   help="add to OUT/convergence.json the methods it lacks: its PyTorch run, "
+                        "target and time budget kept, only the new methods run and scored")
     p.add_argument("--keep-work", action="store_true",
                    help="keep weights, inputs and kept images in OUT/work")
     p.add_argument("--timeout", type=float, default=7200.0, help="seconds per subprocess")
     p.add_argument("--worker", choices=("jax", "torch", "score"), help=argparse.SUPPRESS)
     p.add_argument("payload", nargs="?", help=argparse.SUPPRESS)
     return p
-
-
-def _known(method: str) -> bool:
-    """A name in METHODS, a ladder with its steps a stage (auto-lbfgs-25), or a jaxstyle
-    L-BFGS one of those with "-plain"."""
-    method, plain = _split_plain(method)
-    if plain and ("lbfgs" not in method or method in ("lbfgs-old", "torch-lbfgs")):
-        return False
-    return method in METHODS or (method.startswith(("auto-lbfgs-", "auto-adam-"))
-                                 and method.rsplit("-", 1)[-1].isdigit())
 
 
 def main(argv=None) -> int:
@@ -570,9 +595,10 @@ def main(argv=None) -> int:
         args.max_steps, args.stage_iterations, args.auto_start = 6, 2, 23
         args.seconds = args.seconds or 60.0
     methods = [m for m in args.methods.split(",") if m]
-    unknown = {m for m in methods if not _known(m)}
+    unknown = {m for m in methods if parse_method(m) is None}
     if unknown:
-        raise SystemExit(f"unknown methods {sorted(unknown)}; choose from {METHODS}")
+        raise SystemExit(f"unknown methods {sorted(unknown)}; choose from {METHODS}, "
+                         "auto-lbfgs-S or auto-adam-S (-fromN, -plain: docstring)")
     os.makedirs(args.out, exist_ok=True)
     if args.keep_work:
         work = os.path.join(args.out, "work")
@@ -606,20 +632,30 @@ def _benchmark(args, methods: list[str], work: str, argv) -> int:
     config = jaxstyle.StyleConfig(**({} if style_weight is None else
                                      {"style_weight": style_weight}))
     style_weight = config.style_weight
-    report = {"argv": sys.argv[1:] if argv is None else list(argv), "size": args.size,
-              "pair": args.pair, "emulate_rounding": args.emulate_rounding,
-              "shape": list(content.shape[:2]), "methods": methods,
-              "weights": weights, "weights_note": ("synthetic weights (random_weights(0))"
-                                                    if args.weights is None else
-                                                    f"weights {args.weights}")
-              + f", beta {style_weight:g}",
-              "torch_iterations": args.torch_iterations, "shallow": args.shallow,
-              "loss_weights": {"content": config.content_weight, "style": style_weight,
-                               "tv": config.tv_weight},
-              "machine": {"platform": platform.platform(), "cpus": os.cpu_count(),
-                          "load_avg_start": [round(x, 2) for x in os.getloadavg()]},
-              "runs": []}
-    files, seconds = {}, args.seconds
+    argv = sys.argv[1:] if argv is None else list(argv)
+    load_start = [round(x, 2) for x in os.getloadavg()]
+    report_path = os.path.join(args.out, "convergence.json")
+    adding = args.add and os.path.exists(report_path)
+    if adding:
+        report = _earlier_report(report_path, args, style_weight)
+        methods = [m for m in methods if m not in report["methods"]]
+        seconds = report["jax_seconds"]
+    else:
+        report = {"argv": argv, "size": args.size,
+                  "pair": args.pair, "emulate_rounding": args.emulate_rounding,
+                  "shape": list(content.shape[:2]), "methods": [],
+                  "weights": weights, "weights_note": ("synthetic weights (random_weights(0))"
+                                                       if args.weights is None else
+                                                       f"weights {args.weights}")
+                  + f", beta {style_weight:g}",
+                  "torch_iterations": args.torch_iterations, "shallow": args.shallow,
+                  "loss_weights": {"content": config.content_weight, "style": style_weight,
+                                   "tv": config.tv_weight},
+                  "machine": {"platform": platform.platform(), "cpus": os.cpu_count(),
+                              "load_avg_start": load_start},
+                  "runs": [], "scores": {}}
+        seconds = args.seconds
+    files = {}
     order = (["torch-lbfgs"] if "torch-lbfgs" in methods else []) + [
         m for m in methods if m != "torch-lbfgs"]
     for method in order:
@@ -648,27 +684,58 @@ def _benchmark(args, methods: list[str], work: str, argv) -> int:
         said = run.get("error") or (f"{run['steps']} steps, {run['evaluations']} evaluations, "
                                     f"{run['total_s']:.1f} s")
         print(f"{method}: {said}", file=sys.stderr, flush=True)
+    report["methods"] += methods
     report["jax_seconds"] = seconds
     scored = _run_worker("score", {"inputs": inputs, "weights": weights,
                                    "shallow": args.shallow, "snapshot_files": files,
                                    "style_weight": style_weight}, args)
-    report["scores"] = {m: {int(k): v for k, v in s.items()}
-                        for m, s in scored.items() if m in files}
-    report["start_score"] = scored.get("start", {}).get(0, scored.get("start", {}).get("0"))
+    report["scores"].update({m: {int(k): v for k, v in s.items()}
+                             for m, s in scored.items() if m in files})
+    if report.get("start_score") is None:
+        report["start_score"] = scored.get("start", {}).get(0, scored.get("start", {}).get("0"))
     if "error" in scored:
         report["score_error"] = scored["error"]
+    if adding:  # who ran what, and on how quiet a machine
+        report.setdefault("added", []).append({"argv": argv, "methods": methods,
+                                               "load_avg": [load_start, [
+                                                   round(x, 2) for x in os.getloadavg()]]})
     torch_scores = report["scores"].get("torch-lbfgs", {})
     report["target"] = torch_scores.get(args.torch_iterations)
     report["summary"] = summarize(report)
-    report["machine"]["load_avg_end"] = [round(x, 2) for x in os.getloadavg()]
+    report["machine"].setdefault("load_avg_end", [round(x, 2) for x in os.getloadavg()])
     report["plot"] = plot(report, os.path.join(args.out, "convergence.png"))
     table = markdown(report)
     with open(os.path.join(args.out, "convergence.md"), "w") as fh:
         fh.write(table + "\n")
-    with open(os.path.join(args.out, "convergence.json"), "w") as fh:
+    with open(report_path, "w") as fh:
         json.dump(report, fh, indent=1)
     print(table)
     return 0
+
+
+def _earlier_report(path: str, args, style_weight: float) -> dict:
+    """OUT's report for --add, its scores' steps as ints; refused (SystemExit) when it is of
+    another pair, size, beta, weights, rounding or layers than this command's."""
+    with open(path) as fh:
+        report = json.load(fh)
+    report["scores"] = {m: {int(k): v for k, v in s.items()}
+                        for m, s in report["scores"].items()}
+    ours = {"pair": args.pair, "size": args.size, "style": style_weight,
+            "emulate_rounding": args.emulate_rounding, "shallow": args.shallow,
+            "torch_iterations": args.torch_iterations,
+            "weights": args.weights or "synthetic weights (random_weights(0))"}
+    theirs = {"pair": report["pair"], "size": report["size"],
+              "style": report["loss_weights"]["style"],
+              "emulate_rounding": report.get("emulate_rounding"), "shallow": report["shallow"],
+              "torch_iterations": report["torch_iterations"],
+              "weights": report["weights_note"].split(", beta")[0].removeprefix("weights ")}
+    differ = [k for k in ours if ours[k] != theirs[k]]
+    if differ:
+        raise SystemExit(f"--add: {path} is a run with other "
+                         + ", ".join(f"{k} ({theirs[k]} here, {ours[k]} asked)" for k in differ))
+    if "jax_seconds" not in report:
+        raise SystemExit(f"--add: {path} has no jax_seconds (the time budget) to keep")
+    return report
 
 
 if __name__ == "__main__":

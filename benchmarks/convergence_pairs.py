@@ -11,8 +11,10 @@ and style weight, then the median and range over the pairs of each method's lead
 
 Each (pair, size, beta) is one convergence.py run in OUT/<size>-<beta>/<pair>/ (its JSON,
 table and plot; an existing convergence.json is kept, so an interrupted sweep goes on where
-it stopped). The summary covers every run in OUT, whichever command made it; per (size,
-beta) and method, over the pairs:
+it stopped, and a method it lacks is added to it with convergence.py --add: PyTorch is not
+rerun, e.g. --methods auto-lbfgs-25-from256 over pairs already run). The summary covers
+every run in OUT, whichever command made it; per (size, beta) and method, over the pairs
+that ran it:
 - time to target: seconds until the method's image first scores at or below what PyTorch's
   L-BFGS reaches in its 100 iterations, as a multiple of PyTorch's time (median, range, and
   how many pairs reached it within the time given);
@@ -41,15 +43,20 @@ METHODS = "torch-lbfgs,lbfgs,adam,auto-lbfgs-25,auto-lbfgs-50,auto-adam-50"
 
 
 def run_one(out: str, pair: str, size: int, beta: float, args) -> bool:
-    """Run convergence.py for one (pair, size, beta) into OUT unless its report is there;
-    whether the report is there now."""
+    """Run convergence.py for one (pair, size, beta) into OUT, only the methods its report
+    there lacks (--add: PyTorch's run and the time budget kept); whether the report is there
+    now with every method."""
     folder = os.path.join(out, f"{size}-{beta:g}", pair)
-    if os.path.exists(os.path.join(folder, "convergence.json")):
-        return True
+    report_path = os.path.join(folder, "convergence.json")
+    if os.path.exists(report_path):
+        with open(report_path) as fh:
+            done = json.load(fh)["methods"]
+        if not [m for m in args.methods.split(",") if m and m not in done]:
+            return True
     os.makedirs(folder, exist_ok=True)
     argv = [sys.executable, os.path.join(HERE, "convergence.py"), "--size", str(size),
             "--pair", pair, "--style-weight", str(beta), "--methods", args.methods,
-            "--seconds-ratio", str(args.seconds_ratio), "--out", folder]
+            "--seconds-ratio", str(args.seconds_ratio), "--out", folder, "--add"]
     if args.quick:
         argv += ["--quick"]
     if args.weights:
@@ -81,7 +88,9 @@ def summarize(reports: dict) -> list[dict]:
     that did would hide them)."""
     rows = []
     for (size, beta), by_pair in sorted(reports.items()):
-        methods = next(iter(by_pair.values()))["methods"]
+        # Every method any pair ran, in the order first run (one may be added to some pairs).
+        methods = list(dict.fromkeys(m for report in by_pair.values()
+                                     for m in report["methods"]))
         for method in methods:
             ratios, equal, pairs = [], [], []
             for pair, report in sorted(by_pair.items()):

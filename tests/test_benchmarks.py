@@ -210,6 +210,40 @@ def test_convergence_quick_scores_every_method_at_full_size(tmp_path):
     series = convergence._series(report)
     assert {m: len(points) for m, points in series.items()} == {
         m: 1 + len(scores[m]) for m in runs}
+    # --add: one more method, PyTorch not rerun, its target and time budget kept.
+    assert convergence.main(["--quick", "--in-process", "--out", str(out), "--methods",
+                             "lbfgs,adam", "--style-weight", "1e3", "--add"]) == 0
+    added = json.loads((out / "convergence.json").read_text())
+    assert added["methods"] == report["methods"] + ["adam"]
+    assert [r["method"] for r in added["runs"]] == [r["method"] for r in report["runs"]] + [
+        "adam"]
+    assert added["runs"][:3] == report["runs"] and added["scores"]["lbfgs"] == report[
+        "scores"]["lbfgs"]
+    assert (added["target"], added["jax_seconds"]) == (report["target"], report["jax_seconds"])
+    assert added["added"][0]["methods"] == ["adam"] and added["scores"]["adam"]
+    assert "| adam |" in (out / "convergence.md").read_text()
+    with pytest.raises(SystemExit, match=r"style \(1000.0 here, 10000000.0 asked\)"):
+        convergence.main(["--quick", "--in-process", "--out", str(out), "--methods", "adam",
+                          "--style-weight", "1e7", "--add"])
+
+
+def test_convergence_method_names(tmp_path):
+    """A ladder's steps a stage and first size come from its name (auto-lbfgs-25-from256);
+    names that say something else are refused before anything runs."""
+    convergence = load_script("benchmarks/convergence.py")
+    config = convergence._config("auto-lbfgs-25-from256", 1024, True, 100, 128, 10, 1e7)
+    assert config.scales == (256, 362, 512, 724, 1024)
+    assert config.scale_iterations == (50, 25, 25, 25, 25)
+    default = convergence._config("auto-lbfgs-25", 1024, True, 100, 128, 10, 1e7)
+    assert default.scales == (128, 181, 256, 362, 512, 724, 1024)
+    assert convergence.parse_method("auto-adam-50-from512-plain") is None
+    assert convergence.parse_method("auto-lbfgs-50-from512-plain") == (
+        "auto-lbfgs", 50, 512, True)
+    for bad in ("auto-lbfgs-25-from", "auto-lbfgs-0", "adam-from256", "auto-lbfgs-from256",
+                "lbfgs-25"):
+        assert convergence.parse_method(bad) is None, bad
+        with pytest.raises(SystemExit, match="unknown methods"):
+            convergence.main(["--out", str(tmp_path), "--methods", bad])
 
 
 def test_convergence_plain_methods_drop_only_the_rounding_tolerance(tmp_path):
@@ -252,6 +286,41 @@ def test_convergence_pairs_counts_a_pair_that_never_reached_the_target(tmp_path)
                                                                                  None]
     assert pairs.plot(pairs.summarize(reports), str(tmp_path / "s.png"))
     assert (tmp_path / "s.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_convergence_pairs_adds_only_the_methods_a_report_lacks(tmp_path, monkeypatch):
+    """A pair already run gets only a method it lacks (convergence.py --add, PyTorch not
+    rerun); the summary counts an added method over the pairs that have it."""
+    import argparse
+    import subprocess
+
+    pairs = load_script("benchmarks/convergence_pairs.py")
+    calls = []
+    monkeypatch.setattr(pairs.subprocess, "run", lambda argv, **kw: calls.append(argv) or
+                        subprocess.CompletedProcess(argv, 0, "", ""))
+    folder = tmp_path / "1024-1e+07" / "coffee-brick"
+    folder.mkdir(parents=True)
+    (folder / "convergence.json").write_text(json.dumps(
+        {"methods": ["torch-lbfgs", "auto-lbfgs-25"]}))
+    args = argparse.Namespace(methods="torch-lbfgs,auto-lbfgs-25", seconds_ratio=1.0,
+                              quick=False, weights=None, emulate_rounding=None)
+    assert pairs.run_one(str(tmp_path), "coffee-brick", 1024, 1e7, args) and calls == []
+    args.methods = "auto-lbfgs-25-from256"
+    assert pairs.run_one(str(tmp_path), "coffee-brick", 1024, 1e7, args)
+    (argv,) = calls
+    assert "--add" in argv and argv[argv.index("--methods") + 1] == "auto-lbfgs-25-from256"
+
+    def report(methods):
+        return {"methods": methods, "summary": [
+            {"method": m, "ratio_to_torch": 1.0, "final_score": 10.0,
+             "score_at_torch_time": 10.0} for m in methods]}
+
+    rows = pairs.summarize({(1024, 1e7): {
+        "a": report(["torch-lbfgs", "auto-lbfgs-25"]),
+        "b": report(["torch-lbfgs", "auto-lbfgs-25", "auto-lbfgs-25-from256"])}})
+    assert [(r["method"], r["pairs"]) for r in rows] == [
+        ("torch-lbfgs", ["a", "b"]), ("auto-lbfgs-25", ["a", "b"]),
+        ("auto-lbfgs-25-from256", ["b"])]
 
 
 def test_convergence_pairs_summary_covers_every_run_in_out(tmp_path):
