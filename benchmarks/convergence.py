@@ -639,6 +639,9 @@ def _benchmark(args, methods: list[str], work: str, argv) -> int:
     if adding:
         report = _earlier_report(report_path, args, style_weight)
         methods = [m for m in methods if m not in report["methods"]]
+        if not methods:  # nothing to run: the report (and its history) stays as it is
+            print(f"--add: {report_path} has every method asked for", file=sys.stderr)
+            return 0
         seconds = report["jax_seconds"]
     else:
         report = {"argv": argv, "size": args.size,

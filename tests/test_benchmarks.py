@@ -222,6 +222,10 @@ def test_convergence_quick_scores_every_method_at_full_size(tmp_path):
     assert (added["target"], added["jax_seconds"]) == (report["target"], report["jax_seconds"])
     assert added["added"][0]["methods"] == ["adam"] and added["scores"]["adam"]
     assert "| adam |" in (out / "convergence.md").read_text()
+    # Nothing left to add: the report is not rewritten (no empty entry in its history).
+    assert convergence.main(["--quick", "--in-process", "--out", str(out), "--methods",
+                             "adam", "--style-weight", "1e3", "--add"]) == 0
+    assert json.loads((out / "convergence.json").read_text()) == added
     with pytest.raises(SystemExit, match=r"style \(1000.0 here, 10000000.0 asked\)"):
         convergence.main(["--quick", "--in-process", "--out", str(out), "--methods", "adam",
                           "--style-weight", "1e7", "--add"])
